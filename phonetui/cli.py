@@ -1,0 +1,181 @@
+"""Command line: `phonetui` opens the TUI; subcommands drive the same core headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, presets
+from .config import TRAIN_RULES, RunConfig, check_value
+from .errors import PhonetuiError
+
+OVERRIDES = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
+    """Options shared by the TUI and `train` (a subcommand's copy must not mask the top level's)."""
+    default = argparse.SUPPRESS if sub else None
+    p.add_argument("--data", type=Path, default=default, help="folder with train_11.npy, train_label_11.npy, test_11.npy")
+    p.add_argument("--runs", type=Path, default=argparse.SUPPRESS if sub else Path("runs"), help="runs folder (./runs)")
+    p.add_argument("--presets", type=Path, action="append", default=default, help="extra presets folder (repeatable)")
+    p.add_argument("--preset", default=argparse.SUPPRESS if sub else "baseline", help="preset name (baseline)")
+    for key in OVERRIDES:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=default, metavar="V",
+                       help=f"override training.{key}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="phonetui", description="Frame-level phoneme classification experiment runner. "
+                                "With no subcommand, opens the terminal app.")
+    p.add_argument("--version", action="version", version=f"phonetui {__version__}")
+    _add_run_options(p, sub=False)
+    sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train a preset headless, printing the course's log lines")
+    _add_run_options(t, sub=True)
+    t.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
+    pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV")
+    pr.add_argument("run_dir", type=Path)
+    pr.add_argument("--data", type=Path, default=argparse.SUPPRESS)
+    pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv)")
+    pr.add_argument("--device", default="auto")
+    ps = sub.add_parser("presets", help="list presets")
+    ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
+    rs = sub.add_parser("runs", help="list runs")
+    rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
+    d = sub.add_parser("demo-data", help="write a simulated TIMIT-format data set")
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--train-rows", type=int, default=400_000)
+    d.add_argument("--test-rows", type=int, default=100_000)
+    d.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The chosen preset with command-line overrides applied (each checked, naming its flag)."""
+    cfg = presets.get(presets.load_all(args.presets), args.preset)
+    changes = {}
+    for key in OVERRIDES:
+        text = getattr(args, key, None)
+        if text is not None:
+            value, reason = check_value(TRAIN_RULES, key, text)
+            if reason:
+                raise PhonetuiError(f"--{key.replace('_', '-')} {text}: {reason}")
+            changes[key] = value
+    return cfg.with_training(**changes)
+
+
+def load_data(path: Path | None):
+    from . import data
+
+    return data.load(path if path is not None else data.default_dir(say=console.print))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import trainer
+    from .predict import predict
+
+    cfg = resolve_config(args)
+    dataset = load_data(args.data)
+    console.print(f"{dataset.describe(cfg.training.val_ratio)}")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
+                   TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task("", total=1, fps=0.0)
+
+    def listen(e: trainer.Event) -> None:
+        if isinstance(e, trainer.RunStarted):
+            console.print(f"run {e.run.path} · preset {cfg.preset} · device {e.device} · "
+                          f"{e.n_train:,} train / {e.n_val:,} val rows")
+        elif isinstance(e, trainer.Progress):
+            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.frames, total=e.total, fps=e.frames_per_s)
+        elif isinstance(e, trainer.EpochEnd):
+            bar.update(task, completed=0)
+            console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s)")
+        elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
+            console.print(f"saving model with acc {e.val_acc:.3f}")
+        elif isinstance(e, trainer.Cancelled):
+            console.print(f"stopped: the best model so far is kept in {e.run.path}")
+
+    with bar:
+        run = trainer.train(cfg, dataset, args.runs, listen)
+    best = run.status.get("best_val_acc")
+    console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {run.status['best_epoch']})" if best else ""))
+    if args.predict and (run.path / "best.pt").exists():
+        _report(predict(run, dataset, device=cfg.training.device))
+    return 130 if run.status["status"] == "stopped" else 0
+
+
+def _report(p) -> None:
+    acc = f", test acc {p.test_acc:.4f}" if p.test_acc is not None else ""
+    console.print(f"wrote {p.path} ({p.rows:,} rows{acc})")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import runs
+    from .predict import predict
+
+    run = runs.open_run(args.run_dir)
+    data_dir = getattr(args, "data", None) or Path(run.record.get("data", ""))
+    _report(predict(run, load_data(data_dir), args.out, args.device))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    table = Table("name", "description", "params", box=None)
+    for name, p in sorted(presets.load_all(getattr(args, "presets", None)).items()):
+        table.add_row(name, p.description, f"{p.model.param_count():,}")
+    console.print(table)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import runs
+
+    table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
+    for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
+        t, best = r.config.training, r.status.get("best_val_acc")
+        table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.get('epochs_done', 0)}/{t.epochs}",
+                      "-" if best is None else f"{best:.4f}", r.state)
+    console.print(table)
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    out = data.make_demo(args.out, args.train_rows, args.test_rows, args.seed)
+    console.print(f"wrote demo data to {out} ({args.train_rows:,} train + {args.test_rows:,} test rows, seed {args.seed})")
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from .tui.app import PhonetuiApp
+
+    PhonetuiApp(args).run()
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs,
+            "demo-data": cmd_demo_data, None: cmd_tui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PhonetuiError as e:
+        print(f"phonetui: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phonetui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""TIMIT 11-frame data: find it, check it, memory-map it, split it.
+
+A data folder holds `train_11.npy` (N, 429) float32, `train_label_11.npy` (N,) labels as strings
+('36') or integers, `test_11.npy` (M, 429) float32 and, for demo sets, `test_label_11.npy`.
+Features stay memory-mapped (copy-on-write, never float64); every problem is one PhonetuiError
+line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import FRAME_DIM, N_CLASSES
+from .errors import PhonetuiError
+
+TRAIN_X, TRAIN_Y, TEST_X, TEST_Y = "train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy"
+DEMO_MARKER = "phonetui-demo.json"
+DEMO_TRAIN_ROWS, DEMO_TEST_ROWS = 400_000, 100_000
+_SCAN_ROWS = 65_536
+
+
+@dataclass
+class TimitData:
+    """A checked data folder; features are memory-mapped views of the files."""
+
+    path: Path
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray | None
+    utterance_starts: np.ndarray
+    demo: bool
+
+    @property
+    def width(self) -> int:
+        return self.train_x.shape[1]
+
+    def n_train(self, val_ratio: float) -> int:
+        """Rows used for training; the rest, from the tail, validate (as the course code splits)."""
+        return int(len(self.train_x) * (1 - val_ratio))
+
+    def describe(self, val_ratio: float | None = None) -> str:
+        """One line: which data, how many rows, and whether it is the demo set."""
+        n = len(self.train_x)
+        split = ""
+        if val_ratio is not None:
+            k = self.n_train(val_ratio)
+            split = f" ({k:,} train / {n - k:,} val)"
+        kind = "DEMO data" if self.demo else "data"
+        return (f"{kind} {self.path}: {n:,} rows{split}, {len(self.test_x):,} test rows, "
+                f"{len(self.utterance_starts):,} utterances, {N_CLASSES} classes")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise PhonetuiError(f"{path}: missing file")
+    try:
+        return np.load(path, mmap_mode="c", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise PhonetuiError(f"{path}: not a .npy array file ({str(e).splitlines()[0]})") from None
+
+
+def load_features(path: Path, width: int | None = None) -> np.ndarray:
+    """A (rows, width) float32 memory map; checks dtype, shape and (chunk by chunk) NaN/Inf."""
+    x = _load_npy(path)
+    if x.dtype != np.float32:
+        raise PhonetuiError(f"{path}: features must be float32, got {x.dtype}")
+    if x.ndim != 2:
+        raise PhonetuiError(f"{path}: features must be 2-D (rows, {11 * FRAME_DIM}), got shape {x.shape}")
+    if x.shape[1] == 0 or x.shape[1] % FRAME_DIM:
+        raise PhonetuiError(f"{path}: width {x.shape[1]} is not a multiple of {FRAME_DIM}")
+    if width is not None and x.shape[1] != width:
+        raise PhonetuiError(f"{path}: width {x.shape[1]} differs from the training features' {width}")
+    if len(x) == 0:
+        raise PhonetuiError(f"{path}: no rows")
+    for lo in range(0, len(x), _SCAN_ROWS):
+        ok = np.isfinite(x[lo:lo + _SCAN_ROWS]).all(axis=1)
+        if not ok.all():
+            raise PhonetuiError(f"{path}: NaN or Inf in features at row {lo + int(np.argmin(ok))}")
+    return x
+
+
+def load_labels(path: Path, rows: int) -> np.ndarray:
+    """Labels as int64 in 0..38, from strings ('36') or integers; one row per feature row."""
+    y = np.asarray(_load_npy(path))
+    if y.ndim != 1:
+        raise PhonetuiError(f"{path}: labels must be 1-D, got shape {y.shape}")
+    if len(y) != rows:
+        raise PhonetuiError(f"{path}: {len(y):,} labels for {rows:,} feature rows")
+    if y.dtype.kind in "US":
+        text = y.astype(str)
+        bad = ~np.char.isdigit(np.char.lstrip(text, "-")) if len(y) else np.zeros(0, bool)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise PhonetuiError(f"{path}: label {text[i]!r} at row {i} is not an integer")
+        y = text.astype(np.int64)
+    elif y.dtype.kind == "f":
+        bad = ~(np.isfinite(y) & (y == np.round(y)))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise PhonetuiError(f"{path}: label {y[i]} at row {i} is not an integer")
+        y = y.astype(np.int64)
+    elif y.dtype.kind in "iu":
+        y = y.astype(np.int64)
+    else:
+        raise PhonetuiError(f"{path}: labels must be integers or integer strings, got {y.dtype}")
+    out = (y < 0) | (y >= N_CLASSES)
+    if out.any():
+        i = int(np.argmax(out))
+        raise PhonetuiError(f"{path}: label {y[i]} at row {i} is outside 0..{N_CLASSES - 1}")
+    return y
+
+
+def utterance_starts(x: np.ndarray) -> np.ndarray:
+    """Row indices where an utterance begins: where row i+1 is not row i shifted by one frame."""
+    f = FRAME_DIM
+    if x.shape[1] == f:
+        return np.zeros(1, np.int64)
+    breaks = [np.zeros(1, np.int64)]
+    for lo in range(0, len(x) - 1, _SCAN_ROWS):
+        a = x[lo:lo + _SCAN_ROWS + 1]
+        same = (a[:-1, f:] == a[1:, :-f]).all(axis=1)
+        breaks.append(np.flatnonzero(~same) + lo + 1)
+    return np.concatenate(breaks)
+
+
+def load(path: Path) -> TimitData:
+    """Open and check a data folder (all problems raise PhonetuiError naming the file)."""
+    if not path.is_dir():
+        raise PhonetuiError(f"{path}: data folder not found")
+    train_x = load_features(path / TRAIN_X)
+    train_y = load_labels(path / TRAIN_Y, len(train_x))
+    test_x = load_features(path / TEST_X, train_x.shape[1])
+    test_y = load_labels(path / TEST_Y, len(test_x)) if (path / TEST_Y).exists() else None
+    return TimitData(path, train_x, train_y, test_x, test_y, utterance_starts(train_x),
+                     (path / DEMO_MARKER).exists())
+
+
+def make_demo(out: Path, train_rows: int, test_rows: int, seed: int) -> Path:
+    """Generate a demo set (see phonetui.demo) and mark it as demo data."""
+    from . import demo
+
+    if train_rows < 100 or test_rows < 1:
+        raise PhonetuiError(f"demo-data: need at least 100 train rows and 1 test row, got {train_rows} / {test_rows}")
+    demo.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed)
+    marker = {"generator": "phonetui.demo", "train_rows": train_rows, "test_rows": test_rows, "seed": seed}
+    (out / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
+    return out
+
+
+def cache_dir() -> Path:
+    """Where the default demo set lives: $XDG_CACHE_HOME/phonetui (or ~/.cache/phonetui)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "phonetui"
+
+
+def default_dir(say=print) -> Path:
+    """./timit_11 when it holds the course files, else the demo set in the cache (made on first use)."""
+    local = Path("timit_11")
+    if all((local / f).is_file() for f in (TRAIN_X, TRAIN_Y, TEST_X)):
+        return local
+    demo_dir = cache_dir() / "demo"
+    if not (demo_dir / DEMO_MARKER).is_file():
+        say(f"no ./timit_11 here: generating the demo set into {demo_dir} "
+            f"({DEMO_TRAIN_ROWS:,} + {DEMO_TEST_ROWS:,} rows, once)")
+        make_demo(demo_dir, DEMO_TRAIN_ROWS, DEMO_TEST_ROWS, seed=0)
+    return demo_dir

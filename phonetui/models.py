@@ -1,0 +1,49 @@
+"""Models: an MLP over the frame window, built from a ModelConfig.
+
+The rest of phonetui sees only `build(cfg, input_dim)` and `(batch, input_dim) -> (batch, 39)`
+logits, so a model over whole utterances can later take its place behind the batch sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import N_CLASSES, ModelConfig
+
+_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
+    """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden layer, then Linear to 39 logits."""
+    layers: list[nn.Module] = []
+    width = input_dim
+    for h in cfg.hidden:
+        layers.append(nn.Linear(width, h))
+        if cfg.batchnorm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(_ACTIVATIONS[cfg.activation]())
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
+        width = h
+    layers.append(nn.Linear(width, N_CLASSES))
+    return nn.Sequential(*layers)
+
+
+def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:
+    """Matmul FLOPs of one training step per frame (forward + backward = 3 x 2 x weights)."""
+    sizes = [input_dim, *cfg.hidden, N_CLASSES]
+    return 6 * sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+@torch.inference_mode()
+def infer(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int,
+          take: Callable[[int, torch.Tensor], None]) -> None:
+    """Run the model in eval mode over x in batches, handing take(first_row, float32 logits) each."""
+    model.eval()
+    for lo in range(0, len(x), batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x[lo:lo + batch_size].to(device, non_blocking=True))
+        take(lo, logits.float())

@@ -1,0 +1,79 @@
+"""Presets: TOML files naming an architecture and its training values.
+
+Schema (every key but `name` optional; defaults are the course sample code's)::
+
+    name = "baseline"                  # what --preset and the TUI call it
+    description = "one line"
+    [model]
+    hidden = [1024, 512, 128]          # hidden layer sizes
+    activation = "sigmoid"             # sigmoid | relu | leaky_relu | gelu | tanh
+    batchnorm = false                  # BatchNorm1d after each hidden Linear
+    dropout = 0.0                      # after each hidden activation, in [0, 1)
+    [training]
+    lr = 1e-4                          # > 0
+    batch_size = 64                    # >= 1
+    epochs = 20                        # >= 1
+    val_ratio = 0.2                    # [0, 1); taken from the tail, 0 = no validation
+    seed = 0
+    device = "auto"                    # auto | cpu | cuda | cuda:N | mps
+    optimizer = "adam"                 # adam | adamw
+    weight_decay = 0.0
+    label_smoothing = 0.0              # [0, 1)
+    schedule = "constant"              # constant | cosine (to 0 over the run)
+
+Built-in presets ship with the package; `./presets` and `--presets DIR` add to them (a later
+folder's preset replaces an earlier one of the same name).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from .config import RunConfig, from_dict
+from .errors import PhonetuiError
+
+
+def builtin_dir() -> Path:
+    """The packaged presets (a wheel carries them in phonetui/builtin_presets; a checkout in presets/)."""
+    packaged = Path(str(resources.files("phonetui"))) / "builtin_presets"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "presets"
+
+
+def load_file(path: Path) -> RunConfig:
+    """One preset file, checked; any problem raises PhonetuiError naming the file (and key)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise PhonetuiError(f"{path}: cannot read preset ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise PhonetuiError(f"{path}: not valid TOML ({e})") from None
+    if "name" not in data:
+        raise PhonetuiError(f"{path}: missing key 'name'")
+    return from_dict(data, str(path))
+
+
+def load_all(extra_dirs: list[Path] | None = None) -> dict[str, RunConfig]:
+    """Every preset by name: built-in, then ./presets, then each extra folder (later ones win)."""
+    dirs = [builtin_dir(), Path("presets"), *(extra_dirs or [])]
+    presets: dict[str, RunConfig] = {}
+    seen: set[Path] = set()
+    for d in dirs:
+        if d in (extra_dirs or []) and not d.is_dir():
+            raise PhonetuiError(f"{d}: presets folder not found")
+        if not d.is_dir() or d.resolve() in seen:
+            continue
+        seen.add(d.resolve())
+        for path in sorted(d.glob("*.toml")):
+            preset = load_file(path)
+            presets[preset.preset] = preset
+    return presets
+
+
+def get(presets: dict[str, RunConfig], name: str) -> RunConfig:
+    """The preset called `name`, or a PhonetuiError listing the known ones."""
+    if name not in presets:
+        raise PhonetuiError(f"unknown preset '{name}' (known: {', '.join(sorted(presets))})")
+    return presets[name]

@@ -97,7 +97,7 @@ def load_labels(path: Path, rows: int) -> np.ndarray:
         bad = ~np.char.isdigit(np.char.lstrip(text, "-")) if len(y) else np.zeros(0, bool)
         if bad.any():
             i = int(np.argmax(bad))
-            raise PhonetuiError(f"{path}: label {text[i]!r} at row {i} is not an integer")
+            raise PhonetuiError(f"{path}: label {str(text[i])!r} at row {i} is not an integer")
         y = text.astype(np.int64)
     elif y.dtype.kind == "f":
         bad = ~(np.isfinite(y) & (y == np.round(y)))

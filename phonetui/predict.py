@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pickle
+
 import numpy as np
 import torch
 
@@ -34,7 +36,7 @@ def load_model(run: Run, device: torch.device) -> tuple[torch.nn.Module, int]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = models.build(parse_model(state["model"], f"{path}: model"), state["input_dim"])
         model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, TypeError, EOFError, ValueError) as e:
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise PhonetuiError(f"{path}: damaged checkpoint ({str(e).splitlines()[0]})") from None
     return model.to(device), state["input_dim"]
 

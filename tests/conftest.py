@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny demo data set and a tiny preset that trains in a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phonetui import data
+from phonetui.config import ModelConfig, RunConfig, TrainConfig
+
+TINY_PRESET = """
+name = "tiny"
+description = "a small MLP for tests"
+[model]
+hidden = [128, 64]
+activation = "relu"
+batchnorm = true
+[training]
+lr = 3e-3
+batch_size = 128
+epochs = 3
+val_ratio = 0.2
+"""
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return data.make_demo(tmp_path_factory.mktemp("demo"), train_rows=8000, test_rows=1000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo(demo_dir: Path) -> data.TimitData:
+    return data.load(demo_dir)
+
+
+@pytest.fixture
+def tiny() -> RunConfig:
+    return RunConfig("tiny", "test", ModelConfig(hidden=(128, 64), activation="relu", batchnorm=True),
+                     TrainConfig(lr=3e-3, batch_size=128, epochs=3, val_ratio=0.2, device="cpu"))
+
+
+@pytest.fixture
+def presets_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "presets"
+    d.mkdir()
+    (d / "tiny.toml").write_text(TINY_PRESET)
+    return d
+
+
+def write_set(folder: Path, x=None, y=None, test=None, rows: int = 50, width: int = 429) -> Path:
+    """A data folder with valid defaults, any of whose arrays can be replaced by a bad one."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / data.TRAIN_X, rng.standard_normal((rows, width), dtype=np.float32) if x is None else x)
+    np.save(folder / data.TRAIN_Y, rng.integers(0, 39, rows).astype(str) if y is None else y)
+    np.save(folder / data.TEST_X, rng.standard_normal((10, width), dtype=np.float32) if test is None else test)
+    return folder

@@ -1,0 +1,142 @@
+"""Data loading: every bad input is one PhonetuiError naming the file; good data stays memory-mapped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phonetui import data
+from phonetui.errors import PhonetuiError
+from tests.conftest import write_set
+
+
+def fails(folder: Path, *words: str) -> str:
+    with pytest.raises(PhonetuiError) as e:
+        data.load(folder)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("name", [data.TRAIN_X, data.TRAIN_Y, data.TEST_X])
+def test_missing_file(tmp_path, name):
+    (write_set(tmp_path) / name).unlink()
+    fails(tmp_path, name, "missing file")
+
+
+def test_missing_folder(tmp_path):
+    fails(tmp_path / "nope", "nope", "not found")
+
+
+@pytest.mark.parametrize("name", [data.TRAIN_X, data.TRAIN_Y])
+def test_not_npy(tmp_path, name):
+    write_set(tmp_path)
+    (tmp_path / name).write_text("Id,Class\n0,1\n")
+    fails(tmp_path, name, "not a .npy")
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    write_set(tmp_path, y=np.array([object()] * 50))
+    fails(tmp_path, data.TRAIN_Y, "not a .npy")
+
+
+def test_wrong_ndim(tmp_path):
+    write_set(tmp_path, x=np.zeros(429, np.float32))
+    fails(tmp_path, data.TRAIN_X, "2-D")
+
+
+def test_width_not_multiple_of_39(tmp_path):
+    write_set(tmp_path, x=np.zeros((50, 430), np.float32))
+    fails(tmp_path, data.TRAIN_X, "430", "multiple of 39")
+
+
+def test_test_width_differs(tmp_path):
+    write_set(tmp_path, test=np.zeros((10, 390), np.float32))
+    fails(tmp_path, data.TEST_X, "390", "429")
+
+
+def test_float64_refused(tmp_path):
+    write_set(tmp_path, x=np.zeros((50, 429)))
+    fails(tmp_path, data.TRAIN_X, "float32", "float64")
+
+
+def test_row_counts_differ(tmp_path):
+    write_set(tmp_path, y=np.zeros(49, np.int64).astype(str))
+    fails(tmp_path, data.TRAIN_Y, "49", "50")
+
+
+@pytest.mark.parametrize("bad, shown", [(39, "39"), (-1, "-1")])
+def test_labels_out_of_range(tmp_path, bad, shown):
+    y = np.zeros(50, np.int64)
+    y[7] = bad
+    write_set(tmp_path, y=y)
+    fails(tmp_path, data.TRAIN_Y, shown, "row 7", "outside 0..38")
+    write_set(tmp_path, y=y.astype(str))
+    fails(tmp_path, data.TRAIN_Y, shown, "row 7", "outside 0..38")
+
+
+@pytest.mark.parametrize("y", [np.array(["3"] * 49 + ["sil"]), np.array([1.0] * 49 + [1.5]), np.ones(50, bool)])
+def test_labels_not_integers(tmp_path, y):
+    write_set(tmp_path, y=y)
+    fails(tmp_path, data.TRAIN_Y, "integer")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf(tmp_path, bad):
+    x = np.zeros((50, 429), np.float32)
+    x[31, 200] = bad
+    write_set(tmp_path, x=x)
+    fails(tmp_path, data.TRAIN_X, "NaN or Inf", "row 31")
+
+
+def test_labels_as_strings_or_ints_agree(tmp_path):
+    y = np.arange(50) % 39
+    write_set(tmp_path / "s", y=y.astype(str))
+    write_set(tmp_path / "i", y=y.astype(np.int32))
+    assert (data.load(tmp_path / "s").train_y == y).all()
+    assert (data.load(tmp_path / "i").train_y == y).all()
+
+
+def test_features_are_memory_mapped_float32(demo):
+    for x in (demo.train_x, demo.test_x):
+        assert isinstance(x, np.memmap) and x.dtype == np.float32
+    assert demo.train_y.dtype == np.int64
+
+
+def test_tail_split_like_the_course_code(demo):
+    n = len(demo.train_x)
+    assert demo.n_train(0.2) == int(n * 0.8)
+    assert demo.n_train(0.0) == n
+    assert "DEMO" in demo.describe(0.2) and f"{int(n * 0.8):,} train" in demo.describe(0.2)
+
+
+def test_utterance_starts_find_every_break():
+    frames = np.random.default_rng(0).standard_normal((30, 39)).astype(np.float32)
+    rows = []
+    for a, b in [(0, 12), (12, 30)]:  # two utterances of 12 and 18 frames
+        idx = np.clip(np.arange(a, b)[:, None] + np.arange(-5, 6), a, b - 1)
+        rows.append(frames[idx].reshape(b - a, 429))
+    assert data.utterance_starts(np.concatenate(rows)).tolist() == [0, 12]
+
+
+def test_default_dir_prefers_local_timit(tmp_path, monkeypatch):
+    write_set(tmp_path / "timit_11")
+    monkeypatch.chdir(tmp_path)
+    assert data.default_dir() == Path("timit_11")
+
+
+def test_default_dir_generates_demo_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DEMO_TRAIN_ROWS", 2000)
+    monkeypatch.setattr(data, "DEMO_TEST_ROWS", 300)
+    said = []
+    first = data.default_dir(say=said.append)
+    assert first == tmp_path / "cache" / "phonetui" / "demo" and len(said) == 1
+    assert data.default_dir(say=said.append) == first and len(said) == 1
+    d = data.load(first)
+    assert d.demo and len(d.train_x) == 2000 and len(d.test_x) == 300

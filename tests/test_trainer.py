@@ -1,0 +1,131 @@
+"""The trainer: learns, emits events, saves the best model, stops when asked, fails readably."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from phonetui import models, runs, trainer
+from phonetui.config import parse_model
+from phonetui.errors import PhonetuiError
+
+
+def run_collect(cfg, demo, tmp_path, cancel=None, on=None):
+    events = []
+
+    def listen(e):
+        events.append(e)
+        if on:
+            on(e)
+
+    run = trainer.train(cfg, demo, tmp_path / "runs", listen, cancel)
+    return run, events
+
+
+def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
+    run, events = run_collect(tiny, demo, tmp_path)
+    kinds = [type(e).__name__ for e in events if not isinstance(e, trainer.Progress)]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "Finished" and kinds.count("EpochEnd") == 3
+    majority = np.bincount(demo.train_y[demo.n_train(0.2):]).max() / (len(demo.train_y) - demo.n_train(0.2))
+    best = run.status["best_val_acc"]
+    assert best > majority + 0.25, (best, majority)
+    assert run.status["status"] == "finished" and run.status["epochs_done"] == 3
+    with open(run.path / runs.METRICS) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert max(float(r["val_acc"]) for r in rows) == pytest.approx(best, abs=1e-6)
+    again = runs.open_run(run.path)
+    assert again.config == tiny and again.record["device"] == "cpu" and again.record["torch"] == torch.__version__
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_progress_events_within_an_epoch(tiny, demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    _, events = run_collect(dataclasses.replace(tiny, training=dataclasses.replace(tiny.training, epochs=1)),
+                            demo, tmp_path)
+    progress = [e for e in events if isinstance(e, trainer.Progress)]
+    assert len(progress) >= 10
+    assert [p.frames for p in progress] == sorted(p.frames for p in progress)
+    assert progress[-1].frames <= progress[-1].total == demo.n_train(0.2)
+    assert all(p.frames_per_s > 0 for p in progress)
+
+
+def test_same_seed_same_metrics(tiny, demo, tmp_path):
+    a, _ = run_collect(tiny, demo, tmp_path)
+    b, _ = run_collect(tiny, demo, tmp_path)
+    strip = lambda r: [dataclasses.replace(m, seconds=0) for m in r.metrics()]  # noqa: E731
+    assert strip(a) == strip(b)
+    c, _ = run_collect(tiny.with_training(seed=1), demo, tmp_path)
+    assert strip(c) != strip(a)
+
+
+def test_best_checkpoint_round_trip(tiny, demo, tmp_path):
+    run, events = run_collect(tiny, demo, tmp_path)
+    saved = [e for e in events if isinstance(e, trainer.BestSaved)]
+    assert saved and saved[-1].epoch == run.status["best_epoch"]
+    state = torch.load(run.path / runs.CHECKPOINT, weights_only=True)
+    model = models.build(parse_model(state["model"]), state["input_dim"])
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    n = demo.n_train(0.2)
+    with torch.no_grad():
+        acc = (model(torch.from_numpy(demo.train_x[n:])).argmax(1).numpy() == demo.train_y[n:]).mean()
+    assert acc == pytest.approx(state["val_acc"], abs=1e-6) == pytest.approx(run.status["best_val_acc"], abs=1e-6)
+
+
+def test_no_validation_keeps_the_last_epoch(tiny, demo, tmp_path):
+    run, events = run_collect(tiny.with_training(val_ratio=0.0, epochs=2), demo, tmp_path)
+    assert all(m.val_acc is None for m in run.metrics())
+    assert [e.epoch for e in events if isinstance(e, trainer.BestSaved)] == [1, 2]
+    assert trainer.log_line(run.metrics()[0], 2).startswith("[001/002] Train Acc:")
+    assert "Val" not in trainer.log_line(run.metrics()[0], 2)
+
+
+def test_cancel_between_batches_keeps_the_best_model(tiny, demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    cancel = threading.Event()
+
+    def on(e):
+        if isinstance(e, trainer.Progress) and e.epoch == 2:
+            cancel.set()
+
+    run, events = run_collect(tiny.with_training(epochs=50), demo, tmp_path, cancel, on)
+    assert isinstance(events[-1], trainer.Cancelled)
+    assert run.status["status"] == "stopped" and run.status["epochs_done"] == 1
+    assert (run.path / runs.CHECKPOINT).is_file() and len(run.metrics()) == 1
+    stalled = [e for e in events if isinstance(e, trainer.Progress) and e.epoch == 2]
+    assert len(stalled) == 1  # stopped at the very next batch
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"batch_size": 100_000}, ["training.batch_size", "larger than"]),
+    ({"batch_size": 1}, ["BatchNorm"]),
+    ({"device": "cuda:7"}, ["training.device", "cuda:7"]),
+])
+def test_impossible_configs_are_refused_before_a_run_exists(tiny, demo, tmp_path, change, words):
+    with pytest.raises(PhonetuiError) as e:
+        trainer.train(tiny.with_training(**change), demo, tmp_path / "runs")
+    assert all(w in str(e.value) for w in words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_failure_inside_the_loop_is_one_line_and_keeps_what_was_saved(tiny, demo, tmp_path):
+    events = []
+
+    def listen(e):
+        events.append(e)
+        if isinstance(e, trainer.EpochEnd) and e.metrics.epoch == 2:
+            raise OSError(28, "No space left on device", str(tmp_path / "runs"))
+
+    with pytest.raises(PhonetuiError, match="No space left on device"):
+        trainer.train(tiny, demo, tmp_path / "runs", listen)
+    assert isinstance(events[-1], trainer.Failed) and "No space left" in events[-1].message
+    run = runs.open_run(events[-1].run.path)
+    assert run.status["status"] == "failed" and run.state == "failed"
+    assert (run.path / runs.CHECKPOINT).is_file() and run.status["best_epoch"] == 1

@@ -9,6 +9,7 @@ stays saved.
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import threading
@@ -83,6 +84,15 @@ class Failed:
 
 Event = RunStarted | Progress | EpochEnd | BestSaved | Finished | Cancelled | Failed
 Listener = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Speed levers, each used only where the device supports it (the bench switches them one by one)."""
+
+    amp: bool = True  # bf16 autocast on CUDA (where bf16 is supported)
+    fused: bool = True  # fused Adam/AdamW kernels on CUDA
+    compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
 
 
 class _Stop(Exception):
@@ -162,8 +172,24 @@ def _checkpoint(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, ep
     return path
 
 
+def _compiled(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """torch.compile(model), tried once on `example` without side effects (weights, BatchNorm
+    statistics and RNG are restored), or the model itself where compiling is not possible here."""
+    state = copy.deepcopy(model.state_dict())
+    try:
+        with torch.random.fork_rng(devices=[example.device] if example.is_cuda else []):
+            compiled = torch.compile(model)
+            compiled(example).float().sum().backward()
+        return compiled
+    except Exception:  # noqa: BLE001 - no compiler, unsupported backend: eager still trains
+        return model
+    finally:
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)
+
+
 def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = lambda e: None,
-          cancel: threading.Event | None = None) -> Run:
+          cancel: threading.Event | None = None, fast: FastPaths = FastPaths()) -> Run:
     """Train one run to the end, to cancellation, or to failure (then raises PhonetuiError).
 
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
@@ -187,7 +213,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     run = runs.create(runs_dir, cfg, record)
     listen(RunStarted(run, str(device), n_train, n_val))
     try:
-        _loop(cfg, data, run, device, n_train, listen, cancel)
+        _loop(cfg, data, run, device, n_train, listen, cancel, fast)
     except (_Stop, KeyboardInterrupt):
         run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
         listen(Cancelled(run))
@@ -203,23 +229,24 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_train: int,
-          listen: Listener, cancel: threading.Event) -> None:
+          listen: Listener, cancel: threading.Event, fast: FastPaths) -> None:
     t = cfg.training
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
     model = models.build(cfg.model, data.width).to(device)
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = {"fused": True} if device.type == "cuda" and fast.fused else {}
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
     steps_per_epoch = math.ceil(n_train / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if t.schedule == "cosine" else (lambda s: 1.0))
-    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp = fast.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     x_all = to_device(data.train_x, device)
     y_all = torch.from_numpy(data.train_y).to(device)
     x_train, y_train, x_val, y_val = x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:]
+    step_model = _compiled(model, x_train[:t.batch_size]) if fast.compile else model
     history: list[EpochMetrics] = []
     best = -1.0
     for epoch in range(1, t.epochs + 1):
@@ -237,7 +264,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
                 continue
             xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(xb)
+                logits = step_model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=t.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

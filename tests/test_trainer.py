@@ -129,3 +129,15 @@ def test_failure_inside_the_loop_is_one_line_and_keeps_what_was_saved(tiny, demo
     run = runs.open_run(events[-1].run.path)
     assert run.status["status"] == "failed" and run.state == "failed"
     assert (run.path / runs.CHECKPOINT).is_file() and run.status["best_epoch"] == 1
+
+
+def test_compile_failure_falls_back_to_eager_with_the_same_result(tiny, demo, tmp_path, monkeypatch):
+    plain, _ = run_collect(tiny.with_training(epochs=1), demo, tmp_path)
+
+    def broken(model):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    fallback = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "runs", fast=trainer.FastPaths(compile=True))
+    strip = lambda r: [dataclasses.replace(m, seconds=0) for m in r.metrics()]  # noqa: E731
+    assert strip(fallback) == strip(plain)

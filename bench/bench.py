@@ -1,0 +1,221 @@
+"""Training speed: the course sample code's loop against phonetui's trainer, same data, same run.
+
+    python bench/bench.py                       # demo data, baseline + wide-deep, batch 64 and 512
+    python bench/bench.py --data timit_11 --presets baseline --batches 64,256,512,2048
+    python bench/bench.py --memory              # also: peak RSS of train + predict at full size
+
+For each preset and batch size it times (a) the reference loop, written the way the course code
+trains (per-sample Dataset, DataLoader(shuffle=True), .item() per batch, tail split), and (b)
+phonetui.trainer, each for about --seconds of training after a warm-up, and reports frames/s,
+(b)/(a), seconds per epoch extrapolated to 1,229,932 rows, the fraction of the device's measured
+matmul rate that training reaches, and evaluation / prediction time for 451,552 test rows. On a
+GPU it adds phonetui's fast paths one by one. Prints a markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from phonetui import data, models, presets, trainer
+from phonetui.predict import load_model, predict
+
+FULL_TRAIN, FULL_TEST = 1_229_932, 451_552
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
+    """Best FLOP/s over square matmuls of 1024..4096 (the machine's practical peak)."""
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 1.0:
+            a @ b
+            reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+class CourseDataset(Dataset):
+    """The sample code's TIMITDataset: one torch tensor per row, built in __getitem__."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.data = torch.from_numpy(x).float()
+        self.label = torch.LongTensor(y)
+
+    def __getitem__(self, idx):
+        return self.data[idx], self.label[idx]
+
+    def __len__(self):
+        return len(self.data)
+
+
+def reference_fps(cfg, x: np.ndarray, y: np.ndarray, device: torch.device, seconds: float) -> float:
+    """Frames/s of the course loop: DataLoader(shuffle=True), .item() per batch, accuracy on the CPU."""
+    torch.manual_seed(0)
+    model = models.build(cfg.model, x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.training.lr)
+    loader = DataLoader(CourseDataset(x, y), batch_size=cfg.training.batch_size, shuffle=True)
+    crit = torch.nn.CrossEntropyLoss()
+    model.train()
+    frames, start, warm = 0, None, 3
+    train_acc = train_loss = 0.0
+    for inputs, labels in loader:
+        inputs, labels = inputs.to(device), labels.to(device)
+        opt.zero_grad()
+        outputs = model(inputs)
+        batch_loss = crit(outputs, labels)
+        _, train_pred = torch.max(outputs, 1)
+        batch_loss.backward()
+        opt.step()
+        train_acc += (train_pred.cpu() == labels.cpu()).sum().item()
+        train_loss += batch_loss.item()
+        if warm:
+            warm -= 1
+            start = time.perf_counter()
+            continue
+        frames += len(labels)
+        if time.perf_counter() - start >= seconds:
+            break
+    return frames / (time.perf_counter() - start)
+
+
+def phonetui_fps(cfg, ds: data.TimitData, seconds: float, fast: trainer.FastPaths) -> float:
+    """Frames/s of phonetui.trainer over one epoch after a warm-up epoch (no validation)."""
+    rows = ds.n_train(0.0)
+    with tempfile.TemporaryDirectory() as runs_dir:
+        run = trainer.train(cfg.with_training(epochs=2, val_ratio=0.0), ds, Path(runs_dir), fast=fast)
+        return rows / run.metrics()[-1].seconds
+
+
+def sized(ds: data.TimitData, rows: int) -> data.TimitData:
+    """The first `rows` training rows of a data set (views, no copies)."""
+    return dataclasses.replace(ds, train_x=ds.train_x[:rows], train_y=ds.train_y[:rows])
+
+
+def rows_for(cfg, fps_guess: float, seconds: float, available: int) -> int:
+    return int(min(available, max(cfg.training.batch_size * 20, fps_guess * seconds)))
+
+
+def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]:
+    """(evaluation s, prediction s) for the data's test rows, scaled to 451,552 rows."""
+    with tempfile.TemporaryDirectory() as d:
+        small = sized(ds, cfg.training.batch_size * 4)
+        run = trainer.train(cfg.with_training(epochs=1, val_ratio=0.0, device=device), small, Path(d))
+        scale = FULL_TEST / len(ds.test_x)
+        dev = trainer.resolve_device(device)
+        model, _ = load_model(run, dev)
+        x, y = torch.from_numpy(ds.test_x), torch.from_numpy(ds.test_y if ds.test_y is not None else np.zeros(len(x), np.int64))
+        start = time.perf_counter()
+        trainer.evaluate(model, x, y, dev)
+        evaluation = (time.perf_counter() - start) * scale
+        start = time.perf_counter()
+        predict(run, ds, Path(d) / "p.csv", device)
+        return evaluation, (time.perf_counter() - start) * scale
+
+
+def peak_rss(args, ds_dir: Path) -> dict:
+    """Peak RSS of `phonetui train --predict` (1 epoch) in a child process, against the .npy bytes."""
+    npy = sum(f.stat().st_size for f in ds_dir.glob("*_11.npy") if "label" not in f.name)
+    with tempfile.TemporaryDirectory() as runs_dir:
+        cmd = [sys.executable, "-m", "phonetui", "train", "--data", str(ds_dir), "--preset", "baseline",
+               "--epochs", "1", "--batch-size", "2048", "--runs", runs_dir, "--predict", "--device", args.device]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"feature_npy_bytes": npy, "peak_rss_bytes": peak, "ratio": peak / npy}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, help="TIMIT-format folder (default: a demo set made for the bench)")
+    p.add_argument("--rows", type=int, default=200_000, help="demo train rows to generate (default 200,000)")
+    p.add_argument("--test-rows", type=int, default=FULL_TEST, help="demo test rows (default 451,552)")
+    p.add_argument("--presets", default="baseline,wide-deep")
+    p.add_argument("--batches", default="64,512")
+    p.add_argument("--seconds", type=float, default=8.0, help="training time per measurement")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--memory", action="store_true", help="also measure peak RSS at full size (writes 2.9 GB of demo data)")
+    p.add_argument("--json", type=Path, default=Path("bench/results.json"))
+    args = p.parse_args()
+
+    device = trainer.resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        ds_dir = args.data or data.make_demo(Path(tmp) / "demo", args.rows, args.test_rows, seed=0)
+        ds = data.load(ds_dir)
+        rate = matmul_rate(device, torch.float32)
+        rate16 = matmul_rate(device, torch.bfloat16) if device.type == "cuda" else None
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        env = {"device": gpu or f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
+               "torch": torch.__version__, "fp32_matmul_tflops": rate / 1e12,
+               "bf16_matmul_tflops": rate16 and rate16 / 1e12, "data": str(ds_dir), "train_rows": len(ds.train_x)}
+        variants = {"phonetui": trainer.FastPaths(amp=False, fused=False)}
+        if device.type == "cuda":
+            variants |= {"+bf16": trainer.FastPaths(amp=True, fused=False), "+fused": trainer.FastPaths(),
+                         "+compile": trainer.FastPaths(compile=True)}
+        rows = []
+        for name in args.presets.split(","):
+            base = presets.get(presets.load_all(), name)
+            flops = models.flops_per_frame(base.model, ds.width)
+            for bs in map(int, args.batches.split(",")):
+                cfg = base.with_training(batch_size=bs, device=str(device))
+                ref = reference_fps(cfg, ds.train_x, ds.train_y, device, args.seconds)
+                row = {"preset": name, "batch": bs, "reference_fps": ref}
+                for label, fast in variants.items():
+                    guess = ref * (30 if device.type == "cuda" else 2)
+                    fps = phonetui_fps(cfg, sized(ds, rows_for(cfg, guess, args.seconds, len(ds.train_x))), args.seconds, fast)
+                    row[label] = {"fps": fps, "ratio": fps / ref, "epoch_s_full": FULL_TRAIN / fps,
+                                  "matmul_fraction": fps * flops / rate}
+                row["ref_epoch_s_full"] = FULL_TRAIN / ref
+                row["eval_s"], row["predict_s"] = predict_seconds(cfg, ds, str(device))
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        result = {"env": env, "rows": rows, "peak_rss_bench_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        if args.memory:
+            with tempfile.TemporaryDirectory() as big:
+                result["memory"] = peak_rss(args, data.make_demo(Path(big) / "full", FULL_TRAIN, FULL_TEST, seed=0))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    env = result["env"]
+    lines = [f"Device: {env['device']}, torch {env['torch']}; fp32 matmul {env['fp32_matmul_tflops']:.3f} TFLOP/s"
+             + (f", bf16 {env['bf16_matmul_tflops']:.1f} TFLOP/s" if env["bf16_matmul_tflops"] else "")
+             + f"; data {env['train_rows']:,} train rows", "",
+             "| preset | batch | variant | frames/s | vs reference | s/epoch @1.23M rows | of matmul peak | eval 451k s | predict 451k s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['preset']} | {r['batch']} | reference (course loop) | {r['reference_fps']:,.0f} | 1.00x | "
+                     f"{r['ref_epoch_s_full']:,.1f} | | | |")
+        for label, v in r.items():
+            if isinstance(v, dict):
+                lines.append(f"| {r['preset']} | {r['batch']} | {label} | {v['fps']:,.0f} | {v['ratio']:.2f}x | "
+                             f"{v['epoch_s_full']:,.1f} | {v['matmul_fraction']:.0%} | {r['eval_s']:.2f} | {r['predict_s']:.2f} |")
+    lines.append("")
+    lines.append(f"Peak RSS of the bench process: {result['peak_rss_bench_bytes'] / 2**30:.2f} GiB")
+    if "memory" in result:
+        m = result["memory"]
+        lines.append(f"Full size (1,229,932 + 451,552 rows): `phonetui train --epochs 1 --predict` peak RSS "
+                     f"{m['peak_rss_bytes'] / 2**30:.2f} GiB = {m['ratio']:.2f}x the {m['feature_npy_bytes'] / 2**30:.2f} GiB of .npy features")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

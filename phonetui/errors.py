@@ -1,5 +1,16 @@
-"""The one error type the user sees: a single line naming the problem and the file or field."""
+"""The one error type the user sees, and how any other failure becomes one line."""
 
 
 class PhonetuiError(Exception):
     """A problem with user input (files, presets, hyperparameters); printed as one line."""
+
+
+def one_line(e: BaseException) -> str:
+    """A readable single line for any exception: ours as is, OS errors with their file, others typed."""
+    if isinstance(e, PhonetuiError):
+        return str(e)
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":  # host RAM, torch device
+        return "out of memory on the training device: lower batch_size or pick a smaller preset"
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return f"{type(e).__name__}: {e}".splitlines()[0]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from . import __version__, models, runs
 from .config import RunConfig
 from .data import TimitData
-from .errors import PhonetuiError
+from .errors import PhonetuiError, one_line
 from .runs import EpochMetrics, Run
 
 EVAL_BATCH = 8192
@@ -148,16 +148,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: t
     return correct.item() / len(x), loss_sum.item() / len(x)
 
 
-def _describe_failure(e: BaseException) -> str:
-    if isinstance(e, torch.OutOfMemoryError):
-        return "out of memory on the training device: lower batch_size or pick a smaller preset"
-    if isinstance(e, OSError):
-        return f"{e.filename or 'disk'}: {e.strerror or e}"
-    if isinstance(e, PhonetuiError):
-        return str(e)
-    return f"{type(e).__name__}: {e}".splitlines()[0]
-
-
 def _checkpoint(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: int, val_acc: float | None) -> Path:
     state = {
         "model": cfg.to_dict()["model"],
@@ -219,7 +209,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
-        message = _describe_failure(e)
+        message = one_line(e)
         run.update_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
         listen(Failed(run, message))
         raise PhonetuiError(message) from e

@@ -141,3 +141,15 @@ def test_compile_failure_falls_back_to_eager_with_the_same_result(tiny, demo, tm
     fallback = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "runs", fast=trainer.FastPaths(compile=True))
     strip = lambda r: [dataclasses.replace(m, seconds=0) for m in r.metrics()]  # noqa: E731
     assert strip(fallback) == strip(plain)
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), MemoryError()])
+def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
+    def listen(e):
+        if isinstance(e, trainer.EpochEnd):
+            raise error
+
+    with pytest.raises(PhonetuiError, match="out of memory on the training device: lower batch_size"):
+        trainer.train(tiny, demo, tmp_path / "runs", listen)
+    (run,) = runs.list_runs(tmp_path / "runs")
+    assert run.state == "failed" and "out of memory" in run.status["message"]

@@ -1,0 +1,108 @@
+"""The hyperparameter form: six fields checked on every keystroke with the core's own rules."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, Static
+
+from ..config import TRAIN_RULES, RunConfig, check_value
+
+FIELDS = {"lr": "lr", "batch_size": "batch size", "epochs": "epochs", "val_ratio": "VAL_RATIO",
+          "seed": "seed", "device": "device"}
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class ConfigForm(Vertical):
+    """Edits a RunConfig's training values; `base` is what "modified" compares against."""
+
+    class Changed(Message):
+        """A field changed (the app refreshes what depends on VAL_RATIO)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base = RunConfig()
+        self.origin = ""
+        self.n_train: Callable[[float], int] | None = None
+        self.devices: frozenset[str] | None = None
+        self.problems: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="form-title")
+        yield Static(id="model-line")
+        for key, label in FIELDS.items():
+            with Horizontal(classes="field"):
+                yield Label(label)
+                yield Input(id=f"f-{key}", compact=True)
+            yield Static(id=f"r-{key}", classes="reason")
+
+    def fill(self, cfg: RunConfig, origin: str, overrides: dict[str, str] | None = None) -> None:
+        """Show cfg's training values (raw override text wins) and make cfg the unmodified state."""
+        self.base, self.origin = cfg, origin
+        m = cfg.model
+        self.query_one("#model-line", Static).update(
+            f"model {'-'.join(map(str, m.hidden))} {m.activation}"
+            + (" +BN" if m.batchnorm else "") + (f" drop {m.dropout:g}" if m.dropout else "")
+            + f" · {m.param_count():,} params")
+        with self.app.batch_update():
+            for key in FIELDS:
+                text = (overrides or {}).get(key)
+                self.query_one(f"#f-{key}", Input).value = text if text is not None else _text(getattr(cfg.training, key))
+        self.validate()
+
+    def text(self, key: str) -> str:
+        return self.query_one(f"#f-{key}", Input).value
+
+    def values(self) -> dict[str, Any]:
+        """The parsed value of every valid field."""
+        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.text(k))[0]) is not None}
+
+    def config(self) -> RunConfig:
+        """The base config with the form's values (call only when `problems` is empty)."""
+        return self.base.with_training(**self.values())
+
+    def validate(self) -> None:
+        """Check every field (and batch vs training rows, device availability); mark the bad ones."""
+        problems = {}
+        for key in FIELDS:
+            _, reason = check_value(TRAIN_RULES, key, self.text(key))
+            if reason:
+                problems[key] = reason
+        values = self.values()
+        if self.n_train and "batch_size" in values and "val_ratio" in values:
+            n = self.n_train(values["val_ratio"])
+            if n < 1:
+                problems["val_ratio"] = "leaves no training rows"
+            elif values["batch_size"] > n:
+                problems["batch_size"] = f"larger than the {n:,} training rows"
+        if self.devices is not None and values.get("device", "auto") not in self.devices:
+            problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
+        self.problems = {k: problems[k] for k in FIELDS if k in problems}
+        for key in FIELDS:
+            reason = problems.get(key, "")
+            self.query_one(f"#f-{key}", Input).set_class(bool(reason), "-invalid")
+            self.query_one(f"#r-{key}", Static).update(reason)
+            self.query_one(f"#r-{key}", Static).display = bool(reason)
+        self._show_title()
+
+    def modified(self) -> list[str]:
+        """Fields whose value differs from the base config."""
+        values = self.values()
+        return [k for k in FIELDS if values.get(k, object()) != getattr(self.base.training, k)]
+
+    def _show_title(self) -> None:
+        changed = ", ".join(FIELDS[k] for k in self.modified())
+        note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
+        self.query_one("#form-title", Static).update(f"[b]{escape(self.origin)}[/b] {note}")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate()
+        self.post_message(self.Changed())

@@ -1,0 +1,79 @@
+"""Messages that background workers post to the app (the core's own events travel inside)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from ..data import TimitData
+    from ..predict import Prediction
+    from ..runs import Run
+
+
+class DataLoaded(Message):
+    """The data folder was opened and checked."""
+
+    def __init__(self, data: TimitData) -> None:
+        super().__init__()
+        self.data = data
+
+
+class DataFailed(Message):
+    """The data folder could not be used; `error` is the one-line reason."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class TorchReady(Message):
+    """torch is imported: the device names usable here, or why torch could not load."""
+
+    def __init__(self, devices: frozenset[str], error: str | None = None) -> None:
+        super().__init__()
+        self.devices = devices
+        self.error = error
+
+
+class HistoryLoaded(Message):
+    """The runs folder was read (newest first)."""
+
+    def __init__(self, runs: list[Run], error: str | None = None) -> None:
+        super().__init__()
+        self.runs = runs
+        self.error = error
+
+
+class TrainerEvent(Message):
+    """One event of `phonetui.trainer` (RunStarted, Progress, EpochEnd, BestSaved, Finished, ...)."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class TrainingEnded(Message):
+    """The training worker has returned; `error` says why it failed, if it did."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__()
+        self.error = error
+
+
+class Predicted(Message):
+    """A run's test-set CSV was written."""
+
+    def __init__(self, run: Run, prediction: Prediction) -> None:
+        super().__init__()
+        self.run = run
+        self.prediction = prediction
+
+
+class PredictFailed(Message):
+    """Prediction or export failed; `error` is the one-line reason."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error

@@ -1,0 +1,203 @@
+"""Functional tests of the app with Pilot: form, training, stopping, export, history, trouble."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.widgets import Input, Sparkline
+
+from phonetui.tui.app import PhonetuiApp
+from phonetui.tui.widgets import QuitScreen, RunsTable, RunView
+
+from .pilot_helpers import ready, train_to_end, until
+
+
+def field(app: PhonetuiApp, key: str) -> Input:
+    return app.query_one(f"#f-{key}", Input)
+
+
+def status(app: PhonetuiApp) -> str:
+    return str(app.query_one("#status").render())
+
+
+def record_status(app: PhonetuiApp) -> list[str]:
+    """Every status line the app shows from now on (epoch lines can replace one before a test reads it)."""
+    said: list[str] = []
+    show = app.say
+    app.say = lambda text, kind="info": (said.append(text), show(text, kind))[1]
+    return said
+
+
+def test_tui_import_is_light() -> None:
+    """Importing the app must not import torch, the trainer or data loading (first frame comes first)."""
+    code = ("import sys, phonetui.tui.app; "
+            "print(sorted(m for m in ('torch', 'phonetui.trainer', 'phonetui.data', 'phonetui.predict') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_core_does_not_import_textual() -> None:
+    code = ("import sys, phonetui.cli, phonetui.trainer, phonetui.predict, phonetui.runs, phonetui.data; "
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+async def test_preset_fills_form(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert field(app, "batch_size").value == "256"
+        presets = app.query_one("#presets")
+        presets.focus()
+        presets.highlighted = presets.get_option_index("baseline")
+        await pilot.press("enter")
+        assert [field(app, k).value for k in ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")] == \
+            ["0.0001", "64", "20", "0.2", "0", "auto"]
+        assert str(app.query_one("#form-title").render()) == "preset baseline · unmodified"
+
+
+async def test_flags_prefill_and_modified(make_app) -> None:
+    app = make_app("--lr", "0.01", "--epochs", "abc")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert field(app, "lr").value == "0.01"
+        assert str(app.query_one("#form-title").render()) == "preset tiny · modified: lr, epochs"
+        assert app.form.problems == {"epochs": "must be an integer >= 1"}
+        assert field(app, "epochs").has_class("-invalid")
+
+
+async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        field(app, "epochs").value = "0"
+        field(app, "batch_size").value = "5000"
+        field(app, "device").value = "cuda:3"
+        await pilot.pause()
+        assert app.form.problems == {"batch_size": "larger than the 2,400 training rows",
+                                     "epochs": "must be an integer >= 1",
+                                     "device": "not available here (have auto, cpu)"}
+        await pilot.press("f5")
+        assert status(app) == "cannot start: batch size larger than the 2,400 training rows"
+        assert app.focused is field(app, "batch_size")
+        await pilot.press("s")  # a letter typed into the field, not Start
+        assert field(app, "batch_size").value.endswith("s")
+        field(app, "lr").value = "-1"
+        await pilot.pause()
+        assert app.form.problems["lr"] == "must be > 0 (and < 10)"
+        assert not app.training and not (workdir / "runs").exists()
+
+
+async def test_train_export_and_history(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await train_to_end(pilot)
+        run = app.current_run
+        assert run.state == "finished" and (run.path / "best.pt").exists()
+        live = app.query_one("#live", RunView)
+        assert live.query_one("DataTable").row_count == 3
+        assert len(live.query_one(".train-acc Sparkline", Sparkline).data) == 3
+        assert status(app).startswith(f"finished {Path('runs') / run.id}: best val acc")
+        assert app.query_one(RunsTable).row_count == 1
+
+        await pilot.press("p")
+        await until(pilot, lambda: status(app).startswith("wrote"))
+        csv = run.path / "prediction.csv"
+        lines = csv.read_text().splitlines()
+        assert lines[0] == "Id,Class" and len(lines) == 501
+        assert "(500 rows, test acc 0." in status(app)
+
+
+async def test_history_loads_config_back(make_app, workdir: Path) -> None:
+    app = make_app("--lr", "0.003", "--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await train_to_end(pilot)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 1 and table.selected().config.training.lr == 0.003
+        await pilot.press("f2")
+        assert app.query_one("#tabs").active == "history"
+        assert app.query_one("#picked-view DataTable").row_count == 1
+        await pilot.press("l")
+        assert field(app, "lr").value == "0.003" and field(app, "epochs").value == "1"
+        assert "run " + table.selected().id in str(app.query_one("#form-title").render())
+        await pilot.press("b")
+        assert table.by_best
+        await pilot.press("p")
+        await until(pilot, lambda: status(app).startswith("wrote"))
+        assert (table.selected().path / "prediction.csv").exists()
+
+
+async def test_stop_keeps_best_model(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: app.live_best is not None)
+        said = record_status(app)
+        await pilot.press("f5")
+        assert "a run is already active: stop it first (F6)" in said
+        await pilot.press("x")
+        await until(pilot, lambda: not app.training, timeout=10)
+        run = app.current_run
+        assert run.state == "stopped" and run.status["epochs_done"] < 400
+        assert (run.path / "best.pt").exists()
+        assert "the best model (epoch" in status(app)
+
+
+async def test_quit_while_training_asks_then_stops(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: app.current_run is not None)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, QuitScreen) and app.training
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.click("#quit-yes")
+        await until(pilot, lambda: not app.is_running, timeout=10)
+    assert app.current_run.state == "stopped"
+
+
+async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> None:
+    (workdir / "runs").write_text("not a folder")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: status(app).startswith("training failed"))
+        assert "runs" in status(app) and not app.training
+        await pilot.press("p")
+        assert status(app) == "nothing to export: train a run or select one in History"
+
+
+async def test_bad_data_folder_keeps_history(make_app, workdir: Path) -> None:
+    app = make_app("--data", "nowhere")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert "nowhere: data folder not found" in str(app.query_one("#data-line").render())
+        await pilot.press("f5")
+        assert status(app) == "cannot start: no data (nowhere: data folder not found)"
+        await pilot.press("f2")
+        assert str(app.query_one("#picked-info").render()) == "no runs yet"
+
+
+async def test_tiny_terminal_does_not_crash(make_app) -> None:
+    app = make_app("--epochs", "1")
+    async with app.run_test(size=(30, 8)) as pilot:
+        await ready(pilot)
+        await train_to_end(pilot)
+        await pilot.press("f2", "f7", "tab", "tab", "f3")
+        await pilot.resize_terminal(20, 5)
+        await pilot.pause()
+    assert app.current_run.state == "finished"

@@ -137,6 +137,17 @@ def check_value(rules: dict[str, _Rule], key: str, value: Any) -> tuple[Any, str
     return (parsed, None) if rule.ok(parsed) else (None, rule.reason)
 
 
+def fit_problems(batch_size: int, n_train: int, batchnorm: bool) -> dict[str, str]:
+    """Reasons, by field, why these values cannot train on `n_train` rows (empty when they can)."""
+    if n_train < 1:
+        return {"val_ratio": "leaves no training rows"}
+    if batch_size > n_train:
+        return {"batch_size": f"larger than the {n_train:,} training rows"}
+    if batchnorm and batch_size < 2:
+        return {"batch_size": "BatchNorm needs batches of at least 2"}
+    return {}
+
+
 def _parse(rules: dict[str, _Rule], values: dict[str, Any], where: str) -> dict[str, Any]:
     out = {}
     for key, value in values.items():

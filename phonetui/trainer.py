@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__, models, runs
-from .config import RunConfig
+from .config import RunConfig, fit_problems
 from .data import TimitData
 from .errors import PhonetuiError, one_line
 from .runs import EpochMetrics, Run
@@ -91,7 +91,7 @@ class FastPaths:
     """Speed levers, each used only where the device supports it (the bench switches them one by one)."""
 
     amp: bool = True  # bf16 autocast on CUDA (where bf16 is supported)
-    fused: bool = True  # fused Adam/AdamW kernels on CUDA
+    fused: bool = True  # fused Adam/AdamW kernels (CUDA and CPU)
     compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
 
 
@@ -189,12 +189,8 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     device = resolve_device(t.device)
     n_train = data.n_train(t.val_ratio)
     n_val = len(data.train_x) - n_train
-    if n_train < 1:
-        raise PhonetuiError(f"training.val_ratio = {t.val_ratio}: leaves no training rows")
-    if t.batch_size > n_train:
-        raise PhonetuiError(f"training.batch_size = {t.batch_size}: larger than the {n_train:,} training rows")
-    if cfg.model.batchnorm and t.batch_size < 2:
-        raise PhonetuiError("training.batch_size = 1: BatchNorm needs batches of at least 2")
+    for key, reason in fit_problems(t.batch_size, n_train, cfg.model.batchnorm).items():
+        raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
 
     record = {"data": str(data.path.resolve()), "demo_data": data.demo, "train_rows": n_train,
               "val_rows": n_val, "device": str(device), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -224,7 +220,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
     model = models.build(cfg.model, data.width).to(device)
-    fused = {"fused": True} if device.type == "cuda" and fast.fused else {}
+    fused = {"fused": True} if device.type in ("cuda", "cpu") and fast.fused else {}
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
     steps_per_epoch = math.ceil(n_train / t.batch_size)

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
-from ..config import TRAIN_RULES, RunConfig, check_value
+from ..config import TRAIN_RULES, RunConfig, check_value, fit_problems
 
 FIELDS = {"lr": "lr", "batch_size": "batch size", "epochs": "epochs", "val_ratio": "VAL_RATIO",
           "seed": "seed", "device": "device"}
@@ -78,10 +78,7 @@ class ConfigForm(Vertical):
         values = self.values()
         if self.n_train and "batch_size" in values and "val_ratio" in values:
             n = self.n_train(values["val_ratio"])
-            if n < 1:
-                problems["val_ratio"] = "leaves no training rows"
-            elif values["batch_size"] > n:
-                problems["batch_size"] = f"larger than the {n:,} training rows"
+            problems |= fit_problems(values["batch_size"], n, self.base.model.batchnorm)
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         self.problems = {k: problems[k] for k in FIELDS if k in problems}

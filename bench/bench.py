@@ -164,10 +164,11 @@ def main() -> None:
         env = {"device": gpu or f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
                "torch": torch.__version__, "fp32_matmul_tflops": rate / 1e12,
                "bf16_matmul_tflops": rate16 and rate16 / 1e12, "data": str(ds_dir), "train_rows": len(ds.train_x)}
-        variants = {"phonetui": trainer.FastPaths(amp=False, fused=False)}
+        variants = {"phonetui": trainer.FastPaths()}  # what users get: fused Adam on CPU and CUDA, bf16 on CUDA
         if device.type == "cuda":
-            variants |= {"+bf16": trainer.FastPaths(amp=True, fused=False), "+fused": trainer.FastPaths(),
-                         "+compile": trainer.FastPaths(compile=True)}
+            variants = {"phonetui fp32, unfused": trainer.FastPaths(amp=False, fused=False),
+                        "+bf16 autocast": trainer.FastPaths(fused=False), "+fused Adam (default)": trainer.FastPaths(),
+                        "+torch.compile": trainer.FastPaths(compile=True)}
         rows = []
         for name in args.presets.split(","):
             base = presets.get(presets.load_all(), name)

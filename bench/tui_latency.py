@@ -55,18 +55,24 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
     fps: list[float] = []
     args = parser().parse_args(["--data", str(data_dir), "--runs", tempfile.mkdtemp(), "--preset", "baseline",
                                 "--epochs", "100"])
+    handled: list[float] = []
+
+    switch_tab = PhonetuiApp.action_switch_tab
+
+    def timed(self: PhonetuiApp) -> None:
+        handled.append(time.perf_counter())
+        switch_tab(self)
+
+    PhonetuiApp.action_switch_tab = timed  # bindings look actions up on the class
     app = PhonetuiApp(args)
-    async with app.run_test(size=(120, 36)) as pilot:
+
+    def hook(message) -> None:
+        if type(message).__name__ == "TrainerEvent" and isinstance(message.event, trainer.Progress):
+            fps.append(message.event.frames_per_s)
+
+    async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
         while app.devices is None or app.data is None:
             await pilot.pause(0.05)
-        original = app.on_trainer_event
-
-        def spy(message):
-            if isinstance(message.event, trainer.Progress):
-                fps.append(message.event.frames_per_s)
-            original(message)
-
-        app.on_trainer_event = spy
         await pilot.press("f5")
         while not fps:
             await pilot.pause(0.05)
@@ -74,7 +80,7 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
         for _ in range(presses):
             start = time.perf_counter()
             await pilot.press("f2")
-            lat.append(time.perf_counter() - start)
+            lat.append(handled[-1] - start)
             await pilot.pause(0.1)
         await pilot.press("f6")
         while app.training:

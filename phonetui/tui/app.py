@@ -7,7 +7,6 @@ so the first frame appears before they are ready. Workers talk back only through
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from pathlib import Path
 
@@ -157,8 +156,6 @@ class PhonetuiApp(App):
 
             from .. import trainer  # noqa: F401 - imported now so that Start is instant
 
-            # Leave a core to the UI thread: OpenMP workers spin-waiting beside it can slow training tenfold.
-            torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
             devices = {"auto", "cpu"}
             if torch.cuda.is_available():
                 devices |= {"cuda"} | {f"cuda:{i}" for i in range(torch.cuda.device_count())}

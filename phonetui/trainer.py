@@ -122,10 +122,18 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def fits(nbytes: int, device: torch.device) -> bool:
+    """Whether `nbytes` of data can live on the device with room left to train (CPU: always)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < 0.6 * free
+
+
 def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A tensor view of x on the CPU; on an accelerator, a resident copy filled chunk by chunk."""
+    """A tensor view of x on the host, or, where it fits, a copy resident on the device, filled chunk by chunk."""
     host = torch.from_numpy(x)
-    if device.type == "cpu":
+    if device.type == "cpu" or not fits(x.nbytes, device):
         return host
     out = torch.empty(host.shape, dtype=host.dtype, device=device)
     for lo in range(0, len(host), 1 << 18):
@@ -230,15 +238,15 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
     amp = fast.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     x_all = to_device(data.train_x, device)
-    y_all = torch.from_numpy(data.train_y).to(device)
+    y_all = torch.from_numpy(data.train_y).to(x_all.device)  # batches are selected where the data lives
     x_train, y_train, x_val, y_val = x_all[:n_train], y_all[:n_train], x_all[n_train:], y_all[n_train:]
-    step_model = _compiled(model, x_train[:t.batch_size]) if fast.compile else model
+    step_model = _compiled(model, x_train[:t.batch_size].to(device)) if fast.compile else model
     history: list[EpochMetrics] = []
     best = -1.0
     for epoch in range(1, t.epochs + 1):
         start = time.perf_counter()
         model.train()
-        perm = torch.randperm(n_train, generator=gen).to(device)
+        perm = torch.randperm(n_train, generator=gen).to(x_all.device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         seen, last_report = 0, start
@@ -248,7 +256,8 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
             idx = perm[lo:lo + t.batch_size]
             if cfg.model.batchnorm and len(idx) < 2:
                 continue
-            xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)
+            xb = x_train.index_select(0, idx).to(device, non_blocking=True)
+            yb = y_train.index_select(0, idx).to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = step_model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=t.label_smoothing)

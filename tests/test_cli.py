@@ -82,3 +82,14 @@ def test_core_never_imports_textual():
             "bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0, r.stderr
+
+
+def test_demo_data_command_writes_a_marked_loadable_set(tmp_path, capsys):
+    from phonetui import data
+
+    assert main(["demo-data", "--out", str(tmp_path / "d"), "--train-rows", "700", "--test-rows", "90", "--seed", "3"]) == 0
+    assert "700 train + 90 test rows, seed 3" in capsys.readouterr().out
+    d = data.load(tmp_path / "d")
+    assert d.demo and len(d.train_x) == 700 and len(d.test_x) == 90 and d.test_y is not None
+    assert main(["demo-data", "--out", str(tmp_path / "e"), "--train-rows", "5"]) == 2
+    assert "at least 100 train rows" in capsys.readouterr().err

@@ -121,7 +121,8 @@ def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]
         scale = FULL_TEST / len(ds.test_x)
         dev = trainer.resolve_device(device)
         model, _ = load_model(run, dev)
-        x, y = torch.from_numpy(ds.test_x), torch.from_numpy(ds.test_y if ds.test_y is not None else np.zeros(len(x), np.int64))
+        x = torch.from_numpy(ds.test_x)
+        y = torch.from_numpy(ds.test_y if ds.test_y is not None else np.zeros(len(x), np.int64))  # timing only
         start = time.perf_counter()
         trainer.evaluate(model, x, y, dev)
         evaluation = (time.perf_counter() - start) * scale

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Callable
 
 from .errors import PhonetuiError
@@ -33,7 +34,7 @@ class ModelConfig:
     def param_count(self, input_dim: int = 11 * FRAME_DIM) -> int:
         """Trainable parameters implied by the architecture (Linear weights+biases, BatchNorm affine)."""
         sizes = [input_dim, *self.hidden, N_CLASSES]
-        linear = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+        linear = sum(a * b + b for a, b in pairwise(sizes))
         return linear + (2 * sum(self.hidden) if self.batchnorm else 0)
 
 

@@ -6,6 +6,7 @@ logits, so a model over whole utterances can later take its place behind the bat
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Callable
 
 import torch
@@ -36,7 +37,7 @@ def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:
     """Matmul FLOPs of one training step per frame: forward, weight gradients and input gradients
     (2 x weights each), less the first layer's input gradient, which is never computed."""
     sizes = [input_dim, *cfg.hidden, N_CLASSES]
-    weights = [a * b for a, b in zip(sizes, sizes[1:])]
+    weights = [a * b for a, b in pairwise(sizes)]
     return 6 * sum(weights) - 2 * weights[0]
 
 

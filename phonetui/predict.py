@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
-
-import pickle
 
 import numpy as np
 import torch

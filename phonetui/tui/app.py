@@ -14,16 +14,24 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, ProgressBar, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
 from ..config import RunConfig
 from ..errors import PhonetuiError, one_line
 from .form import FIELDS, ConfigForm
-from .messages import (DataFailed, DataLoaded, HistoryLoaded, Predicted, PredictFailed, TorchReady, TrainerEvent,
-                       TrainingEnded)
+from .messages import (
+    DataFailed,
+    DataLoaded,
+    HistoryLoaded,
+    Predicted,
+    PredictFailed,
+    TorchReady,
+    TrainerEvent,
+    TrainingEnded,
+)
 from .widgets import PresetList, QuitScreen, RunsTable, RunView
 
 OVERRIDES = tuple(FIELDS)

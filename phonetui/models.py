@@ -17,6 +17,16 @@ from .config import N_CLASSES, ModelConfig
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose CPU mask comes from rand_like (about 3x faster there than bernoulli_,
+    which took a quarter of a wide-deep training step); other devices use the fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * (torch.rand_like(x) >= self.p) * (1 / (1 - self.p))
+
+
 def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden layer, then Linear to 39 logits."""
     layers: list[nn.Module] = []
@@ -27,7 +37,7 @@ def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
             layers.append(nn.BatchNorm1d(h))
         layers.append(_ACTIVATIONS[cfg.activation]())
         if cfg.dropout > 0:
-            layers.append(nn.Dropout(cfg.dropout))
+            layers.append(Dropout(cfg.dropout))
         width = h
     layers.append(nn.Linear(width, N_CLASSES))
     return nn.Sequential(*layers)

@@ -82,3 +82,12 @@ def test_unknown_preset_lists_known():
 def test_field_rules(key, text, ok):
     value, reason = check_value(TRAIN_RULES, key, text)
     assert (reason is None) == ok and (value is not None) == ok
+
+
+def test_dropout_drops_p_and_rescales_in_training_only():
+    d = models.Dropout(0.5)
+    x = torch.ones(200_000)
+    out = d.train()(x)
+    assert set(out.unique().tolist()) == {0.0, 2.0} and abs((out == 0).float().mean().item() - 0.5) < 0.01
+    assert torch.equal(d.eval()(x), x)
+    assert any(isinstance(m, models.Dropout) for m in models.build(presets.load_all()["wide-deep"].model, 429))

@@ -69,7 +69,8 @@ class CourseDataset(Dataset):
 def reference_fps(cfg, x: np.ndarray, y: np.ndarray, device: torch.device, seconds: float) -> float:
     """Frames/s of the course loop: DataLoader(shuffle=True), .item() per batch, accuracy on the CPU."""
     torch.manual_seed(0)
-    model = models.build(cfg.model, x.shape[1]).to(device)
+    layers = models.build(cfg.model, x.shape[1])  # the same architecture, with torch's own nn.Dropout
+    model = torch.nn.Sequential(*[torch.nn.Dropout(m.p) if isinstance(m, models.Dropout) else m for m in layers]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.training.lr)
     loader = DataLoader(CourseDataset(x, y), batch_size=cfg.training.batch_size, shuffle=True)
     crit = torch.nn.CrossEntropyLoss()

@@ -97,7 +97,7 @@ def reference_fps(cfg, x: np.ndarray, y: np.ndarray, device: torch.device, secon
     return frames / (time.perf_counter() - start)
 
 
-def phonetui_fps(cfg, ds: data.TimitData, seconds: float, fast: trainer.FastPaths) -> float:
+def phonetui_fps(cfg, ds: data.TimitData, fast: trainer.FastPaths) -> float:
     """Frames/s of phonetui.trainer over one epoch after a warm-up epoch (no validation)."""
     rows = ds.n_train(0.0)
     with tempfile.TemporaryDirectory() as runs_dir:
@@ -181,7 +181,7 @@ def main() -> None:
                 row = {"preset": name, "batch": bs, "reference_fps": ref}
                 for label, fast in variants.items():
                     guess = ref * (30 if device.type == "cuda" else 2)
-                    fps = phonetui_fps(cfg, sized(ds, rows_for(cfg, guess, args.seconds, len(ds.train_x))), args.seconds, fast)
+                    fps = phonetui_fps(cfg, sized(ds, rows_for(cfg, guess, args.seconds, len(ds.train_x))), fast)
                     row[label] = {"fps": fps, "ratio": fps / ref, "epoch_s_full": FULL_TRAIN / fps,
                                   "matmul_fraction": fps * flops / rate}
                 row["ref_epoch_s_full"] = FULL_TRAIN / ref

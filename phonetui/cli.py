@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, presets
-from .config import TRAIN_RULES, RunConfig, check_value
+from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
 from .errors import PhonetuiError
 
-OVERRIDES = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -24,7 +23,7 @@ def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
     p.add_argument("--runs", type=Path, default=argparse.SUPPRESS if sub else Path("runs"), help="runs folder (./runs)")
     p.add_argument("--presets", type=Path, action="append", default=default, help="extra presets folder (repeatable)")
     p.add_argument("--preset", default=argparse.SUPPRESS if sub else "baseline", help="preset name (baseline)")
-    for key in OVERRIDES:
+    for key in EDITABLE:
         p.add_argument("--" + key.replace("_", "-"), dest=key, default=default, metavar="V",
                        help=f"override training.{key}")
 
@@ -59,7 +58,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The chosen preset with command-line overrides applied (each checked, naming its flag)."""
     cfg = presets.get(presets.load_all(args.presets), args.preset)
     changes = {}
-    for key in OVERRIDES:
+    for key in EDITABLE:
         text = getattr(args, key, None)
         if text is not None:
             value, reason = check_value(TRAIN_RULES, key, text)

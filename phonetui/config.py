@@ -38,9 +38,12 @@ class ModelConfig:
         return linear + (2 * sum(self.hidden) if self.batchnorm else 0)
 
 
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")  # CLI flags and TUI form fields
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping; the first six are what the TUI form edits."""
+    """Optimisation and bookkeeping; EDITABLE names what the command line and the form change."""
 
     lr: float = 1e-4
     batch_size: int = 64

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, ProgressBar, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
-from ..config import RunConfig
+from ..config import EDITABLE, RunConfig
 from ..errors import PhonetuiError, one_line
 from .form import FIELDS, ConfigForm
 from .messages import (
@@ -33,8 +33,6 @@ from .messages import (
     TrainingEnded,
 )
 from .widgets import PresetList, QuitScreen, RunsTable, RunView
-
-OVERRIDES = tuple(FIELDS)
 
 
 def _duration(seconds: float) -> str:
@@ -125,7 +123,7 @@ class PhonetuiApp(App):
                 self.say(f"unknown preset '{self.args.preset}' (known: {', '.join(sorted(self.presets))})", "error")
             base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
         self.main.query_one(PresetList).show(self.presets, base.preset)
-        overrides = {k: str(v) for k in OVERRIDES if (v := getattr(self.args, k, None)) is not None}
+        overrides = {k: str(v) for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
         self.form.fill(base, f"preset {base.preset}", overrides)
         self.load_data()
         self.load_history()

@@ -10,10 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
-from ..config import TRAIN_RULES, RunConfig, check_value, fit_problems
+from ..config import EDITABLE, TRAIN_RULES, RunConfig, check_value, fit_problems
 
-FIELDS = {"lr": "lr", "batch_size": "batch size", "epochs": "epochs", "val_ratio": "VAL_RATIO",
-          "seed": "seed", "device": "device"}
+FIELDS = {key: {"batch_size": "batch size", "val_ratio": "VAL_RATIO"}.get(key, key) for key in EDITABLE}
 
 
 def _text(value: Any) -> str:

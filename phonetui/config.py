@@ -19,6 +19,7 @@ FRAME_DIM = 39
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -38,7 +39,7 @@ class ModelConfig:
         return linear + (2 * sum(self.hidden) if self.batchnorm else 0)
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")  # CLI flags and TUI form fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device", "precision")  # CLI flags and TUI form fields
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainConfig:
     val_ratio: float = 0.2
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (models.use_bf16)
     optimizer: str = "adam"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
@@ -95,6 +97,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "seed": _Rule(int, lambda v: v >= 0, "must be an integer >= 0"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
+    "precision": _in(PRECISIONS),
     "optimizer": _in(OPTIMIZERS),
     "weight_decay": _Rule(float, lambda v: v >= 0, "must be >= 0"),
     "label_smoothing": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import N_CLASSES, ModelConfig
+from .errors import PhonetuiError
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -25,6 +26,19 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
         return x * (torch.rand_like(x) >= self.p) * (1 / (1 - self.p))
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether matmuls run under bf16 autocast: 'fp32' never, 'bf16' always (CUDA and CPU only), and
+    'auto' where the hardware is fast at it (CUDA with bf16 support, CPUs with AMX tiles).
+    Weights, optimizer state and the loss stay fp32."""
+    if precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise PhonetuiError(f"training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not {device.type}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
 
 
 def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
@@ -53,10 +67,10 @@ def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:
 
 @torch.inference_mode()
 def infer(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int,
-          take: Callable[[int, torch.Tensor], None]) -> None:
+          take: Callable[[int, torch.Tensor], None], bf16: bool = False) -> None:
     """Run the model in eval mode over x in batches, handing take(first_row, float32 logits) each."""
     model.eval()
     for lo in range(0, len(x), batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x[lo:lo + batch_size].to(device, non_blocking=True))
         take(lo, logits.float())

@@ -14,7 +14,7 @@ from .config import parse_model
 from .data import TimitData
 from .errors import PhonetuiError
 from .runs import Run
-from .trainer import EVAL_BATCH, resolve_device
+from .trainer import EVAL_BATCH, keep_freed_memory, resolve_device
 
 PREDICT_BATCH = EVAL_BATCH
 
@@ -41,8 +41,10 @@ def load_model(run: Run, device: torch.device) -> tuple[torch.nn.Module, int]:
 
 
 def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto") -> Prediction:
-    """Classify every test row in order, write the CSV atomically, note it in the run's status."""
+    """Classify every test row in order, write the CSV atomically, note it in the run's status.
+    Matmuls use the run's own `training.precision` on this device."""
     dev = resolve_device(device)
+    keep_freed_memory()
     model, width = load_model(run, dev)
     if width != data.width:
         raise PhonetuiError(f"{data.path / 'test_11.npy'}: width {data.width} but the model expects {width}")
@@ -51,7 +53,8 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     def take(lo: int, logits: torch.Tensor) -> None:
         classes[lo:lo + len(logits)] = logits.argmax(1).cpu()
 
-    models.infer(model, torch.from_numpy(data.test_x), dev, PREDICT_BATCH, take)
+    bf16 = models.use_bf16(run.config.training.precision, dev)
+    models.infer(model, torch.from_numpy(data.test_x), dev, PREDICT_BATCH, take, bf16)
     pred = classes.numpy()
     out = out or run.path / runs.PREDICTION
     table = np.column_stack([np.arange(len(pred)), pred])

@@ -10,6 +10,7 @@ stays saved.
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
 import platform
 import threading
@@ -35,7 +36,7 @@ PROGRESS_EVERY_S = 0.25
 @dataclass(frozen=True)
 class RunStarted:
     run: Run
-    device: str
+    device: str  # e.g. "cpu" or "cuda, bf16 autocast"
     n_train: int
     n_val: int
 
@@ -88,9 +89,9 @@ Listener = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class FastPaths:
-    """Speed levers, each used only where the device supports it (the bench switches them one by one)."""
+    """Speed levers, each used only where the device supports it (the bench switches them one by one;
+    bf16 autocast is the run's `training.precision`, recorded with it)."""
 
-    amp: bool = True  # bf16 autocast on CUDA (where bf16 is supported)
     fused: bool = True  # fused Adam/AdamW kernels (CUDA and CPU)
     compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
 
@@ -122,6 +123,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def keep_freed_memory() -> None:
+    """Have glibc's malloc reuse freed buffers rather than hand them back to the kernel.
+
+    Every training step allocates activations and bf16 copies of a few MB; by default each is a
+    fresh mmap whose pages fault in again, about 600 page faults a step at batch 512, which cost
+    a quarter of a bf16 step on CPU. Process-wide; does nothing where glibc is not the C library.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks under 32 MiB come from the heap
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD: keep up to 512 MiB of freed heap
+    except (OSError, AttributeError):
+        pass
+
+
 def fits(nbytes: int, device: torch.device) -> bool:
     """Whether `nbytes` of data can live on the device with room left to train (CPU: always)."""
     if device.type != "cuda":
@@ -141,7 +157,8 @@ def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return out
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             bf16: bool = False) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) in large batches under inference mode."""
     correct = torch.zeros((), dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -152,7 +169,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: t
         correct += (logits.argmax(1) == yb).sum()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
 
-    models.infer(model, x, device, EVAL_BATCH, add)
+    models.infer(model, x, device, EVAL_BATCH, add, bf16)
     return correct.item() / len(x), loss_sum.item() / len(x)
 
 
@@ -200,14 +217,17 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     for key, reason in fit_problems(t.batch_size, n_train, cfg.model.batchnorm).items():
         raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
 
+    bf16 = models.use_bf16(t.precision, device)
+    keep_freed_memory()
     record = {"data": str(data.path.resolve()), "demo_data": data.demo, "train_rows": n_train,
-              "val_rows": n_val, "device": str(device), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads()}
     run = runs.create(runs_dir, cfg, record)
-    listen(RunStarted(run, str(device), n_train, n_val))
+    listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
     try:
-        _loop(cfg, data, run, device, n_train, listen, cancel, fast)
+        _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast)
     except (_Stop, KeyboardInterrupt):
         run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
         listen(Cancelled(run))
@@ -222,7 +242,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     return run
 
 
-def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_train: int,
+def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int,
           listen: Listener, cancel: threading.Event, fast: FastPaths) -> None:
     t = cfg.training
     torch.manual_seed(t.seed)
@@ -235,7 +255,6 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
     total_steps = steps_per_epoch * t.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if t.schedule == "cosine" else (lambda s: 1.0))
-    amp = fast.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     x_all = to_device(data.train_x, device)
     y_all = torch.from_numpy(data.train_y).to(x_all.device)  # batches are selected where the data lives
@@ -258,7 +277,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
                 continue
             xb = x_train.index_select(0, idx).to(device, non_blocking=True)
             yb = y_train.index_select(0, idx).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = step_model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=t.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -277,7 +296,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, n_tra
         val_acc = val_loss = None
         if len(x_val):
             model.eval()
-            val_acc, val_loss = evaluate(model, x_val, y_val, device)
+            val_acc, val_loss = evaluate(model, x_val, y_val, device, bf16)
         m = EpochMetrics(epoch, train_acc, train_loss, val_acc, val_loss, lr, time.perf_counter() - start)
         history.append(m)
         run.write_metrics(history)

@@ -38,7 +38,7 @@ def demo(demo_dir: Path) -> data.TimitData:
 @pytest.fixture
 def tiny() -> RunConfig:
     return RunConfig("tiny", "test", ModelConfig(hidden=(128, 64), activation="relu", batchnorm=True),
-                     TrainConfig(lr=3e-3, batch_size=128, epochs=3, val_ratio=0.2, device="cpu"))
+                     TrainConfig(lr=3e-3, batch_size=128, epochs=3, val_ratio=0.2, device="cpu", precision="fp32"))
 
 
 @pytest.fixture

@@ -47,3 +47,12 @@ def test_damaged_checkpoint_is_one_line(trained, demo):
     (trained.path / runs.CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(PhonetuiError, match="damaged checkpoint"):
         predict(trained, demo)
+
+
+def test_prediction_uses_the_runs_precision(tiny, demo, tmp_path):
+    run = trainer.train(tiny.with_training(epochs=1, precision="bf16"), demo, tmp_path / "runs")
+    table = np.loadtxt(predict(run, demo).path, delimiter=",", skiprows=1, dtype=np.int64)
+    model, _ = load_model(run, torch.device("cpu"))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
+    assert (table[:, 1] == expected).all()

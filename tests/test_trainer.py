@@ -153,3 +153,25 @@ def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
         trainer.train(tiny, demo, tmp_path / "runs", listen)
     (run,) = runs.list_runs(tmp_path / "runs")
     assert run.state == "failed" and "out of memory" in run.status["message"]
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_precision_auto_means_bf16_where_the_hardware_is_fast_at_it(amx, monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert models.use_bf16("auto", cpu) is amx
+    assert models.use_bf16("bf16", cpu) and not models.use_bf16("fp32", cpu)
+    assert not models.use_bf16("auto", torch.device("mps"))
+    with pytest.raises(PhonetuiError, match="training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not mps"):
+        models.use_bf16("bf16", torch.device("mps"))
+
+
+def test_bf16_autocast_learns_like_fp32_and_is_recorded(tiny, demo, tmp_path):
+    fp32, _ = run_collect(tiny, demo, tmp_path)
+    bf16, events = run_collect(tiny.with_training(precision="bf16"), demo, tmp_path)
+    assert events[0].device == "cpu, bf16 autocast" and bf16.record["bf16_autocast"] is True
+    assert fp32.record["bf16_autocast"] is False
+    assert [m.val_acc for m in bf16.metrics()] != [m.val_acc for m in fp32.metrics()]  # it did run in bf16
+    assert bf16.status["best_val_acc"] == pytest.approx(fp32.status["best_val_acc"], abs=0.03)
+    state = torch.load(bf16.path / runs.CHECKPOINT, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())

@@ -1,4 +1,4 @@
-"""The hyperparameter form: six fields checked on every keystroke with the core's own rules."""
+"""The hyperparameter form: the EDITABLE fields, checked on every keystroke with the core's own rules."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ batch_size = 256
 epochs = 3
 val_ratio = 0.2
 seed = 0
+precision = "fp32"
 """
 
 

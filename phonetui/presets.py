@@ -16,6 +16,7 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     val_ratio = 0.2                    # [0, 1); taken from the tail, 0 = no validation
     seed = 0
     device = "auto"                    # auto | cpu | cuda | cuda:N | mps
+    precision = "auto"                 # auto | fp32 | bf16: bf16 autocast for matmuls (auto: where fast)
     optimizer = "adam"                 # adam | adamw
     weight_decay = 0.0
     label_smoothing = 0.0              # [0, 1)

@@ -126,7 +126,7 @@ def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]
         x = torch.from_numpy(ds.test_x)
         y = torch.from_numpy(ds.test_y if ds.test_y is not None else np.zeros(len(x), np.int64))  # timing only
         start = time.perf_counter()
-        trainer.evaluate(model, x, y, dev, models.use_bf16(cfg.training.precision, dev))
+        trainer.evaluate(model, x, y, dev, models.use_bf16(cfg.training.precision, dev, cfg.training.batch_size))
         evaluation = (time.perf_counter() - start) * scale
         start = time.perf_counter()
         predict(run, ds, Path(d) / "p.csv", device)
@@ -144,18 +144,18 @@ def peak_rss(args, ds_dir: Path) -> dict:
     return {"feature_npy_bytes": npy, "peak_rss_bytes": peak, "ratio": peak / npy}
 
 
-def variants_for(device: torch.device) -> dict[str, tuple[str, trainer.FastPaths]]:
-    """The phonetui variants to time, by label: (training.precision, fast paths)."""
+def variants_for(device: torch.device, batch: int) -> dict[str, tuple[str, trainer.FastPaths]]:
+    """The phonetui variants to time at this batch size, by label: (training.precision, fast paths)."""
     if device.type == "cuda":
         return {"phonetui fp32, unfused": ("fp32", trainer.FastPaths(fused=False)),
                 "+bf16 autocast": ("bf16", trainer.FastPaths(fused=False)),
                 "+fused Adam (default)": ("auto", trainer.FastPaths()),
                 "+torch.compile": ("auto", trainer.FastPaths(compile=True))}
-    bf16_default = models.use_bf16("auto", device)
-    out = {"phonetui fp32" + ("" if bf16_default else " (default)"): ("fp32", trainer.FastPaths())}
-    if models.use_bf16("bf16", device):
-        out["phonetui bf16 autocast" + (" (default)" if bf16_default else "")] = ("bf16", trainer.FastPaths())
-    return out
+    if device.type != "cpu":
+        return {"phonetui (default)": ("auto", trainer.FastPaths())}
+    bf16_default = models.use_bf16("auto", device, batch)
+    return {"phonetui fp32" + ("" if bf16_default else " (default)"): ("fp32", trainer.FastPaths()),
+            "phonetui bf16 autocast" + (" (default)" if bf16_default else ""): ("bf16", trainer.FastPaths())}
 
 
 def main() -> None:
@@ -176,12 +176,10 @@ def main() -> None:
         ds_dir = args.data or data.make_demo(Path(tmp) / "demo", args.rows, args.test_rows, seed=0)
         ds = data.load(ds_dir)
         rate = matmul_rate(device, torch.float32)
-        rate16 = matmul_rate(device, torch.bfloat16) if models.use_bf16("bf16", device) else None
+        rate16 = matmul_rate(device, torch.bfloat16) if device.type in ("cuda", "cpu") else None
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         env = {"device": gpu or f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
-               "torch": torch.__version__, "bf16_by_default": models.use_bf16("auto", device), "data": str(ds_dir),
-               "train_rows": len(ds.train_x)}
-        variants = variants_for(device)
+               "torch": torch.__version__, "data": str(ds_dir), "train_rows": len(ds.train_x)}
         rows = []
         for name in args.presets.split(","):
             base = presets.get(presets.load_all(), name)
@@ -190,12 +188,12 @@ def main() -> None:
                 cfg = base.with_training(batch_size=bs, device=str(device))
                 ref = reference_fps(cfg, ds.train_x, ds.train_y, device, args.seconds)
                 row = {"preset": name, "batch": bs, "reference_fps": ref}
-                for label, (precision, fast) in variants.items():
+                for label, (precision, fast) in variants_for(device, bs).items():
                     guess = ref * (30 if device.type == "cuda" else 3)
                     vcfg = cfg.with_training(precision=precision)
                     fps = phonetui_fps(vcfg, sized(ds, rows_for(vcfg, guess, args.seconds, len(ds.train_x))), fast)
                     row[label] = {"fps": fps, "ratio": fps / ref, "epoch_s_full": FULL_TRAIN / fps,
-                                  "flop_s": fps * flops, "bf16": models.use_bf16(precision, device)}
+                                  "flop_s": fps * flops, "bf16": models.use_bf16(precision, device, bs)}
                 row["ref_epoch_s_full"] = FULL_TRAIN / ref
                 row["eval_s"], row["predict_s"] = predict_seconds(cfg, ds, str(device))
                 rows.append(row)

@@ -28,17 +28,21 @@ class Dropout(nn.Dropout):
         return x * (torch.rand_like(x) >= self.p) * (1 / (1 - self.p))
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
+CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step costs more than it saves
+
+
+def use_bf16(precision: str, device: torch.device, batch_size: int) -> bool:
     """Whether matmuls run under bf16 autocast: 'fp32' never, 'bf16' always (CUDA and CPU only), and
-    'auto' where the hardware is fast at it (CUDA with bf16 support, CPUs with AMX tiles).
-    Weights, optimizer state and the loss stay fp32."""
+    'auto' where the hardware is fast at it: CUDA with bf16 support, and CPUs with AMX tiles when
+    batches hold at least CPU_BF16_MIN_BATCH rows. Weights, optimizer state and the loss stay fp32."""
     if precision == "bf16" and device.type not in ("cuda", "cpu"):
         raise PhonetuiError(f"training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not {device.type}")
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return device.type == "cpu" and batch_size >= CPU_BF16_MIN_BATCH and amx()
 
 
 def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:

@@ -42,7 +42,7 @@ def load_model(run: Run, device: torch.device) -> tuple[torch.nn.Module, int]:
 
 def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto") -> Prediction:
     """Classify every test row in order, write the CSV atomically, note it in the run's status.
-    Matmuls use the run's own `training.precision` on this device."""
+    Matmuls follow the run's own precision setting, resolved for this device."""
     dev = resolve_device(device)
     keep_freed_memory()
     model, width = load_model(run, dev)
@@ -53,7 +53,8 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     def take(lo: int, logits: torch.Tensor) -> None:
         classes[lo:lo + len(logits)] = logits.argmax(1).cpu()
 
-    bf16 = models.use_bf16(run.config.training.precision, dev)
+    t = run.config.training
+    bf16 = models.use_bf16(t.precision, dev, t.batch_size)
     models.infer(model, torch.from_numpy(data.test_x), dev, PREDICT_BATCH, take, bf16)
     pred = classes.numpy()
     out = out or run.path / runs.PREDICTION

@@ -217,7 +217,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     for key, reason in fit_problems(t.batch_size, n_train, cfg.model.batchnorm).items():
         raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
 
-    bf16 = models.use_bf16(t.precision, device)
+    bf16 = models.use_bf16(t.precision, device, t.batch_size)
     keep_freed_memory()
     record = {"data": str(data.path.resolve()), "demo_data": data.demo, "train_rows": n_train,
               "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,

@@ -159,11 +159,12 @@ def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
 def test_precision_auto_means_bf16_where_the_hardware_is_fast_at_it(amx, monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    assert models.use_bf16("auto", cpu) is amx
-    assert models.use_bf16("bf16", cpu) and not models.use_bf16("fp32", cpu)
-    assert not models.use_bf16("auto", torch.device("mps"))
+    assert models.use_bf16("auto", cpu, 64) is amx
+    assert not models.use_bf16("auto", cpu, 32)  # small batches: the per-step weight casts cost more
+    assert models.use_bf16("bf16", cpu, 1) and not models.use_bf16("fp32", cpu, 4096)
+    assert not models.use_bf16("auto", torch.device("mps"), 512)
     with pytest.raises(PhonetuiError, match="training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not mps"):
-        models.use_bf16("bf16", torch.device("mps"))
+        models.use_bf16("bf16", torch.device("mps"), 512)
 
 
 def test_bf16_autocast_learns_like_fp32_and_is_recorded(tiny, demo, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -46,10 +47,15 @@ def parser() -> argparse.ArgumentParser:
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs")
     rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
-    d = sub.add_parser("demo-data", help="write a simulated TIMIT-format data set")
+    d = sub.add_parser("demo-data", help="write a demo data set in the course's format (synthesized speech by default)")
     d.add_argument("--out", type=Path, required=True)
-    d.add_argument("--train-rows", type=int, default=400_000)
-    d.add_argument("--test-rows", type=int, default=100_000)
+    kind = d.add_mutually_exclusive_group()
+    kind.add_argument("--speech", action="store_true", help="English sentences spoken by eSpeak NG (the default)")
+    kind.add_argument("--simulated", action="store_true", help="the fast Markov-chain generator")
+    d.add_argument("--utterances", type=int, help="speech: train utterances (1200)")
+    d.add_argument("--test-utterances", type=int, help="speech: test utterances, unseen voices and sentences (400)")
+    d.add_argument("--train-rows", type=int, help="simulated: train rows (400,000)")
+    d.add_argument("--test-rows", type=int, help="simulated: test rows (100,000)")
     d.add_argument("--seed", type=int, default=0)
     return p
 
@@ -68,10 +74,24 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return cfg.with_training(**changes)
 
 
+@contextmanager
+def _synthesis_bar():
+    """A progress bar for speech synthesis; yields the callback that moves it (done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("synthesizing utterances"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def load_data(path: Path | None):
     from . import data
 
-    return data.load(path if path is not None else data.default_dir(say=console.print))
+    if path is None:
+        with _synthesis_bar() as progress:
+            path = data.default_dir(say=console.print, progress=progress)
+    return data.load(path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -148,8 +168,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from . import data
 
-    out = data.make_demo(args.out, args.train_rows, args.test_rows, args.seed)
-    console.print(f"wrote demo data to {out} ({args.train_rows:,} train + {args.test_rows:,} test rows, seed {args.seed})")
+    if args.simulated:
+        if args.utterances is not None or args.test_utterances is not None:
+            raise PhonetuiError("demo-data: --utterances and --test-utterances are for speech; --simulated takes rows")
+        rows = (args.train_rows or data.DEMO_TRAIN_ROWS, args.test_rows or data.DEMO_TEST_ROWS)
+        out = data.make_demo(args.out, *rows, args.seed)
+        console.print(f"wrote simulated demo data to {out} ({rows[0]:,} train + {rows[1]:,} test rows, seed {args.seed})")
+        return 0
+    if args.train_rows is not None or args.test_rows is not None:
+        raise PhonetuiError("demo-data: --train-rows and --test-rows are for --simulated; speech takes --utterances")
+    from .data import speech
+
+    sizes = (args.utterances or data.DEMO_UTTERANCES, args.test_utterances or data.DEMO_TEST_UTTERANCES)
+    with _synthesis_bar() as progress:
+        summary = data.make_speech_demo(args.out, *sizes, args.seed, progress)
+    console.print(f"wrote speech demo data to {args.out}: {speech.describe(summary)}, seed {args.seed}")
     return 0
 
 

@@ -13,6 +13,8 @@ import pytest
 from phonetui import runs
 from phonetui.cli import main
 
+from tests.conftest import write_set
+
 
 def phonetui(*args, cwd=None, **kw):
     return subprocess.run([sys.executable, "-m", "phonetui", *map(str, args)], capture_output=True, text=True,
@@ -55,8 +57,6 @@ def test_bad_input_is_one_line_with_exit_code_2(args, words, capsys):
 
 
 def test_bad_data_file_names_it(tmp_path, capsys):
-    from tests.conftest import write_set
-
     write_set(tmp_path, y=["x"] * 50)
     assert main(["train", "--data", str(tmp_path)]) == 2
     assert f"{tmp_path / 'train_label_11.npy'}: label 'x' at row 0 is not an integer" in capsys.readouterr().err
@@ -79,7 +79,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(demo_dir, presets_dir, tm
 
 def test_core_never_imports_textual():
     code = ("import sys, phonetui.cli, phonetui.trainer, phonetui.predict, phonetui.data, phonetui.runs, "
-            "phonetui.presets, phonetui.models, phonetui.demo; "
+            "phonetui.presets, phonetui.models, phonetui.data.simulated, phonetui.data.speech; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0, r.stderr
@@ -88,9 +88,25 @@ def test_core_never_imports_textual():
 def test_demo_data_command_writes_a_marked_loadable_set(tmp_path, capsys):
     from phonetui import data
 
-    assert main(["demo-data", "--out", str(tmp_path / "d"), "--train-rows", "700", "--test-rows", "90", "--seed", "3"]) == 0
+    simulated = ["demo-data", "--simulated", "--out", str(tmp_path / "d")]
+    assert main([*simulated, "--train-rows", "700", "--test-rows", "90", "--seed", "3"]) == 0
     assert "700 train + 90 test rows, seed 3" in capsys.readouterr().out
     d = data.load(tmp_path / "d")
-    assert d.demo and len(d.train_x) == 700 and len(d.test_x) == 90 and d.test_y is not None
-    assert main(["demo-data", "--out", str(tmp_path / "e"), "--train-rows", "5"]) == 2
+    assert d.demo == "simulated" and len(d.train_x) == 700 and len(d.test_x) == 90 and d.test_y is not None
+    assert "DEMO data (simulated)" in d.describe()
+    assert main(["demo-data", "--simulated", "--out", str(tmp_path / "e"), "--train-rows", "5"]) == 2
     assert "at least 100 train rows" in capsys.readouterr().err
+    assert main(["demo-data", "--out", str(tmp_path / "e"), "--train-rows", "500"]) == 2
+    assert "--train-rows and --test-rows are for --simulated" in capsys.readouterr().err
+    assert main([*simulated, "--utterances", "5"]) == 2
+    assert "--utterances and --test-utterances are for speech" in capsys.readouterr().err
+
+
+def test_demo_data_never_overwrites_real_data(tmp_path, capsys):
+    from phonetui import data
+
+    real = write_set(tmp_path / "real")
+    before = (real / data.TRAIN_X).read_bytes()
+    assert main(["demo-data", "--simulated", "--out", str(real), "--train-rows", "200", "--test-rows", "20"]) == 2
+    assert "not a phonetui demo set" in capsys.readouterr().err
+    assert (real / data.TRAIN_X).read_bytes() == before

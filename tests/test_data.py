@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from phonetui import data
+from phonetui.data import files
+from phonetui.data import speech
 from phonetui.errors import PhonetuiError
 from tests.conftest import write_set
 
@@ -129,14 +131,30 @@ def test_default_dir_prefers_local_timit(tmp_path, monkeypatch):
     assert data.default_dir() == Path("timit_11")
 
 
-def test_default_dir_generates_demo_once(tmp_path, monkeypatch):
+def test_default_dir_synthesizes_speech_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEMO_TRAIN_ROWS", 2000)
-    monkeypatch.setattr(data, "DEMO_TEST_ROWS", 300)
+    monkeypatch.setattr(files, "DEMO_UTTERANCES", 6)
+    monkeypatch.setattr(files, "DEMO_TEST_UTTERANCES", 2)
+    said, steps = [], []
+    first = data.default_dir(say=said.append, progress=lambda done, total: steps.append((done, total)))
+    assert first == tmp_path / "cache" / "phonetui" / "demo-speech" and len(said) == 1
+    assert steps[-1] == (8, 8)
+    assert data.default_dir(say=said.append) == first and len(said) == 1
+    d = data.load(first)
+    assert d.demo == "synthesized speech" and len(d.utterance_starts) == 6 and d.test_y is not None
+    assert "DEMO data (synthesized speech)" in d.describe()
+
+
+def test_default_dir_falls_back_to_simulated_without_espeak(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(files, "DEMO_TRAIN_ROWS", 2000)
+    monkeypatch.setattr(files, "DEMO_TEST_ROWS", 300)
+    monkeypatch.setattr(speech, "available", lambda: "eSpeak NG is not installed (pip install 'phonetui[speech]')")
     said = []
     first = data.default_dir(say=said.append)
     assert first == tmp_path / "cache" / "phonetui" / "demo" and len(said) == 1
-    assert data.default_dir(say=said.append) == first and len(said) == 1
+    assert "phonetui[speech]" in said[0] and "simulated" in said[0]
     d = data.load(first)
-    assert d.demo and len(d.train_x) == 2000 and len(d.test_x) == 300
+    assert d.demo == "simulated" and len(d.train_x) == 2000 and len(d.test_x) == 300

@@ -153,7 +153,11 @@ class PhonetuiApp(App):
         try:
             from .. import data
 
-            path = self.args.data or data.default_dir(say=lambda text: self.call_from_thread(self.say, text))
+            def progress(done: int, total: int) -> None:
+                self.call_from_thread(self.say, f"synthesizing the speech demo set (once): {done:,}/{total:,} utterances")
+
+            path = self.args.data or data.default_dir(say=lambda text: self.call_from_thread(self.say, text),
+                                                      progress=progress)
             self.post_message(DataLoaded(data.load(path)))
         except Exception as e:  # noqa: BLE001 - shown in the data line
             self.post_message(DataFailed(one_line(e)))

@@ -1,7 +1,8 @@
 """TIMIT 11-frame data: find it, check it, memory-map it, split it.
 
 A data folder holds `train_11.npy` (N, 429) float32, `train_label_11.npy` (N,) labels as strings
-('36') or integers, `test_11.npy` (M, 429) float32 and, for demo sets, `test_label_11.npy`.
+('36') or integers, `test_11.npy` (M, 429) float32 and, for demo sets, `test_label_11.npy` and a
+marker file saying which generator made them (synthesized speech or simulated).
 Features stay memory-mapped (copy-on-write, never float64); every problem is one PhonetuiError
 line naming the file.
 """
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FRAME_DIM, N_CLASSES
-from .errors import PhonetuiError
+from ..config import FRAME_DIM, N_CLASSES
+from ..errors import PhonetuiError
 
 TRAIN_X, TRAIN_Y, TEST_X, TEST_Y = "train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy"
 DEMO_MARKER = "phonetui-demo.json"
-DEMO_TRAIN_ROWS, DEMO_TEST_ROWS = 400_000, 100_000
+DEMO_TRAIN_ROWS, DEMO_TEST_ROWS = 400_000, 100_000  # the simulated set
+DEMO_UTTERANCES, DEMO_TEST_UTTERANCES = 1200, 400  # the speech set: about 470,000 + 157,000 rows
+DEMO_KINDS = {"speech": "synthesized speech", "simulated": "simulated"}
 _SCAN_ROWS = 65_536
 
 
@@ -34,7 +37,7 @@ class TimitData:
     test_x: np.ndarray
     test_y: np.ndarray | None
     utterance_starts: np.ndarray
-    demo: bool
+    demo: str | None  # which demo generator made the set (a DEMO_KINDS value), None for real data
 
     @property
     def width(self) -> int:
@@ -51,7 +54,7 @@ class TimitData:
         if val_ratio is not None:
             k = self.n_train(val_ratio)
             split = f" ({k:,} train / {n - k:,} val)"
-        kind = "DEMO data" if self.demo else "data"
+        kind = f"DEMO data ({self.demo})" if self.demo else "data"
         return (f"{kind} {self.path}: {n:,} rows{split}, {len(self.test_x):,} test rows, "
                 f"{len(self.utterance_starts):,} utterances, {N_CLASSES} classes")
 
@@ -137,20 +140,56 @@ def load(path: Path) -> TimitData:
     train_y = load_labels(path / TRAIN_Y, len(train_x))
     test_x = load_features(path / TEST_X, train_x.shape[1])
     test_y = load_labels(path / TEST_Y, len(test_x)) if (path / TEST_Y).exists() else None
-    return TimitData(path, train_x, train_y, test_x, test_y, utterance_starts(train_x),
-                     (path / DEMO_MARKER).exists())
+    return TimitData(path, train_x, train_y, test_x, test_y, utterance_starts(train_x), demo_kind(path))
+
+
+def demo_kind(path: Path) -> str | None:
+    """Which generator made the data in `path` (from its marker file), or None for real data."""
+    try:
+        marker = json.loads((path / DEMO_MARKER).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "demo"
+    kind = marker.get("kind", "simulated") if isinstance(marker, dict) else None
+    return DEMO_KINDS.get(kind, "demo")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to write a demo set over a folder of data that no demo generator made."""
+    if (out / DEMO_MARKER).exists() or not any((out / f).exists() for f in (TRAIN_X, TRAIN_Y, TEST_X)):
+        return
+    raise PhonetuiError(f"{out}: holds data that is not a phonetui demo set; choose another --out")
+
+
+_DEMO_FILES = (TEST_Y, DEMO_MARKER, "utterances.tsv")
 
 
 def make_demo(out: Path, train_rows: int, test_rows: int, seed: int) -> Path:
-    """Generate a demo set (see phonetui.demo) and mark it as demo data."""
-    from . import demo
+    """Generate a simulated demo set (see phonetui.data.simulated) and mark it as demo data."""
+    from . import simulated
 
     if train_rows < 100 or test_rows < 1:
         raise PhonetuiError(f"demo-data: need at least 100 train rows and 1 test row, got {train_rows} / {test_rows}")
-    demo.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed)
-    marker = {"generator": "phonetui.demo", "train_rows": train_rows, "test_rows": test_rows, "seed": seed}
+    _check_out(out)
+    simulated.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed, replaces=_DEMO_FILES)
+    marker = {"generator": "phonetui.data.simulated", "kind": "simulated", "train_rows": train_rows,
+              "test_rows": test_rows, "seed": seed}
     (out / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
     return out
+
+
+def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int, progress=None) -> dict:
+    """Synthesize a speech demo set (see phonetui.data.speech), mark it, and return its summary."""
+    from . import speech
+
+    if utterances < 2 or test_utterances < 1:
+        raise PhonetuiError(f"demo-data: need at least 2 train utterances and 1 test utterance, "
+                            f"got {utterances} / {test_utterances}")
+    _check_out(out)
+    summary = speech.generate(out, utterances, test_utterances, seed, progress, replaces=_DEMO_FILES)
+    (out / DEMO_MARKER).write_text(json.dumps(speech.marker(summary, seed)) + "\n")
+    return summary
 
 
 def cache_dir() -> Path:
@@ -159,14 +198,25 @@ def cache_dir() -> Path:
     return Path(base) / "phonetui"
 
 
-def default_dir(say=print) -> Path:
-    """./timit_11 when it holds the course files, else the demo set in the cache (made on first use)."""
+def default_dir(say=print, progress=None) -> Path:
+    """./timit_11 when it holds the course files, else a demo set in the cache, made on first use:
+    synthesized speech when eSpeak NG is installed, the simulated set otherwise."""
+    from . import speech
+
     local = Path("timit_11")
     if all((local / f).is_file() for f in (TRAIN_X, TRAIN_Y, TEST_X)):
         return local
+    missing = speech.available()
+    if missing is None:
+        demo_dir = cache_dir() / "demo-speech"
+        if not (demo_dir / DEMO_MARKER).is_file():
+            say(f"no ./timit_11 here: synthesizing the speech demo set into {demo_dir} "
+                f"({DEMO_UTTERANCES:,} + {DEMO_TEST_UTTERANCES:,} utterances, once)")
+            make_speech_demo(demo_dir, DEMO_UTTERANCES, DEMO_TEST_UTTERANCES, seed=0, progress=progress)
+        return demo_dir
     demo_dir = cache_dir() / "demo"
     if not (demo_dir / DEMO_MARKER).is_file():
-        say(f"no ./timit_11 here: generating the demo set into {demo_dir} "
+        say(f"no ./timit_11 here and {missing}: generating the simulated demo set into {demo_dir} "
             f"({DEMO_TRAIN_ROWS:,} + {DEMO_TEST_ROWS:,} rows, once)")
         make_demo(demo_dir, DEMO_TRAIN_ROWS, DEMO_TEST_ROWS, seed=0)
     return demo_dir

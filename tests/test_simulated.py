@@ -1,4 +1,4 @@
-"""Tests of the synthetic TIMIT-format demo data generator."""
+"""Tests of the simulated (Markov-chain) demo data generator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonetui import demo
+from phonetui.data import simulated as demo
 
 FILES = ("train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy")
 

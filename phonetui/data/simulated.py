@@ -1,4 +1,4 @@
-"""Synthetic demo data in the TIMIT "timit_11" format (numpy only).
+"""Simulated demo data in the TIMIT "timit_11" format (numpy only).
 
 Each utterance is a phone sequence from a fixed Markov chain over the 39 classes,
 framed by silence (class 38). Every phone lasts a gamma-distributed number of frames
@@ -14,19 +14,16 @@ course files. The phone model comes from a fixed internal seed, so every user se
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import frames
+from .frames import N_STATIC
+
 N_CLASSES = 39
 SIL = 38
-N_STATIC = 13
-N_FEAT = 3 * N_STATIC
-CONTEXT = 5  # frames either side of the centre
-ROW_DIM = (2 * CONTEXT + 1) * N_FEAT
 
 _LANGUAGE_SEED = 2021
 # Confusable groups of phones; phones in a group share a cluster centre.
@@ -137,65 +134,26 @@ def _speaker(static: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return static @ warp.T + shift + _moving_average(white, 3)
 
 
-def _deltas(x: np.ndarray) -> np.ndarray:
-    """Standard delta regression over +-2 frames with edge frames repeated."""
-    p = np.pad(x, ((2, 2), (0, 0)), mode="edge")
-    return (p[3:-1] - p[1:-3] + 2 * (p[4:] - p[:-4])) / 10.0
-
-
-def _features(static: np.ndarray) -> np.ndarray:
-    """Statics + deltas + delta-deltas (T, 39), mean/variance normalised."""
-    delta = _deltas(static)
-    feats = np.hstack([static, delta, _deltas(delta)])
-    feats -= feats.mean(axis=0)
-    feats /= feats.std(axis=0) + 1e-3
-    return feats.astype(np.float32)
-
-
-def _windows(feats: np.ndarray) -> np.ndarray:
-    """Stack 11-frame windows (T, 429) with edge frames repeated."""
-    t = len(feats)
-    idx = np.clip(np.arange(t)[:, None] + np.arange(-CONTEXT, CONTEXT + 1), 0, t - 1)
-    return feats[idx].reshape(t, ROW_DIM)
-
-
-def _write_split(x_path: Path, y_path: Path, rows: int, rng: np.random.Generator) -> None:
-    """Stream `rows` rows, utterance by utterance, into an .npy file plus labels."""
-    labels = np.empty(rows, dtype="<U2")
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-              "fortran_order": False, "shape": (rows, ROW_DIM)}
-    with open(x_path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        done = 0
-        while done < rows:
-            ids, dur = _phones(rng)
-            static = _speaker(_trajectory(ids, dur, rng), rng)[: rows - done]
-            _windows(_features(static)).tofile(f)
-            labels[done : done + len(static)] = np.repeat(ids, dur)[: len(static)].astype("<U2")
-            done += len(static)
-    np.save(y_path, labels)
+def _split(rows: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Utterances of (features, labels) until `rows` frames, the last one cut to fit."""
+    out, done = [], 0
+    while done < rows:
+        ids, dur = _phones(rng)
+        static = _speaker(_trajectory(ids, dur, rng), rng)[: rows - done]
+        out.append((frames.features(static), np.repeat(ids, dur)[: len(static)]))
+        done += len(static)
+    return out
 
 
 def generate(out_dir: str | Path, train_rows: int = 200_000, test_rows: int = 60_000,
-             seed: int = 0) -> Path:
+             seed: int = 0, replaces: tuple[str, ...] = ()) -> Path:
     """Write train/test features and labels in the timit_11 format; return out_dir.
 
     Files are built in a temporary sibling folder and moved into place at the end.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    tmp.mkdir(exist_ok=True)
-    try:
+    def fill(tmp: Path) -> None:
         for split, rows, stream in (("train", train_rows, 0), ("test", test_rows, 1)):
             rng = np.random.default_rng([seed, stream])
-            _write_split(tmp / f"{split}_11.npy", tmp / f"{split}_label_11.npy", rows, rng)
-        if out_dir.exists():
-            for path in tmp.iterdir():
-                os.replace(path, out_dir / path.name)
-            tmp.rmdir()
-        else:
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+            frames.write_split(tmp / f"{split}_11.npy", tmp / f"{split}_label_11.npy", _split(rows, rng))
+
+    return frames.build_folder(Path(out_dir), fill, replaces)

@@ -219,7 +219,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
 
     bf16 = models.use_bf16(t.precision, device, t.batch_size)
     keep_freed_memory()
-    record = {"data": str(data.path.resolve()), "demo_data": data.demo, "train_rows": n_train,
+    record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
               "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,

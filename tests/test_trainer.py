@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from phonetui import models, runs, trainer
+from phonetui import data, models, runs, trainer
 from phonetui.config import parse_model
 from phonetui.errors import PhonetuiError
+from tests.conftest import write_set
 
 
 def run_collect(cfg, demo, tmp_path, cancel=None, on=None):
@@ -42,7 +43,14 @@ def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
     assert max(float(r["val_acc"]) for r in rows) == pytest.approx(best, abs=1e-6)
     again = runs.open_run(run.path)
     assert again.config == tiny and again.record["device"] == "cpu" and again.record["torch"] == torch.__version__
+    assert again.record["demo_data"] == "simulated"
     assert not list(run.path.glob(".*.tmp"))
+
+
+def test_trains_on_course_data_that_is_not_a_demo_set(tiny, tmp_path):
+    real = data.load(write_set(tmp_path / "timit_11", rows=400))
+    run = trainer.train(tiny.with_training(epochs=1), real, tmp_path / "runs")
+    assert run.status["status"] == "finished" and runs.open_run(run.path).record["demo_data"] == "none"
 
 
 def test_progress_events_within_an_epoch(tiny, demo, tmp_path, monkeypatch):

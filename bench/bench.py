@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from phonetui import data, models, presets, trainer
-from phonetui.predict import load_model, predict
+from phonetui import batches, checkpoint, data, models, presets, trainer
+from phonetui.device import resolve_device, use_bf16
+from phonetui.evaluation import posteriors
+from phonetui.predict import predict
 
 FULL_TRAIN, FULL_TEST = 1_229_932, 451_552
 
@@ -121,12 +123,12 @@ def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]
         small = sized(ds, cfg.training.batch_size * 4)
         run = trainer.train(cfg.with_training(epochs=1, val_ratio=0.0, device=device), small, Path(d))
         scale = FULL_TEST / len(ds.test_x)
-        dev = trainer.resolve_device(device)
-        model, _ = load_model(run, dev)
-        x = torch.from_numpy(ds.test_x)
-        y = torch.from_numpy(ds.test_y if ds.test_y is not None else np.zeros(len(x), np.int64))  # timing only
+        dev = resolve_device(device)
+        model, model_cfg, _ = checkpoint.load(run, dev)
+        y = ds.test_y if ds.test_y is not None else np.zeros(len(ds.test_x), np.int64)  # timing only
+        test_set = batches.source(model_cfg, ds.test_x, y, ds.test_starts, dev)
         start = time.perf_counter()
-        trainer.evaluate(model, x, y, dev, models.use_bf16(cfg.training.precision, dev, cfg.training.batch_size))
+        posteriors(model, test_set, dev, use_bf16(cfg.training.precision, dev, cfg.training.batch_size))
         evaluation = (time.perf_counter() - start) * scale
         start = time.perf_counter()
         predict(run, ds, Path(d) / "p.csv", device)
@@ -153,7 +155,7 @@ def variants_for(device: torch.device, batch: int) -> dict[str, tuple[str, train
                 "+torch.compile": ("auto", trainer.FastPaths(compile=True))}
     if device.type != "cpu":
         return {"phonetui (default)": ("auto", trainer.FastPaths())}
-    bf16_default = models.use_bf16("auto", device, batch)
+    bf16_default = use_bf16("auto", device, batch)
     return {"phonetui fp32" + ("" if bf16_default else " (default)"): ("fp32", trainer.FastPaths()),
             "phonetui bf16 autocast" + (" (default)" if bf16_default else ""): ("bf16", trainer.FastPaths())}
 
@@ -171,7 +173,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=Path("bench/results.json"))
     args = p.parse_args()
 
-    device = trainer.resolve_device(args.device)
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         ds_dir = args.data or data.make_demo(Path(tmp) / "demo", args.rows, args.test_rows, seed=0)
         ds = data.load(ds_dir)
@@ -193,7 +195,7 @@ def main() -> None:
                     vcfg = cfg.with_training(precision=precision)
                     fps = phonetui_fps(vcfg, sized(ds, rows_for(vcfg, guess, args.seconds, len(ds.train_x))), fast)
                     row[label] = {"fps": fps, "ratio": fps / ref, "epoch_s_full": FULL_TRAIN / fps,
-                                  "flop_s": fps * flops, "bf16": models.use_bf16(precision, device, bs)}
+                                  "flop_s": fps * flops, "bf16": use_bf16(precision, device, bs)}
                 row["ref_epoch_s_full"] = FULL_TRAIN / ref
                 row["eval_s"], row["predict_s"] = predict_seconds(cfg, ds, str(device))
                 rows.append(row)

@@ -45,8 +45,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto")
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
-    rs = sub.add_parser("runs", help="list runs")
+    rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
     rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
+    rs.add_argument("--show", type=Path, metavar="RUN_DIR", help="per-phone val accuracy and most confused pairs")
     d = sub.add_parser("demo-data", help="write a demo data set in the course's format (synthesized speech by default)")
     d.add_argument("--out", type=Path, required=True)
     kind = d.add_mutually_exclusive_group()
@@ -156,12 +157,34 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
+    if args.show is not None:
+        return _show(runs.open_run(args.show))
     table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
     for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
         t, best = r.config.training, r.status.get("best_val_acc")
         table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.get('epochs_done', 0)}/{t.epochs}",
                       "-" if best is None else f"{best:.4f}", r.state)
     console.print(table)
+    return 0
+
+
+def _show(run) -> int:
+    """A run's best model, class by class: val accuracy per phone (worst first) and the confused pairs."""
+    from . import diagnostics
+
+    phones, pairs = diagnostics.read(run)
+    if not phones:
+        raise PhonetuiError(f"{run.path}: no per-phone diagnostics yet (they come with the first validated best model)")
+    best = run.status.get("best_val_acc")
+    console.print(f"{run.id} · preset {run.config.preset} · best val acc "
+                  f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.get('best_epoch')}")
+    table = Table("phone", "val frames", "accuracy", box=None)
+    for p in sorted(phones, key=lambda p: (p.accuracy is None, p.accuracy or 0)):
+        table.add_row(p.phone, f"{p.frames:,}", "-" if p.accuracy is None else f"{p.accuracy:.3f}")
+    pairs_table = Table("true", "predicted as", "frames", "share of true", box=None)
+    for c in pairs:
+        pairs_table.add_row(c.true, c.predicted, f"{c.frames:,}", f"{c.share:.3f}")
+    console.print(table, pairs_table)
     return 0
 
 

@@ -16,6 +16,8 @@ from .errors import PhonetuiError
 
 N_CLASSES = 39
 FRAME_DIM = 39
+PHONES = tuple("iy ih eh ae ah uw uh aa ey ay oy aw ow l r y w er m n ng ch jh dh b d dx g p t k z v f th s sh hh sil"
+               .split())  # class index -> TIMIT phone (39 folded classes)
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -23,23 +25,64 @@ PRECISIONS = ("auto", "fp32", "bf16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+MODEL_KINDS = ("mlp", "tagger")
+CELLS = ("lstm", "gru")
+INPUTS = ("centre", "window")
+CONV_WIDTH = 5  # frames seen by the tagger's convolutional front end
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """An MLP over the 11-frame window: hidden layer sizes and what goes between them."""
+    """The network: an MLP over each row's 11-frame window (kind mlp), or a recurrent tagger over
+    whole utterances (kind tagger) that reads each frame's centre 39 values or whole window."""
 
-    hidden: tuple[int, ...] = (1024, 512, 128)
-    activation: str = "sigmoid"
-    batchnorm: bool = False
-    dropout: float = 0.0
+    kind: str = "mlp"
+    hidden: tuple[int, ...] = (1024, 512, 128)  # mlp: hidden layer sizes
+    activation: str = "sigmoid"  # mlp
+    batchnorm: bool = False  # mlp
+    dropout: float = 0.0  # mlp: after each activation; tagger: between layers and before the output
+    cell: str = "lstm"  # tagger: lstm | gru
+    layers: int = 2  # tagger: recurrent layers
+    size: int = 256  # tagger: hidden units per direction
+    bidirectional: bool = True  # tagger
+    conv: int = 0  # tagger: channels of a CONV_WIDTH-frame Conv1d + ReLU front end (0: none)
+    input: str = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
+    normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
 
-    def param_count(self, input_dim: int = 11 * FRAME_DIM) -> int:
-        """Trainable parameters implied by the architecture (Linear weights+biases, BatchNorm affine)."""
-        sizes = [input_dim, *self.hidden, N_CLASSES]
-        linear = sum(a * b + b for a, b in pairwise(sizes))
-        return linear + (2 * sum(self.hidden) if self.batchnorm else 0)
+    @property
+    def sequence(self) -> bool:
+        """Whether the model reads whole utterances (and batches count utterances, not rows)."""
+        return self.kind == "tagger"
+
+    def input_dim(self, width: int = 11 * FRAME_DIM) -> int:
+        """Features per input step: the row width, or one frame for a tagger on centre frames."""
+        return FRAME_DIM if self.sequence and self.input == "centre" else width
+
+    def summary(self) -> str:
+        """A few words naming the architecture, e.g. '1024-512-128 sigmoid' or 'BiLSTM 3x256, conv 256, window'."""
+        if not self.sequence:
+            return f"{'-'.join(map(str, self.hidden))} {self.activation}" + (" +BN" if self.batchnorm else "")
+        cell = ("Bi" if self.bidirectional else "") + self.cell.upper()
+        return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}"
+
+    def param_count(self, width: int = 11 * FRAME_DIM) -> int:
+        """Trainable parameters implied by the architecture."""
+        d = self.input_dim(width)
+        if not self.sequence:
+            sizes = [d, *self.hidden, N_CLASSES]
+            linear = sum(a * b + b for a, b in pairwise(sizes))
+            return linear + (2 * sum(self.hidden) if self.batchnorm else 0)
+        total, dirs, gates = 0, 2 if self.bidirectional else 1, 4 if self.cell == "lstm" else 3
+        if self.conv:
+            total += d * self.conv * CONV_WIDTH + self.conv
+            d = self.conv
+        for _ in range(self.layers):
+            total += dirs * gates * (d * self.size + self.size * self.size + 2 * self.size)
+            d = dirs * self.size
+        return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "seed", "device", "precision")  # CLI flags and TUI form fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "seed", "device", "precision")  # CLI flags, form fields
 
 
 @dataclass(frozen=True)
@@ -47,12 +90,13 @@ class TrainConfig:
     """Optimisation and bookkeeping; EDITABLE names what the command line and the form change."""
 
     lr: float = 1e-4
-    batch_size: int = 64
+    batch_size: int = 64  # rows per batch (mlp) or utterances per batch (tagger)
     epochs: int = 20
     val_ratio: float = 0.2
+    smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (models.use_bf16)
+    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16)
     optimizer: str = "adam"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
@@ -74,8 +118,9 @@ class RunConfig:
         return dataclasses.replace(self, training=parse_training(values, "override"))
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain tables (the model's only with the keys of its kind), as preset files and run records hold them."""
         d = dataclasses.asdict(self)
-        d["model"]["hidden"] = list(self.model.hidden)
+        d["model"] = {k: list(v) if k == "hidden" else v for k, v in d["model"].items() if k in MODEL_KEYS[self.model.kind]}
         return d
 
 
@@ -95,6 +140,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "batch_size": _Rule(int, lambda v: v >= 1, "must be an integer >= 1"),
     "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer >= 1"),
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "smooth": _Rule(int, lambda v: 1 <= v <= 99 and v % 2 == 1, "must be an odd integer from 1 to 99"),
     "seed": _Rule(int, lambda v: v >= 0, "must be an integer >= 0"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "precision": _in(PRECISIONS),
@@ -104,12 +150,22 @@ TRAIN_RULES: dict[str, _Rule] = {
     "schedule": _in(SCHEDULES),
 }
 MODEL_RULES: dict[str, _Rule] = {
+    "kind": _in(MODEL_KINDS),
     "hidden": _Rule(list, lambda v: len(v) >= 1 and all(type(h) is int and 1 <= h <= 65536 for h in v),
                     "must be a non-empty list of layer sizes (integers >= 1)"),
     "activation": _in(ACTIVATIONS),
     "batchnorm": _Rule(bool, lambda v: True, "must be true or false"),
     "dropout": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "cell": _in(CELLS),
+    "layers": _Rule(int, lambda v: 1 <= v <= 16, "must be an integer from 1 to 16"),
+    "size": _Rule(int, lambda v: 1 <= v <= 8192, "must be an integer from 1 to 8192"),
+    "bidirectional": _Rule(bool, lambda v: True, "must be true or false"),
+    "conv": _Rule(int, lambda v: 0 <= v <= 8192, "must be an integer from 0 (none) to 8192"),
+    "input": _in(INPUTS),
+    "normalize": _Rule(bool, lambda v: True, "must be true or false"),
 }
+MODEL_KEYS = {"mlp": ("kind", "hidden", "activation", "batchnorm", "dropout"),
+              "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout")}
 
 
 def _coerce(value: Any, kind: type) -> Any:
@@ -144,12 +200,12 @@ def check_value(rules: dict[str, _Rule], key: str, value: Any) -> tuple[Any, str
     return (parsed, None) if rule.ok(parsed) else (None, rule.reason)
 
 
-def fit_problems(batch_size: int, n_train: int, batchnorm: bool) -> dict[str, str]:
-    """Reasons, by field, why these values cannot train on `n_train` rows (empty when they can)."""
+def fit_problems(batch_size: int, n_train: int, batchnorm: bool, unit: str = "rows") -> dict[str, str]:
+    """Reasons, by field, why these values cannot train on `n_train` rows or utterances (`unit`)."""
     if n_train < 1:
-        return {"val_ratio": "leaves no training rows"}
+        return {"val_ratio": f"leaves no training {unit}"}
     if batch_size > n_train:
-        return {"batch_size": f"larger than the {n_train:,} training rows"}
+        return {"batch_size": f"larger than the {n_train:,} training {unit}"}
     if batchnorm and batch_size < 2:
         return {"batch_size": "BatchNorm needs batches of at least 2"}
     return {}
@@ -175,6 +231,11 @@ def parse_training(values: dict[str, Any], where: str = "training") -> TrainConf
 def parse_model(values: dict[str, Any], where: str = "model") -> ModelConfig:
     """A checked ModelConfig (see parse_training)."""
     parsed = _parse(MODEL_RULES, values, where)
+    kind = parsed.get("kind", "mlp")
+    for key in parsed:
+        if key not in MODEL_KEYS[kind]:
+            raise PhonetuiError(f"{where}.{key}: not a setting of kind = '{kind}' "
+                                f"(its keys: {', '.join(MODEL_KEYS[kind])})")
     if "hidden" in parsed:
         parsed["hidden"] = tuple(parsed["hidden"])
     return ModelConfig(**parsed)

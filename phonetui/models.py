@@ -1,19 +1,17 @@
-"""Models: an MLP over the frame window, built from a ModelConfig.
+"""Models built from a ModelConfig: an MLP over each row's window, or a tagger over utterances.
 
-The rest of phonetui sees only `build(cfg, input_dim)` and `(batch, input_dim) -> (batch, 39)`
-logits, so a model over whole utterances can later take its place behind the batch sampler.
+Both map a batch's inputs (see phonetui.batches) to (frames, 39) logits, one row per labelled
+frame in the batch's order, so the trainer, evaluation and prediction never ask which kind ran.
 """
 
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .config import N_CLASSES, ModelConfig
-from .errors import PhonetuiError
+from .config import CONV_WIDTH, N_CLASSES, ModelConfig
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -28,24 +26,12 @@ class Dropout(nn.Dropout):
         return x * (torch.rand_like(x) >= self.p) * (1 / (1 - self.p))
 
 
-CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step costs more than it saves
+def build(cfg: ModelConfig, width: int) -> nn.Module:
+    """The model for rows of `width` features: an MLP, or a Tagger for kind = 'tagger'."""
+    return Tagger(cfg, width) if cfg.sequence else mlp(cfg, width)
 
 
-def use_bf16(precision: str, device: torch.device, batch_size: int) -> bool:
-    """Whether matmuls run under bf16 autocast: 'fp32' never, 'bf16' always (CUDA and CPU only), and
-    'auto' where the hardware is fast at it: CUDA with bf16 support, and CPUs with AMX tiles when
-    batches hold at least CPU_BF16_MIN_BATCH rows. Weights, optimizer state and the loss stay fp32."""
-    if precision == "bf16" and device.type not in ("cuda", "cpu"):
-        raise PhonetuiError(f"training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not {device.type}")
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    return device.type == "cpu" and batch_size >= CPU_BF16_MIN_BATCH and amx()
-
-
-def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
+def mlp(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden layer, then Linear to 39 logits."""
     layers: list[nn.Module] = []
     width = input_dim
@@ -61,20 +47,46 @@ def build(cfg: ModelConfig, input_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class Tagger(nn.Module):
+    """[per-utterance normalisation] -> [Conv1d + ReLU] -> LSTM/GRU layers -> Linear, per frame.
+
+    Input: zero-padded utterances (B, T, D) and their lengths (B,); output: logits of the valid
+    frames, utterance after utterance. Padding never reaches a real frame: the recurrent layers run
+    on packed sequences, and the convolution sees zeros past an utterance's end either way.
+    """
+
+    def __init__(self, cfg: ModelConfig, width: int) -> None:
+        super().__init__()
+        self.normalize = cfg.normalize
+        d = cfg.input_dim(width)
+        self.conv = nn.Conv1d(d, cfg.conv, CONV_WIDTH, padding=CONV_WIDTH // 2) if cfg.conv else None
+        rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
+        self.rnn = rnn(cfg.conv or d, cfg.size, cfg.layers, batch_first=True, bidirectional=cfg.bidirectional,
+                       dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.size * (2 if cfg.bidirectional else 1), N_CLASSES)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
+        if self.normalize:
+            n = lengths.to(x.device, x.dtype)[:, None, None]
+            mean = x.sum(1, keepdim=True) / n
+            std = ((((x - mean) * mask) ** 2).sum(1, keepdim=True) / n).sqrt()
+            x = (x - mean) / (std + 1e-5) * mask
+        if self.conv is not None:
+            x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2) * mask
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.rnn(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        return self.out(self.drop(h[mask.squeeze(-1)]))
+
+
 def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:
     """Matmul FLOPs of one training step per frame: forward, weight gradients and input gradients
-    (2 x weights each), less the first layer's input gradient, which is never computed."""
+    (2 x weights each), less the first layer's input gradient, which is never computed. For a
+    tagger: 6 x its parameters (each weight is used once per frame in every pass)."""
+    if cfg.sequence:
+        return 6 * cfg.param_count(input_dim)
     sizes = [input_dim, *cfg.hidden, N_CLASSES]
     weights = [a * b for a, b in pairwise(sizes)]
     return 6 * sum(weights) - 2 * weights[0]
-
-
-@torch.inference_mode()
-def infer(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int,
-          take: Callable[[int, torch.Tensor], None], bf16: bool = False) -> None:
-    """Run the model in eval mode over x in batches, handing take(first_row, float32 logits) each."""
-    model.eval()
-    for lo in range(0, len(x), batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x[lo:lo + batch_size].to(device, non_blocking=True))
-        take(lo, logits.float())

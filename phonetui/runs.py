@@ -2,7 +2,8 @@
 
     runs/<id>/config.toml     the resolved RunConfig plus a [run] table (data, device, versions)
     runs/<id>/status.json     status (running/finished/stopped/failed), best epoch and accuracy
-    runs/<id>/metrics.csv     epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds
+    runs/<id>/metrics.csv     epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
+    runs/<id>/per_phone.csv   per-class val accuracy of best.pt; confusions.csv its most confused pairs
     runs/<id>/best.pt         {"model": ModelConfig dict, "input_dim", "state_dict", ...}
     runs/<id>/prediction.csv  Id,Class once exported
 """
@@ -39,6 +40,7 @@ class EpochMetrics:
     val_loss: float | None
     lr: float
     seconds: float
+    val_acc_raw: float | None = None  # without smoothing, when the run smooths (training.smooth > 1)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -110,7 +112,9 @@ class Run:
                 return [EpochMetrics(int(r["epoch"]), float(r["train_acc"]), float(r["train_loss"]),
                                      float(r["val_acc"]) if r["val_acc"] else None,
                                      float(r["val_loss"]) if r["val_loss"] else None,
-                                     float(r["lr"]), float(r["seconds"])) for r in csv.DictReader(f)]
+                                     float(r["lr"]), float(r["seconds"]),
+                                     float(r["val_acc_raw"]) if r.get("val_acc_raw") else None)
+                        for r in csv.DictReader(f)]
         except (KeyError, ValueError, TypeError) as e:
             raise PhonetuiError(f"{path}: malformed metrics ({e})") from None
 

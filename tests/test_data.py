@@ -122,7 +122,7 @@ def test_utterance_starts_find_every_break():
     for a, b in [(0, 12), (12, 30)]:  # two utterances of 12 and 18 frames
         idx = np.clip(np.arange(a, b)[:, None] + np.arange(-5, 6), a, b - 1)
         rows.append(frames[idx].reshape(b - a, 429))
-    assert data.utterance_starts(np.concatenate(rows)).tolist() == [0, 12]
+    assert data.utterances.scan(np.concatenate(rows)).tolist() == [0, 12]
 
 
 def test_default_dir_prefers_local_timit(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ import torch
 
 from phonetui import runs, trainer
 from phonetui.errors import PhonetuiError
-from phonetui.predict import load_model, predict
+from phonetui import checkpoint
+from phonetui.predict import predict
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_csv_format_order_and_accuracy(trained, demo):
     assert lines[0] == "Id,Class" and len(lines) == len(demo.test_x) + 1
     table = np.loadtxt(p.path, delimiter=",", skiprows=1, dtype=np.int64)
     assert (table[:, 0] == np.arange(len(demo.test_x))).all()
-    model, _ = load_model(trained, torch.device("cpu"))
+    model, _, _ = checkpoint.load(trained, torch.device("cpu"))
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
     assert (table[:, 1] == expected).all()
@@ -52,7 +53,7 @@ def test_damaged_checkpoint_is_one_line(trained, demo):
 def test_prediction_uses_the_runs_precision(tiny, demo, tmp_path):
     run = trainer.train(tiny.with_training(epochs=1, precision="bf16"), demo, tmp_path / "runs")
     table = np.loadtxt(predict(run, demo).path, delimiter=",", skiprows=1, dtype=np.int64)
-    model, _ = load_model(run, torch.device("cpu"))
+    model, _, _ = checkpoint.load(run, torch.device("cpu"))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
     assert (table[:, 1] == expected).all()

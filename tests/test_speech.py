@@ -43,7 +43,7 @@ def test_rows_chain_into_the_listed_utterances(speech_set: Path) -> None:
     for split in ("train", "test"):
         x = np.load(speech_set / f"{split}_11.npy")
         mine = [r for r in rows if r["split"] == split]
-        assert data.utterance_starts(x).tolist() == [int(r["first_row"]) for r in mine]
+        assert data.utterances.scan(x).tolist() == [int(r["first_row"]) for r in mine]
         assert sum(int(r["frames"]) for r in mine) == len(x)
         frames = x.reshape(len(x), 11, 39)
         starts = np.array([int(r["first_row"]) for r in mine])

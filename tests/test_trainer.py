@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonetui import data, models, runs, trainer
+from phonetui import data, device, models, runs, trainer
 from phonetui.config import parse_model
 from phonetui.errors import PhonetuiError
 from tests.conftest import write_set
@@ -38,7 +38,7 @@ def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
     assert run.status["status"] == "finished" and run.status["epochs_done"] == 3
     with open(run.path / runs.METRICS) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds", "val_acc_raw"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert max(float(r["val_acc"]) for r in rows) == pytest.approx(best, abs=1e-6)
     again = runs.open_run(run.path)
@@ -167,12 +167,12 @@ def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
 def test_precision_auto_means_bf16_where_the_hardware_is_fast_at_it(amx, monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    assert models.use_bf16("auto", cpu, 64) is amx
-    assert not models.use_bf16("auto", cpu, 32)  # small batches: the per-step weight casts cost more
-    assert models.use_bf16("bf16", cpu, 1) and not models.use_bf16("fp32", cpu, 4096)
-    assert not models.use_bf16("auto", torch.device("mps"), 512)
+    assert device.use_bf16("auto", cpu, 64) is amx
+    assert not device.use_bf16("auto", cpu, 32)  # small batches: the per-step weight casts cost more
+    assert device.use_bf16("bf16", cpu, 1) and not device.use_bf16("fp32", cpu, 4096)
+    assert not device.use_bf16("auto", torch.device("mps"), 512)
     with pytest.raises(PhonetuiError, match="training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not mps"):
-        models.use_bf16("bf16", torch.device("mps"), 512)
+        device.use_bf16("bf16", torch.device("mps"), 512)
 
 
 def test_bf16_autocast_learns_like_fp32_and_is_recorded(tiny, demo, tmp_path):

@@ -18,13 +18,14 @@ import numpy as np
 
 from ..config import FRAME_DIM, N_CLASSES
 from ..errors import PhonetuiError
+from . import utterances
 
 TRAIN_X, TRAIN_Y, TEST_X, TEST_Y = "train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy"
 DEMO_MARKER = "phonetui-demo.json"
 DEMO_TRAIN_ROWS, DEMO_TEST_ROWS = 400_000, 100_000  # the simulated set
 DEMO_UTTERANCES, DEMO_TEST_UTTERANCES = 1200, 400  # the speech set: about 470,000 + 157,000 rows
 DEMO_KINDS = {"speech": "synthesized speech", "simulated": "simulated"}
-_SCAN_ROWS = 65_536
+_SCAN_ROWS = 65_536  # rows checked for NaN at a time
 
 
 @dataclass
@@ -36,23 +37,34 @@ class TimitData:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray | None
-    utterance_starts: np.ndarray
+    utterance_starts: np.ndarray  # first row of each training utterance (see phonetui.data.utterances)
+    test_starts: np.ndarray  # first row of each test utterance
     demo: str | None  # which demo generator made the set (a DEMO_KINDS value), None for real data
 
     @property
     def width(self) -> int:
         return self.train_x.shape[1]
 
-    def n_train(self, val_ratio: float) -> int:
-        """Rows used for training; the rest, from the tail, validate (as the course code splits)."""
-        return int(len(self.train_x) * (1 - val_ratio))
+    def n_train(self, val_ratio: float, by_utterance: bool = False) -> int:
+        """Rows used for training; the rest, from the tail, validate. Frame models split at the row,
+        as the course code does; sequence models at the first utterance start from there on."""
+        rows = int(len(self.train_x) * (1 - val_ratio))
+        if not by_utterance or val_ratio == 0:
+            return rows
+        i = int(np.searchsorted(self.utterance_starts, rows))
+        return int(self.utterance_starts[i]) if i < len(self.utterance_starts) else len(self.train_x)
 
-    def describe(self, val_ratio: float | None = None) -> str:
+    def train_units(self, val_ratio: float, by_utterance: bool = False) -> int:
+        """What a batch draws from: training rows, or training utterances."""
+        n = self.n_train(val_ratio, by_utterance)
+        return int(np.searchsorted(self.utterance_starts, n)) if by_utterance else n
+
+    def describe(self, val_ratio: float | None = None, by_utterance: bool = False) -> str:
         """One line: which data, how many rows, and whether it is the demo set."""
         n = len(self.train_x)
         split = ""
         if val_ratio is not None:
-            k = self.n_train(val_ratio)
+            k = self.n_train(val_ratio, by_utterance)
             split = f" ({k:,} train / {n - k:,} val)"
         kind = f"DEMO data ({self.demo})" if self.demo else "data"
         return (f"{kind} {self.path}: {n:,} rows{split}, {len(self.test_x):,} test rows, "
@@ -119,19 +131,6 @@ def load_labels(path: Path, rows: int) -> np.ndarray:
     return y
 
 
-def utterance_starts(x: np.ndarray) -> np.ndarray:
-    """Row indices where an utterance begins: where row i+1 is not row i shifted by one frame."""
-    f = FRAME_DIM
-    if x.shape[1] == f:
-        return np.zeros(1, np.int64)
-    breaks = [np.zeros(1, np.int64)]
-    for lo in range(0, len(x) - 1, _SCAN_ROWS):
-        a = x[lo:lo + _SCAN_ROWS + 1]
-        same = (a[:-1, f:] == a[1:, :-f]).all(axis=1)
-        breaks.append(np.flatnonzero(~same) + lo + 1)
-    return np.concatenate(breaks)
-
-
 def load(path: Path) -> TimitData:
     """Open and check a data folder (all problems raise PhonetuiError naming the file)."""
     if not path.is_dir():
@@ -140,7 +139,9 @@ def load(path: Path) -> TimitData:
     train_y = load_labels(path / TRAIN_Y, len(train_x))
     test_x = load_features(path / TEST_X, train_x.shape[1])
     test_y = load_labels(path / TEST_Y, len(test_x)) if (path / TEST_Y).exists() else None
-    return TimitData(path, train_x, train_y, test_x, test_y, utterance_starts(train_x), demo_kind(path))
+    cache = cache_dir() / "utterances"
+    return TimitData(path, train_x, train_y, test_x, test_y, utterances.starts(train_x, path / TRAIN_X, cache),
+                     utterances.starts(test_x, path / TEST_X, cache), demo_kind(path))
 
 
 def demo_kind(path: Path) -> str | None:

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import PHONES
 from ..errors import PhonetuiError
 from . import frames
 
 SIL = 38
-CLASSES = ("iy ih eh ae ah uw uh aa ey ay oy aw ow l r y w er m n ng ch jh dh b d dx g p t k z v f th s sh hh sil"
-           .split())
+CLASSES = PHONES
 
 # eSpeak NG English phoneme mnemonics (stress marks ' , % = stripped) -> TIMIT 39-class folding.
 # TIMIT folds ao into aa, ax/ax-h into ah, ix into ih, axr into er, ux into uw, el into l, en into n,
@@ -238,8 +238,10 @@ class Espeak:
             i += 1
         return 0
 
-    def speak(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int
+    def speak(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int = 0
               ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Samples and phoneme events; `seed` fixes eSpeak's own randomness (breath, jitter)."""
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise PhonetuiError(f"eSpeak NG has no voice {voice!r}")
         for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
@@ -306,7 +308,7 @@ def labels(events: list[tuple[int, str]], centres: np.ndarray) -> tuple[np.ndarr
 def render(u: Utterance, engine: Espeak) -> tuple[np.ndarray, np.ndarray, Counter]:
     """Speak one utterance: (features (T, 39) float32, labels (T,), unmapped phonemes)."""
     rng = np.random.default_rng(u.seed)
-    wav, events = engine.speak(u.text, f"{u.dialect}+{u.variant}", u.rate, u.pitch, u.pitch_range)
+    wav, events = engine.speak(u.text, f"{u.dialect}+{u.variant}", u.rate, u.pitch, u.pitch_range, u.seed)
     rate = engine.rate
     lead, trail = int(u.lead_s * rate), int(u.trail_s * rate)
     speech = wav.astype(np.float64) / 32768
@@ -345,8 +347,8 @@ def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, 
         skipped = 0
         shards = [jobs[i:i + _SHARD] for i in range(0, len(jobs), _SHARD)]
         spoken: list = []
-        # eSpeak keeps state from one utterance to the next (echo buffers, noise generators), so each
-        # shard is spoken in order by a fresh process: the files depend on the seed, not on the machine.
+        # eSpeak keeps state from one utterance to the next (echo buffers), so each shard is spoken in
+        # order by a fresh process, its randomness seeded per utterance: the files depend on the seed only.
         # Spawned, not forked: the caller may be a threaded app with torch loaded.
         try:
             with ProcessPoolExecutor(workers, get_context("spawn"), max_tasks_per_child=1) as pool:

@@ -177,7 +177,7 @@ class PhonetuiApp(App):
 
     def on_data_loaded(self, message: DataLoaded) -> None:
         self.data, self.data_note = message.data, ""
-        self.form.n_train = message.data.n_train
+        self.form.train_units = message.data.train_units
         self.form.validate()
         self.show_data_line()
 
@@ -335,9 +335,25 @@ class PhonetuiApp(App):
         except PhonetuiError as e:
             note = f" · {e}"
         test = f" · test acc {run.status['test_acc']:.4f}" if run.status.get("test_acc") is not None else ""
-        info.update(escape(f"{run.id}: {'-'.join(map(str, m.hidden))} {m.activation} · lr {t.lr:g} · "
-                           f"batch {t.batch_size} · {run.state}{test}{note}"))
+        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
+        info.update(escape(line + self._phones_line(run)))
         self.main.query_one("#picked-view", RunView).show(metrics, run.status.get("best_epoch"))
+
+    @staticmethod
+    def _phones_line(run) -> str:
+        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
+        from .. import diagnostics
+
+        try:
+            phones, pairs = diagnostics.read(run)
+        except PhonetuiError as e:
+            return f"\n{e}"
+        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
+        if not scored:
+            return ""
+        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
+        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
+        return f"\nweakest phones: {weak} · confused: {confused}"
 
     @on(DataTable.HeaderSelected, "#runs")
     def header_clicked(self, event: DataTable.HeaderSelected) -> None:

@@ -29,7 +29,7 @@ class ConfigForm(Vertical):
         super().__init__(**kwargs)
         self.base = RunConfig()
         self.origin = ""
-        self.n_train: Callable[[float], int] | None = None
+        self.train_units: Callable[[float, bool], int] | None = None  # rows or utterances left to train on
         self.devices: frozenset[str] | None = None
         self.problems: dict[str, str] = {}
 
@@ -47,9 +47,8 @@ class ConfigForm(Vertical):
         self.base, self.origin = cfg, origin
         m = cfg.model
         self.query_one("#model-line", Static).update(
-            f"model {'-'.join(map(str, m.hidden))} {m.activation}"
-            + (" +BN" if m.batchnorm else "") + (f" drop {m.dropout:g}" if m.dropout else "")
-            + f" · {m.param_count():,} params")
+            f"model {m.summary()}" + (f" drop {m.dropout:g}" if m.dropout else "")
+            + f" · {m.param_count():,} params" + (" · batch = utterances" if m.sequence else ""))
         with self.app.batch_update():
             for key in FIELDS:
                 text = (overrides or {}).get(key)
@@ -75,9 +74,10 @@ class ConfigForm(Vertical):
             if reason:
                 problems[key] = reason
         values = self.values()
-        if self.n_train and "batch_size" in values and "val_ratio" in values:
-            n = self.n_train(values["val_ratio"])
-            problems |= fit_problems(values["batch_size"], n, self.base.model.batchnorm)
+        if self.train_units and "batch_size" in values and "val_ratio" in values:
+            seq = self.base.model.sequence
+            n = self.train_units(values["val_ratio"], seq)
+            problems |= fit_problems(values["batch_size"], n, self.base.model.batchnorm, "utterances" if seq else "rows")
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         self.problems = {k: problems[k] for k in FIELDS if k in problems}

@@ -5,15 +5,27 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     name = "baseline"                  # what --preset and the TUI call it
     description = "one line"
     [model]
+    kind = "mlp"                       # mlp (one row in, one label out) | tagger (whole utterances)
+    # kind = "mlp":
     hidden = [1024, 512, 128]          # hidden layer sizes
     activation = "sigmoid"             # sigmoid | relu | leaky_relu | gelu | tanh
     batchnorm = false                  # BatchNorm1d after each hidden Linear
     dropout = 0.0                      # after each hidden activation, in [0, 1)
+    # kind = "tagger" (a recurrent tagger over each whole utterance; needs rows in utterance order):
+    cell = "lstm"                      # lstm | gru (on CPU, packed GRUs run far slower than LSTMs)
+    layers = 2                         # recurrent layers, 1..16
+    size = 256                         # hidden units per direction
+    bidirectional = true
+    conv = 0                           # channels of a 5-frame Conv1d + ReLU front end, 0 = none
+    input = "centre"                   # centre: each row's centre frame (39 values) | window: all 429
+    normalize = false                  # per-utterance mean/variance normalisation of the input
+    dropout = 0.0                      # between recurrent layers and before the output layer
     [training]
     lr = 1e-4                          # > 0
-    batch_size = 64                    # >= 1
+    batch_size = 64                    # >= 1: rows (mlp) or utterances (tagger) per batch
     epochs = 20                        # >= 1
-    val_ratio = 0.2                    # [0, 1); taken from the tail, 0 = no validation
+    val_ratio = 0.2                    # [0, 1); from the tail (taggers: whole utterances), 0 = none
+    smooth = 1                         # odd: average posteriors over this many frames in each utterance
     seed = 0
     device = "auto"                    # auto | cpu | cuda | cuda:N | mps
     precision = "auto"                 # auto | fp32 | bf16: bf16 autocast for matmuls (auto: where fast)

@@ -139,7 +139,8 @@ class PhonetuiApp(App):
     def show_data_line(self) -> None:
         if self.data is not None:
             ratio = self.form.values().get("val_ratio")
-            line = escape(self.data.describe(ratio)).replace("DEMO", "[reverse $warning] DEMO [/]", 1)
+            line = escape(self.data.describe(ratio, self.form.base.model.sequence))
+            line = line.replace("DEMO", "[reverse $warning] DEMO [/]", 1)
         else:
             line = escape(self.data_note)
         torch_note = "loading torch…" if self.devices is None else ", ".join(sorted(self.devices - {"auto"}))

@@ -201,3 +201,24 @@ async def test_tiny_terminal_does_not_crash(make_app) -> None:
         await pilot.resize_terminal(20, 5)
         await pilot.pause()
     assert app.current_run.state == "finished"
+
+
+async def test_tagger_preset_counts_utterances_trains_and_shows_diagnostics(make_app, workdir: Path) -> None:
+    app = make_app("--preset", "bilstm-small", "--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        data = app.data
+        n_train = data.n_train(0.2, by_utterance=True)
+        assert f"({n_train:,} train / {len(data.train_x) - n_train:,} val)" in str(app.query_one("#data-line").render())
+        units = data.train_units(0.2, by_utterance=True)
+        field(app, "batch_size").value = str(units + 1)
+        await pilot.pause()
+        assert app.form.problems == {"batch_size": f"larger than the {units:,} training utterances"}
+        field(app, "batch_size").value = "4"
+        await pilot.pause()
+        await train_to_end(pilot)
+        run = app.current_run
+        assert run.state == "finished" and run.record["train_rows"] == n_train
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "weakest phones:" in str(app.query_one("#picked-info").render())

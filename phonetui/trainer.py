@@ -3,8 +3,8 @@
 Batches (phonetui.batches: rows for frame models, whole utterances for taggers) are selected from
 tensors that already live on the training device (the GPU when the data fits; on the CPU the
 memory-mapped file), so there is no per-sample Dataset or DataLoader. Metrics accumulate on the
-device and are read once per epoch; the best model is saved with its per-phone diagnostics. `cancel` is checked between batches; Ctrl+C does the same; either way the best model
-stays saved.
+device and are read once per epoch; the best model is saved with its per-phone diagnostics.
+`cancel` is checked between batches; Ctrl+C does the same; either way the best model stays saved.
 """
 
 from __future__ import annotations

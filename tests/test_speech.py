@@ -77,8 +77,10 @@ def test_same_seed_same_files(speech_set: Path, tmp_path: Path) -> None:
 def test_every_class_has_espeak_phonemes_and_labels_follow_events() -> None:
     assert set(speech.PHONE_CLASS.values()) == set(range(39))
     events = [(0, "_"), (100, "'eI"), (250, "t#"), (300, ",@"), (420, "_:")]
-    y, unmapped = speech.labels(events, np.array([50, 100, 249, 260, 419, 500]))
-    assert [speech.CLASSES[i] for i in y] == ["sil", "ey", "ey", "dx", "ah", "sil"] and not unmapped
+    y, unmapped = speech.labels(events, np.array([-30, 50, 100, 249, 260, 419, 500]))
+    assert [speech.CLASSES[i] for i in y] == ["sil", "sil", "ey", "ey", "dx", "ah", "sil"] and not unmapped
+    y, _ = speech.labels([(200, "s"), (300, "_")], np.array([-5, 150, 250]))  # before the first event
+    assert [speech.CLASSES[i] for i in y] == ["sil", "sil", "s"]
 
 
 def test_unmapped_phonemes_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import FRAME_DIM, N_CLASSES
 from ..errors import PhonetuiError
-from . import utterances
+from . import speech, utterances
 
 TRAIN_X, TRAIN_Y, TEST_X, TEST_Y = "train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy"
 DEMO_MARKER = "phonetui-demo.json"
@@ -163,7 +163,7 @@ def _check_out(out: Path) -> None:
     raise PhonetuiError(f"{out}: holds data that is not a phonetui demo set; choose another --out")
 
 
-_DEMO_FILES = (TEST_Y, DEMO_MARKER, "utterances.tsv")
+_DEMO_FILES = (TEST_Y, DEMO_MARKER, speech.UTTERANCES)
 
 
 def make_demo(out: Path, train_rows: int, test_rows: int, seed: int) -> Path:
@@ -182,8 +182,6 @@ def make_demo(out: Path, train_rows: int, test_rows: int, seed: int) -> Path:
 
 def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int, progress=None) -> dict:
     """Synthesize a speech demo set (see phonetui.data.speech), mark it, and return its summary."""
-    from . import speech
-
     if utterances < 2 or test_utterances < 1:
         raise PhonetuiError(f"demo-data: need at least 2 train utterances and 1 test utterance, "
                             f"got {utterances} / {test_utterances}")
@@ -202,8 +200,6 @@ def cache_dir() -> Path:
 def default_dir(say=print, progress=None) -> Path:
     """./timit_11 when it holds the course files, else a demo set in the cache, made on first use:
     synthesized speech when eSpeak NG is installed, the simulated set otherwise."""
-    from . import speech
-
     local = Path("timit_11")
     if all((local / f).is_file() for f in (TRAIN_X, TRAIN_Y, TEST_X)):
         return local

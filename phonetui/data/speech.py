@@ -89,6 +89,7 @@ _FOLD = {
 PHONE_CLASS = {ph: CLASSES.index(cls) for cls, phones in _FOLD.items() for ph in phones.split()}
 
 DIALECTS = ("en-us", "en-us", "en-us", "en-us-nyc")  # 3 in 4 speakers general American
+UTTERANCES = "utterances.tsv"  # one line per utterance, beside the .npy files
 _SHARD = 64  # utterances spoken by one worker process
 _TEST_SHARE = 5  # 1 in 5 voice variants and sentences is held out for the test set
 _WIN_S, _NFFT, _MELS, _LIFTER = 0.025, 1024, 26, 22
@@ -319,8 +320,7 @@ def render(u: Utterance, engine: Espeak) -> tuple[np.ndarray, np.ndarray, Counte
     audio += _noise(len(audio), u.noise_colour, rng) * np.sqrt(power / 10 ** (u.snr_db / 10))
     static = mfcc(audio, rate)
     centres = frame_starts(len(audio), rate) + int(_WIN_S * rate) // 2 - lead
-    y, unmapped = labels(events, centres)
-    y[centres < 0] = SIL
+    y, unmapped = labels(events, centres)  # sil before the first event, in the leading silence too
     return frames.features(static), y, unmapped
 
 
@@ -378,8 +378,6 @@ def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, 
     frames.build_folder(Path(out_dir), fill, replaces)
     return summary
 
-
-UTTERANCES = "utterances.tsv"
 
 
 def _write_table(path: Path, utts: list[Utterance], lengths: list[int]) -> None:

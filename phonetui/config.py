@@ -48,6 +48,8 @@ class ModelConfig:
     conv: int = 0  # tagger: channels of a CONV_WIDTH-frame Conv1d + ReLU front end (0: none)
     input: str = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
+    time_mask: int = 0  # tagger, training only: widest of the zeroed time spans (one per 50 frames; 0: none)
+    feature_mask: int = 0  # tagger, training only: widest of 2 zeroed bands of the 39 per-frame values (0: none)
 
     @property
     def sequence(self) -> bool:
@@ -63,7 +65,8 @@ class ModelConfig:
         if not self.sequence:
             return f"{'-'.join(map(str, self.hidden))} {self.activation}" + (" +BN" if self.batchnorm else "")
         cell = ("Bi" if self.bidirectional else "") + self.cell.upper()
-        return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}"
+        masks = ", masked" if self.time_mask or self.feature_mask else ""
+        return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}{masks}"
 
     def param_count(self, width: int = 11 * FRAME_DIM) -> int:
         """Trainable parameters implied by the architecture."""
@@ -163,9 +166,12 @@ MODEL_RULES: dict[str, _Rule] = {
     "conv": _Rule(int, lambda v: 0 <= v <= 8192, "must be an integer from 0 (none) to 8192"),
     "input": _in(INPUTS),
     "normalize": _Rule(bool, lambda v: True, "must be true or false"),
+    "time_mask": _Rule(int, lambda v: 0 <= v <= 100, "must be an integer from 0 (none) to 100 frames"),
+    "feature_mask": _Rule(int, lambda v: 0 <= v <= FRAME_DIM, f"must be an integer from 0 (none) to {FRAME_DIM}"),
 }
 MODEL_KEYS = {"mlp": ("kind", "hidden", "activation", "batchnorm", "dropout"),
-              "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout")}
+              "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout",
+                         "time_mask", "feature_mask")}
 
 
 def _coerce(value: Any, kind: type) -> Any:

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import tomllib
@@ -167,3 +168,13 @@ def list_runs(runs_dir: Path) -> list[Run]:
         except PhonetuiError:
             continue
     return runs
+
+
+def delete(run: Run) -> None:
+    """Remove a run folder and everything in it; refused while its training is alive."""
+    if run.state == "running":
+        raise PhonetuiError(f"{run.path}: still training (stop it first)")
+    try:
+        shutil.rmtree(run.path)
+    except OSError as e:
+        raise PhonetuiError(f"{run.path}: cannot delete ({e.strerror or e})") from None

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rich.markup import escape
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Select, Static
 
-from ..config import EDITABLE, TRAIN_RULES, RunConfig, check_value, fit_problems
+from ..config import EDITABLE, PRECISIONS, TRAIN_RULES, RunConfig, check_value, fit_problems
 
 FIELDS = {key: {"batch_size": "batch size", "val_ratio": "VAL_RATIO"}.get(key, key) for key in EDITABLE}
+CHOICES = ("device", "precision")  # chosen from lists; the other fields are typed
 
 
 def _text(value: Any) -> str:
@@ -39,7 +41,10 @@ class ConfigForm(Vertical):
         for key, label in FIELDS.items():
             with Horizontal(classes="field"):
                 yield Label(label)
-                yield Input(id=f"f-{key}", compact=True)
+                if key in CHOICES:
+                    yield Select([(v, v) for v in self._options(key)], allow_blank=False, compact=True, id=f"f-{key}")
+                else:
+                    yield Input(id=f"f-{key}", compact=True)
             yield Static(id=f"r-{key}", classes="reason")
 
     def fill(self, cfg: RunConfig, origin: str, overrides: dict[str, str] | None = None) -> None:
@@ -52,10 +57,32 @@ class ConfigForm(Vertical):
         with self.app.batch_update():
             for key in FIELDS:
                 text = (overrides or {}).get(key)
-                self.query_one(f"#f-{key}", Input).value = text if text is not None else _text(getattr(cfg.training, key))
+                self.set_text(key, text if text is not None else _text(getattr(cfg.training, key)))
+        self.validate()
+
+    def _options(self, key: str, current: str = "") -> list[str]:
+        """A list field's choices: the devices torch found here (or auto and cpu until it has
+        loaded) and the precisions, plus a value the preset asks for that is not among them."""
+        options = list(PRECISIONS) if key == "precision" else sorted(self.devices or {"auto", "cpu"})
+        return options + [current] if current and current not in options else options
+
+    def set_text(self, key: str, text: str) -> None:
+        if key in CHOICES:
+            select = self.query_one(f"#f-{key}", Select)
+            select.set_options([(v, v) for v in self._options(key, text)])
+            select.value = text
+        else:
+            self.query_one(f"#f-{key}", Input).value = text
+
+    def set_devices(self, devices: frozenset[str]) -> None:
+        """torch has loaded: offer the devices it found (keeping the chosen one)."""
+        self.devices = devices
+        self.set_text("device", self.text("device"))
         self.validate()
 
     def text(self, key: str) -> str:
+        if key in CHOICES:
+            return str(self.query_one(f"#f-{key}", Select).value)
         return self.query_one(f"#f-{key}", Input).value
 
     def values(self) -> dict[str, Any]:
@@ -83,7 +110,7 @@ class ConfigForm(Vertical):
         self.problems = {k: problems[k] for k in FIELDS if k in problems}
         for key in FIELDS:
             reason = problems.get(key, "")
-            self.query_one(f"#f-{key}", Input).set_class(bool(reason), "-invalid")
+            self.query_one(f"#f-{key}").set_class(bool(reason), "-invalid")
             self.query_one(f"#r-{key}", Static).update(reason)
             self.query_one(f"#r-{key}", Static).display = bool(reason)
         self._show_title()
@@ -98,7 +125,9 @@ class ConfigForm(Vertical):
         note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
         self.query_one("#form-title", Static).update(f"[b]{escape(self.origin)}[/b] {note}")
 
-    def on_input_changed(self, event: Input.Changed) -> None:
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def field_changed(self, event: Input.Changed | Select.Changed) -> None:
         event.stop()
         self.validate()
         self.post_message(self.Changed())

@@ -38,12 +38,13 @@ class TorchReady(Message):
 
 
 class HistoryLoaded(Message):
-    """The runs folder was read (newest first)."""
+    """The runs folder was read; `follow` names the run to select."""
 
-    def __init__(self, runs: list[Run], error: str | None = None) -> None:
+    def __init__(self, runs: list[Run], error: str | None = None, follow: str | None = None) -> None:
         super().__init__()
         self.runs = runs
         self.error = error
+        self.follow = follow
 
 
 class TrainerEvent(Message):

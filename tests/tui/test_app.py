@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import Input, Sparkline
+from textual.widgets import Input
 
 from phonetui.tui.app import PhonetuiApp
-from phonetui.tui.widgets import QuitScreen, RunsTable, RunView
+from phonetui.tui.charts import Chart
+from phonetui.tui.dialogs import Confirm
+from phonetui.tui.widgets import RunsTable, RunView
 
 from .pilot_helpers import ready, train_to_end, until
 
@@ -25,8 +27,8 @@ def status(app: PhonetuiApp) -> str:
 def record_status(app: PhonetuiApp) -> list[str]:
     """Every status line the app shows from now on (epoch lines can replace one before a test reads it)."""
     said: list[str] = []
-    show = app.say
-    app.say = lambda text, kind="info": (said.append(text), show(text, kind))[1]
+    show = app.main.say
+    app.main.say = lambda text, kind="info", toast=False: (said.append(text), show(text, kind, toast))[1]
     return said
 
 
@@ -54,7 +56,7 @@ async def test_preset_fills_form(make_app) -> None:
         presets.focus()
         presets.highlighted = presets.get_option_index("baseline")
         await pilot.press("enter")
-        assert [field(app, k).value for k in ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")] == \
+        assert [app.main.form.text(k) for k in ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")] == \
             ["0.0001", "64", "20", "0.2", "0", "auto"]
         assert str(app.query_one("#form-title").render()) == "preset baseline · unmodified"
 
@@ -65,21 +67,20 @@ async def test_flags_prefill_and_modified(make_app) -> None:
         await ready(pilot)
         assert field(app, "lr").value == "0.01"
         assert str(app.query_one("#form-title").render()) == "preset tiny · modified: lr, epochs"
-        assert app.form.problems == {"epochs": "must be an integer >= 1"}
+        assert app.main.form.problems == {"epochs": "must be an integer >= 1"}
         assert field(app, "epochs").has_class("-invalid")
 
 
 async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
-    app = make_app()
+    app = make_app("--device", "cuda:3")  # a device this machine lacks: listed, and marked invalid
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         field(app, "epochs").value = "0"
         field(app, "batch_size").value = "5000"
-        field(app, "device").value = "cuda:3"
         await pilot.pause()
-        assert app.form.problems == {"batch_size": "larger than the 2,400 training rows",
-                                     "epochs": "must be an integer >= 1",
-                                     "device": "not available here (have auto, cpu)"}
+        assert app.main.form.problems == {"batch_size": "larger than the 2,400 training rows",
+                                          "epochs": "must be an integer >= 1",
+                                          "device": "not available here (have auto, cpu)"}
         await pilot.press("f5")
         assert status(app) == "cannot start: batch size larger than the 2,400 training rows"
         assert app.focused is field(app, "batch_size")
@@ -87,8 +88,8 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         assert field(app, "batch_size").value.endswith("s")
         field(app, "lr").value = "-1"
         await pilot.pause()
-        assert app.form.problems["lr"] == "must be > 0 (and < 10)"
-        assert not app.training and not (workdir / "runs").exists()
+        assert app.main.form.problems["lr"] == "must be > 0 (and < 10)"
+        assert not app.main.training and not (workdir / "runs").exists()
 
 
 async def test_train_export_and_history(make_app, workdir: Path) -> None:
@@ -96,11 +97,11 @@ async def test_train_export_and_history(make_app, workdir: Path) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await train_to_end(pilot)
-        run = app.current_run
+        run = app.main.current_run
         assert run.state == "finished" and (run.path / "best.pt").exists()
         live = app.query_one("#live", RunView)
         assert live.query_one("DataTable").row_count == 3
-        assert len(live.query_one(".train-acc Sparkline", Sparkline).data) == 3
+        assert [len(line) for line in live.query_one(".acc-chart", Chart).series.values()] == [3, 3]
         assert status(app).startswith(f"finished {Path('runs') / run.id}: best val acc")
         assert app.query_one(RunsTable).row_count == 1
 
@@ -129,7 +130,7 @@ async def test_history_loads_config_back(make_app, workdir: Path) -> None:
         assert field(app, "lr").value == "0.003" and field(app, "epochs").value == "1"
         assert "run " + table.selected().id in str(app.query_one("#form-title").render())
         await pilot.press("b")
-        assert table.by_best
+        assert table.sort_column == "best"
         await pilot.press("p")
         await until(pilot, lambda: status(app).startswith("wrote"))
         assert (table.selected().path / "prediction.csv").exists()
@@ -140,13 +141,13 @@ async def test_stop_keeps_best_model(make_app) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.live_best is not None)
+        await until(pilot, lambda: app.main.live_best is not None)
         said = record_status(app)
         await pilot.press("f5")
         assert "a run is already active: stop it first (F6)" in said
         await pilot.press("x")
-        await until(pilot, lambda: not app.training, timeout=10)
-        run = app.current_run
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        run = app.main.current_run
         assert run.state == "stopped" and run.status["epochs_done"] < 400
         assert (run.path / "best.pt").exists()
         assert "the best model (epoch" in status(app)
@@ -157,16 +158,17 @@ async def test_quit_while_training_asks_then_stops(make_app) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.current_run is not None)
+        await until(pilot, lambda: app.main.current_run is not None)
         await pilot.press("ctrl+q")
-        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("escape")
-        assert not isinstance(app.screen, QuitScreen) and app.training
+        assert not isinstance(app.screen, Confirm) and app.main.training
         await pilot.press("ctrl+q")
-        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
-        await pilot.click("#quit-yes")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        main = app.main
+        await pilot.click("#confirm-yes")
         await until(pilot, lambda: not app.is_running, timeout=10)
-    assert app.current_run.state == "stopped"
+    assert main.current_run.state == "stopped"
 
 
 async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> None:
@@ -176,9 +178,9 @@ async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> N
         await ready(pilot)
         await pilot.press("f5")
         await until(pilot, lambda: status(app).startswith("training failed"))
-        assert "runs" in status(app) and not app.training
+        assert "runs" in status(app) and not app.main.training
         await pilot.press("p")
-        assert status(app) == "nothing to export: train a run or select one in History"
+        assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
 
 
 async def test_bad_data_folder_keeps_history(make_app, workdir: Path) -> None:
@@ -200,24 +202,24 @@ async def test_tiny_terminal_does_not_crash(make_app) -> None:
         await pilot.press("f2", "f7", "tab", "tab", "f3")
         await pilot.resize_terminal(20, 5)
         await pilot.pause()
-    assert app.current_run.state == "finished"
+        assert app.main.current_run.state == "finished"
 
 
 async def test_tagger_preset_counts_utterances_trains_and_shows_diagnostics(make_app, workdir: Path) -> None:
     app = make_app("--preset", "bilstm-small", "--epochs", "1")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        data = app.data
+        data = app.main.data
         n_train = data.n_train(0.2, by_utterance=True)
         assert f"({n_train:,} train / {len(data.train_x) - n_train:,} val)" in str(app.query_one("#data-line").render())
         units = data.train_units(0.2, by_utterance=True)
         field(app, "batch_size").value = str(units + 1)
         await pilot.pause()
-        assert app.form.problems == {"batch_size": f"larger than the {units:,} training utterances"}
+        assert app.main.form.problems == {"batch_size": f"larger than the {units:,} training utterances"}
         field(app, "batch_size").value = "4"
         await pilot.pause()
         await train_to_end(pilot)
-        run = app.current_run
+        run = app.main.current_run
         assert run.state == "finished" and run.record["train_rows"] == n_train
         await pilot.press("f2")
         await pilot.pause()

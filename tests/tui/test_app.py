@@ -6,14 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from phonetui.tui.app import PhonetuiApp
 from phonetui.tui.charts import Chart
-from phonetui.tui.dialogs import Confirm
+from phonetui.tui.dialogs import Compare, Confirm, Help
+from phonetui.tui.messages import DataLoaded
 from phonetui.tui.widgets import RunsTable, RunView
 
-from .pilot_helpers import ready, train_to_end, until
+from .pilot_helpers import feed_run, ready, train_to_end, until
 
 
 def field(app: PhonetuiApp, key: str) -> Input:
@@ -142,6 +143,10 @@ async def test_stop_keeps_best_model(make_app) -> None:
         await ready(pilot)
         await pilot.press("f5")
         await until(pilot, lambda: app.main.live_best is not None)
+        table = app.query_one(RunsTable)  # History follows the run live, without reading the folder again
+        await until(pilot, lambda: table.row_count == 1)
+        row = lambda: table.get_row(app.main.current_run.id)  # noqa: E731
+        await until(pilot, lambda: row()[3] == "training" and row()[4] != "-" and row()[6].endswith("/400"))
         said = record_status(app)
         await pilot.press("f5")
         assert "a run is already active: stop it first (F6)" in said
@@ -224,3 +229,72 @@ async def test_tagger_preset_counts_utterances_trains_and_shows_diagnostics(make
         await pilot.press("f2")
         await pilot.pause()
         assert "weakest phones:" in str(app.query_one("#picked-info").render())
+
+
+async def test_compare_marked_runs_then_delete_one(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        first = await feed_run(pilot, lr=1e-3)
+        await feed_run(pilot, lr=3e-3)
+        table = app.query_one(RunsTable)
+        await pilot.press("f2", "f4")
+        assert "mark at least two runs" in status(app)
+        await pilot.press("space", "down", "space", "f4")
+        await until(pilot, lambda: isinstance(app.screen, Compare))
+        compare = app.screen.query_one("#compare-table", DataTable)
+        assert compare.row_count == 4 and len(compare.columns) == 3  # best, test, epochs, training.lr
+        assert [len(s) for s in app.screen.query_one(Chart).series.values()] == [5, 5]
+        await pilot.press("escape")
+        table.move_cursor(row=table.get_row_index(first.id))
+        await pilot.press("f8")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        assert app.screen.focused.id == "confirm-no"
+        await pilot.press("left")  # arrow keys move between the buttons
+        assert app.screen.focused.id == "confirm-yes"
+        await pilot.press("enter")
+        await until(pilot, lambda: table.row_count == 1)
+        assert not first.path.exists() and status(app) == f"deleted {first.path}"
+
+
+async def test_help_palette_and_sorting(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, Help))
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"preset: relu")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.main.form.base.preset == "relu")
+        await feed_run(pilot, lr=1e-3, curve=[(0.5, 1.0, 0.6, 1.0)], epochs=1)
+        await feed_run(pilot, lr=1e-2, curve=[(0.5, 1.0, 0.7, 1.0)], epochs=1)
+        table = app.query_one(RunsTable)
+        await pilot.press("f2")
+        await pilot.click(RunsTable, offset=(1, 0))  # the header of the first column: marks, not sortable
+        await pilot.pause()
+        header = lambda key: str(table.columns[key].label)  # noqa: E731
+        assert header("id") == "id ▼"
+        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        assert header("lr") == "lr ▼" and header("id") == "id"
+        assert [table.get_row_at(i)[7] for i in range(2)] == ["0.01", "0.001"]
+        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        assert header("lr") == "lr ▲" and [table.get_row_at(i)[7] for i in range(2)] == ["0.001", "0.01"]
+
+
+async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        old = await feed_run(pilot)
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f9")
+        assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
+        assert not (old.path / "prediction.csv").exists()
+        app.main.say("cannot start: the data is still loading", "error")
+        app.main.post_message(DataLoaded(app.main.data))
+        await until(pilot, lambda: status(app) == "the data has loaded: F5 trains")

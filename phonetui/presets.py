@@ -20,6 +20,8 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     input = "centre"                   # centre: each row's centre frame (39 values) | window: all 429
     normalize = false                  # per-utterance mean/variance normalisation of the input
     dropout = 0.0                      # between recurrent layers and before the output layer
+    time_mask = 0                      # training only: zero spans of up to this many frames (1 per 50)
+    feature_mask = 0                   # training only: zero 2 bands of up to this many of the 39 values
     [training]
     lr = 1e-4                          # > 0
     batch_size = 64                    # >= 1: rows (mlp) or utterances (tagger) per batch

@@ -1,6 +1,8 @@
-"""best.pt: the best model so far, saved atomically and loaded with weights_only.
+"""best.pt: the best model so far; last.pt: what resuming needs. Both saved atomically and
+loaded with weights_only.
 
-    {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
+    best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
+    last.pt  {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"}
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: in
     path = run.path / runs.CHECKPOINT
     runs.atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
+
+
+def save_state(run: Run, state: dict) -> None:
+    """last.pt: the training state at the end of an epoch (see trainer._loop)."""
+    runs.atomic_write(run.path / runs.LAST, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(run: Run) -> dict:
+    path = run.path / runs.LAST
+    if not path.is_file():
+        raise PhonetuiError(f"{run.path}: nothing to resume from (no {runs.LAST}: it is written at the end of each epoch)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"} - set(state)
+        if missing:
+            raise KeyError(f"missing {', '.join(sorted(missing))}")
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        raise PhonetuiError(f"{path}: damaged training state ({str(e).splitlines()[0]})") from None
+    return state
 
 
 def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, int]:

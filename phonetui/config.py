@@ -85,7 +85,7 @@ class ModelConfig:
         return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "seed", "device", "precision")  # CLI flags, form fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "patience", "seed", "device", "precision")  # flags, fields
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class TrainConfig:
     epochs: int = 20
     val_ratio: float = 0.2
     smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
+    patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16)
@@ -144,6 +145,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer >= 1"),
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "smooth": _Rule(int, lambda v: 1 <= v <= 99 and v % 2 == 1, "must be an odd integer from 1 to 99"),
+    "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer >= 0 (0: off)"),
     "seed": _Rule(int, lambda v: v >= 0, "must be an integer >= 0"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "precision": _in(PRECISIONS),

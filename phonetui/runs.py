@@ -5,6 +5,7 @@
     runs/<id>/metrics.csv     epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
     runs/<id>/per_phone.csv   per-class val accuracy of best.pt; confusions.csv its most confused pairs
     runs/<id>/best.pt         {"model": ModelConfig dict, "input_dim", "state_dict", ...}
+    runs/<id>/last.pt         the state at the end of the last epoch (model, optimizer, RNG): resume
     runs/<id>/prediction.csv  Id,Class once exported
 """
 
@@ -28,6 +29,7 @@ from .config import RunConfig, from_dict
 from .errors import PhonetuiError
 
 CONFIG, STATUS, METRICS, CHECKPOINT, PREDICTION = "config.toml", "status.json", "metrics.csv", "best.pt", "prediction.csv"
+LAST = "last.pt"
 
 
 @dataclass(frozen=True)

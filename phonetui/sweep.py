@@ -138,22 +138,28 @@ def leaderboard(sweep: Sweep) -> list[tuple[Trial, Any]]:
     return sorted(rows, key=lambda r: -(r[1].status.get("best_val_acc") or -1.0) if r[1] else 2.0)
 
 
+def track(sweep: Sweep, trial: Trial, listen=lambda e: None):
+    """A listener that records the trial's run in the sweep as soon as it starts, then passes every event on."""
+    from . import trainer
+
+    def record(e) -> None:
+        if isinstance(e, trainer.RunStarted):
+            trial.run = e.run.id
+            sweep.save()
+        listen(e)
+
+    return record
+
+
 def run(sweep: Sweep, base: RunConfig, data, listen=lambda e: None, cancel=None,
         announce=lambda i, n, trial: None) -> bool:
-    """Train the sweep's pending trials in order (announce(i, n, trial) before each), recording
-    each run as it starts; False when one does not finish (the rest stays queued)."""
+    """Train the sweep's pending trials in order (announce(i, n, trial) before each); False when
+    one does not finish (the rest stays queued)."""
     from . import trainer
 
     left = sweep.pending()
     for i, trial in enumerate(left, 1):
         announce(i, len(left), trial)
-
-        def record(e, trial: Trial = trial) -> None:
-            if isinstance(e, trainer.RunStarted):
-                trial.run = e.run.id
-                sweep.save()
-            listen(e)
-
-        if trainer.train(sweep.config(base, trial), data, sweep.runs_dir, record, cancel).state != "finished":
+        if trainer.train(sweep.config(base, trial), data, sweep.runs_dir, track(sweep, trial, listen), cancel).state != "finished":
             return False
     return True

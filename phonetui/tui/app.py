@@ -25,6 +25,8 @@ class PhonetuiCommands(Provider):
         items += [("Help: keys and actions", self.app.action_help, "F1 / ?")]
         items += [(f"Preset: {name}", partial(main.use_preset, name), cfg.description)
                   for name, cfg in sorted(main.presets.items())]
+        items += [(f"Continue sweep {sweep_id}", partial(main.continue_sweep, sweep_id), f"{left} of {total} runs left")
+                  for sweep_id, (left, total) in main.pending_sweeps.items()]
         items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
                   for run_id in main.query_one(RunsTable).runs]
         return items

@@ -85,9 +85,23 @@ class ConfigForm(Vertical):
             return str(self.query_one(f"#f-{key}", Select).value)
         return self.query_one(f"#f-{key}", Input).value
 
+    def items(self, key: str) -> list[str]:
+        """A field's text split at commas: a typed field may hold a list of values (a sweep)."""
+        text = self.text(key)
+        return text.split(",") if key not in CHOICES else [text]
+
     def values(self) -> dict[str, Any]:
-        """The parsed value of every valid field."""
-        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.text(k))[0]) is not None}
+        """The parsed value of every valid field (the first one of a list)."""
+        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.items(k)[0])[0]) is not None}
+
+    def lists(self) -> dict[str, list[Any]]:
+        """The valid fields holding several values: what a sweep varies (empty for a single run)."""
+        out = {}
+        for key in FIELDS:
+            parsed = [check_value(TRAIN_RULES, key, item)[0] for item in self.items(key)]
+            if len(parsed) > 1 and None not in parsed:
+                out[key] = list(dict.fromkeys(parsed))
+        return out
 
     def config(self) -> RunConfig:
         """The base config with the form's values (call only when `problems` is empty)."""
@@ -97,14 +111,19 @@ class ConfigForm(Vertical):
         """Check every field (and batch vs training rows, device availability); mark the bad ones."""
         problems = {}
         for key in FIELDS:
-            _, reason = check_value(TRAIN_RULES, key, self.text(key))
-            if reason:
-                problems[key] = reason
-        values = self.values()
+            items = self.items(key)
+            for item in items:
+                _, reason = check_value(TRAIN_RULES, key, item)
+                if reason:
+                    problems[key] = reason if len(items) == 1 else f"{item.strip() or repr(item)}: {reason}"
+                    break
+        values, lists = self.values(), self.lists()
         if self.train_units and "batch_size" in values and "val_ratio" in values:
             seq = self.base.model.sequence
-            n = self.train_units(values["val_ratio"], seq)
-            problems |= fit_problems(values["batch_size"], n, self.base.model.batchnorm, "utterances" if seq else "rows")
+            for ratio in lists.get("val_ratio", [values["val_ratio"]]):
+                n = self.train_units(ratio, seq)
+                problems |= fit_problems(max(lists.get("batch_size", [values["batch_size"]])), n,
+                                         self.base.model.batchnorm, "utterances" if seq else "rows")
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         self.problems = {k: problems[k] for k in FIELDS if k in problems}
@@ -117,12 +136,17 @@ class ConfigForm(Vertical):
 
     def modified(self) -> list[str]:
         """Fields whose value differs from the base config."""
-        values = self.values()
-        return [k for k in FIELDS if values.get(k, object()) != getattr(self.base.training, k)]
+        values, lists = self.values(), self.lists()
+        return [k for k in FIELDS if k in lists or values.get(k, object()) != getattr(self.base.training, k)]
 
     def _show_title(self) -> None:
         changed = ", ".join(FIELDS[k] for k in self.modified())
         note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
+        if lists := self.lists():
+            n = 1
+            for values in lists.values():
+                n *= len(values)
+            note += f" [$accent]· sweep of {n} runs[/]"
         self.query_one("#form-title", Static).update(f"[b]{escape(self.origin)}[/b] {note}")
 
     @on(Input.Changed)

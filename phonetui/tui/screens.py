@@ -58,6 +58,7 @@ class MainScreen(Screen):
         Binding("space", "mark", "Mark", show=False, tooltip="Mark the selected run for comparison"),
         Binding("f7,b", "sort_best", "Sort", key_display="F7/b", tooltip="Sort the history by best val acc"),
         Binding("f8,delete", "delete_run", "Delete", key_display="F8", tooltip="Delete the selected run"),
+        Binding("f10,r", "resume", "Resume", key_display="F10/r", tooltip="Continue the selected stopped run"),
     ]
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -76,6 +77,7 @@ class MainScreen(Screen):
         self.live_best: int | None = None
         self.live_best_acc: float | None = None
         self.started_at = 0.0
+        self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
 
     def compose(self) -> ComposeResult:
         yield Static(id="data-line")
@@ -203,9 +205,11 @@ class MainScreen(Screen):
     def load_history(self, follow: str | None = None) -> None:
         """Read the runs folder; `follow`: the run id to put the cursor on."""
         try:
-            from .. import runs
+            from .. import runs, sweep
 
-            self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow))
+            sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)}
+            self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow,
+                                            sweeps={k: v for k, v in sweeps.items() if v[0]}))
         except Exception as e:  # noqa: BLE001
             self.post_message(HistoryLoaded([], one_line(e)))
 
@@ -215,6 +219,12 @@ class MainScreen(Screen):
         table.show(message.runs, message.follow or (picked.id if picked else None))
         if message.error:
             self.say(f"runs folder: {message.error}", "error")
+        new = set(message.sweeps) - set(self.pending_sweeps)
+        self.pending_sweeps = message.sweeps
+        for sweep_id in sorted(new):
+            if not self.training:
+                left, total = message.sweeps[sweep_id]
+                self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them")
         self.show_picked()
 
     # -- the form -------------------------------------------------------------------------------
@@ -233,23 +243,73 @@ class MainScreen(Screen):
 
     # -- training -------------------------------------------------------------------------------
 
-    def action_start(self) -> None:
+    def _can_train(self) -> bool:
+        """Whether a run may start now; if not, say why."""
         if self.training:
             self.say("a run is already active: stop it first (F6)", "error")
-            return
-        if self.data is None:
+        elif self.data is None:
             self.say("cannot start: " + ("the data is still loading" if self.data_note.startswith("loading")
                                          else f"no data ({self.data_note})"), "error")
-            return
-        if self.devices is None:
+        elif self.devices is None:
             self.say("cannot start yet: torch is still loading", "error")
+        else:
+            return True
+        return False
+
+    def action_start(self) -> None:
+        """Train the form's config; fields holding comma-separated values make it a sweep of every combination."""
+        if not self._can_train():
             return
         if self.form.problems:
             key, reason = next(iter(self.form.problems.items()))
             self.say(f"cannot start: {FIELDS[key]} {reason}", "error")
             self.query_one(f"#f-{key}").focus()
             return
-        cfg = self.form.config()
+        cfg, grid = self.form.config(), self.form.lists()
+        if grid:
+            from .. import sweep
+
+            queue = sweep.create(self.runs_dir, cfg.preset, grid)
+            self.say(f"sweep {queue.id}: {len(queue.trials)} runs of {cfg.preset} over "
+                     + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items()))
+            self._begin(f"sweep {queue.id}")
+            self.train_worker = self.run_sweep(queue, cfg)
+            return
+        self.say(f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, "
+                 f"{cfg.training.epochs} epochs")
+        self._begin(cfg.preset)
+        self.train_worker = self.train(cfg)
+
+    def continue_sweep(self, sweep_id: str) -> None:
+        """Run what is left of a saved sweep (also one started before the app was last closed)."""
+        from .. import sweep
+
+        if not self._can_train():
+            return
+        try:
+            queue = sweep.load(self.runs_dir, sweep_id)
+            base = self.presets.get(queue.preset)
+            if base is None:
+                raise PhonetuiError(f"sweep {sweep_id}: preset '{queue.preset}' not found")
+        except PhonetuiError as e:
+            self.say(str(e), "error")
+            return
+        self.say(f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
+        self._begin(f"sweep {queue.id}")
+        self.train_worker = self.run_sweep(queue, base.with_training(**self.form.values()))
+
+    def action_resume(self) -> None:
+        run = self.query_one(RunsTable).selected() if self.query_one(TabbedContent).active == "history" else None
+        if run is None:
+            self.say("select a stopped or interrupted run in History (F2), then F10 resumes it", "error")
+        elif run.state not in ("stopped", "interrupted", "failed"):
+            self.say(f"{run.id} is {run.state}: only a stopped or interrupted run can be resumed", "error")
+        elif self._can_train():
+            self.say(f"resuming {run.id} from epoch {run.status.get('epochs_done', 0) + 1}")
+            self._begin(run.id)
+            self.train_worker = self.resume(run)
+
+    def _begin(self, what: str) -> None:
         self.cancel.clear()
         self.training = True
         self.live, self.live_best, self.live_best_acc, self.current_run = [], None, None, None
@@ -257,11 +317,11 @@ class MainScreen(Screen):
             self.query_one("#live", RunView).show([], None)
             self.query_one("#progress", ProgressBar).update(total=1, progress=0)
             self.query_one("#progress-label", Static).update("starting…")
-            self.query_one("#run-line", Static).update(f"starting {escape(cfg.preset)}…")
+            self.query_one("#run-line", Static).update(f"starting {escape(what)}…")
             self.query_one(TabbedContent).active = "training"
-        self.say(f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, "
-                 f"{cfg.training.epochs} epochs")
-        self.train_worker = self.train(cfg)
+
+    def _events(self, event) -> None:
+        self.post_message(TrainerEvent(event))
 
     @work(thread=True, exit_on_error=False, group="train")
     def train(self, cfg: RunConfig) -> None:
@@ -270,8 +330,37 @@ class MainScreen(Screen):
         try:
             from .. import trainer
 
-            trainer.train(cfg, self.data, self.runs_dir, lambda e: self.post_message(TrainerEvent(e)), self.cancel)
+            trainer.train(cfg, self.data, self.runs_dir, self._events, self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    @work(thread=True, exit_on_error=False, group="train")
+    def resume(self, run) -> None:
+        error = None
+        try:
+            from .. import runs, trainer
+
+            trainer.resume(runs.open_run(run.path), self.data, self._events, self.cancel)
+        except Exception as e:  # noqa: BLE001
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    @work(thread=True, exit_on_error=False, group="train")
+    def run_sweep(self, queue, base: RunConfig) -> None:
+        """Train the sweep's pending trials one after another (each an ordinary run)."""
+        error = None
+        try:
+            from .. import sweep
+
+            def announce(i: int, n: int, trial) -> None:
+                values = ", ".join(f"{FIELDS.get(k, k)} {v}" for k, v in trial.values.items())
+                self.app.call_from_thread(self.say, f"sweep {queue.id}: run {i}/{n} ({values})")
+
+            if sweep.run(queue, base, self.data, self._events, self.cancel, announce):
+                self.app.call_from_thread(self.say, f"sweep {queue.id} finished: History ranks its runs "
+                                          "(F7 sorts by best val acc)", "ok", True)
+        except Exception as e:  # noqa: BLE001
             error = one_line(e)
         self.post_message(TrainingEnded(error))
 
@@ -304,6 +393,7 @@ class MainScreen(Screen):
 
     def run_started(self, e) -> None:
         self.current_run, self.started_at = e.run, time.monotonic()
+        self.live_best, self.live_best_acc = e.run.status.get("best_epoch"), e.run.status.get("best_val_acc")
         t, m = e.run.config.training, e.run.config.model
         self.query_one("#run-line", Static).update(
             f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "

@@ -298,3 +298,42 @@ async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: 
         app.main.say("cannot start: the data is still loading", "error")
         app.main.post_message(DataLoaded(app.main.data))
         await until(pilot, lambda: status(app) == "the data has loaded: F5 trains")
+
+
+async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: Path) -> None:
+    from phonetui import sweep
+
+    old = sweep.create(Path("runs"), "tiny", {"lr": [0.002], "epochs": [1]})  # as if the app had closed mid-sweep
+    app = make_app("--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert app.main.pending_sweeps == {old.id: (1, 1)}
+        field(app, "lr").value = "0.001, 0.003"
+        await pilot.pause()
+        assert "sweep of 2 runs" in str(app.query_one("#form-title").render())
+        await train_to_end(pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
+        app.main.continue_sweep(old.id)
+        await until(pilot, lambda: not app.main.training and table.row_count == 3)
+        assert not sweep.load(Path("runs"), old.id).pending()
+
+
+async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: app.main.live_best is not None)
+        await pilot.press("f6")
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        run = app.main.current_run
+        done = run.status["epochs_done"]
+        await pilot.press("f2")
+        await until(pilot, lambda: app.query_one(RunsTable).selected() is not None)
+        await pilot.press("f10")
+        await until(pilot, lambda: len(app.main.live) > done + 1)
+        await pilot.press("f6")
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        assert app.main.current_run.path == run.path and app.main.current_run.status["epochs_done"] > done
+        assert [m.epoch for m in app.main.live] == list(range(1, len(app.main.live) + 1))

@@ -185,7 +185,8 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
     try:
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
     except (_Stop, KeyboardInterrupt):
-        run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
+        run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                          message=getattr(cancel, "reason", None) or "stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line

@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
                                 "With no subcommand, opens the terminal app.")
     p.add_argument("--version", action="version", version=f"phonetui {__version__}")
     _add_run_options(p, sub=False)
+    p.add_argument("--trials", type=int, default=8, help="trials of an Optuna search started in the app (8)")
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a preset headless, printing the course's log lines")
     _add_run_options(t, sub=True)

@@ -72,7 +72,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(demo_dir, presets_dir, tm
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "stopped: the best model so far is kept" in out and "Traceback" not in err
+    assert "stopped: the best model (epoch " in out and "Traceback" not in err
+    assert "`phonetui resume " in out
     (run,) = runs.list_runs(tmp_path)
     assert run.state == "stopped" and (run.path / "best.pt").is_file() and run.status["best_epoch"] >= 1
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from . import __version__, batches, checkpoint, diagnostics, models, runs
 from .config import RunConfig, fit_problems
 from .data import TEST_X, TRAIN_X, TimitData, utterances
-from .device import keep_freed_memory, resolve_device, use_bf16
+from .device import free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
 from .runs import EpochMetrics, Run
@@ -143,6 +143,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     for key, reason in fit_problems(t.batch_size, data.train_units(t.val_ratio, seq), cfg.model.batchnorm, unit).items():
         raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
 
+    _check_fits_memory(cfg, data.width, device)
     bf16 = use_bf16(t.precision, device, t.batch_size)
     keep_freed_memory()
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
@@ -151,21 +152,38 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads()}
     run = runs.create(runs_dir, cfg, record)
-    listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
     try:
+        listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast)
+        run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt):
-        run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
+        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
         message = one_line(e)
-        run.update_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
+        try:
+            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
+        except PhonetuiError:
+            pass  # the disk is full: with the lock released the run shows as interrupted
         listen(Failed(run, message))
         raise PhonetuiError(message) from e
-    run.update_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
+    finally:
+        run.release()
     listen(Finished(run))
     return run
+
+
+TRAIN_BYTES_PER_PARAM = 16  # fp32 weights, gradients and Adam's two moments
+
+
+def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None:
+    """Refuse, before allocating, a model whose weights and optimizer state alone exceed free memory."""
+    params = cfg.model.param_count(width)
+    need, free = params * TRAIN_BYTES_PER_PARAM, free_memory(device)
+    if free is not None and need > free:
+        raise PhonetuiError(f"model {cfg.model.summary()} ({params:,} parameters) needs {need / 2**30:,.1f} GiB "
+                            f"for weights, gradients and Adam state, but {device} has {free / 2**30:,.1f} GiB free")
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int,
@@ -232,4 +250,4 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16:
             if scores:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))
-        run.update_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
+        run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))

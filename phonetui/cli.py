@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from rich.table import Table
 
 from . import __version__, presets
 from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
-from .errors import PhonetuiError
+from .errors import PhonetuiError, one_line
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -58,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--train-rows", type=int, help="simulated: train rows (400,000)")
     d.add_argument("--test-rows", type=int, help="simulated: test rows (100,000)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true", help="write even over data that no demo generator made")
     return p
 
 
@@ -96,6 +99,11 @@ def load_data(path: Path | None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    with _signals_stop():
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from . import trainer
@@ -120,15 +128,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
         elif isinstance(e, trainer.Cancelled):
-            console.print(f"stopped: the best model so far is kept in {e.run.path}")
+            saved = e.run.status.best_epoch is not None
+            console.print(f"stopped: the best model so far is kept in {e.run.path}" if saved
+                          else f"stopped: no model was saved yet (the first epoch did not end) in {e.run.path}")
 
     with bar:
         run = trainer.train(cfg, dataset, args.runs, listen)
-    best = run.status.get("best_val_acc")
-    console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {run.status['best_epoch']})" if best else ""))
-    if args.predict and (run.path / "best.pt").exists():
+    best, at = run.status.best_val_acc, run.status.best_epoch
+    console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
+    if args.predict and run.status.best_epoch is not None:
         _report(predict(run, dataset, device=cfg.training.device))
-    return 130 if run.status["status"] == "stopped" else 0
+    return 130 if run.status.status == "stopped" else 0
+
+
+@contextmanager
+def _signals_stop():
+    """SIGTERM and SIGHUP stop a training as Ctrl+C does (a KeyboardInterrupt); old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _report(p) -> None:
@@ -161,8 +185,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _show(runs.open_run(args.show))
     table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
     for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
-        t, best = r.config.training, r.status.get("best_val_acc")
-        table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.get('epochs_done', 0)}/{t.epochs}",
+        if isinstance(r, runs.DamagedRun):
+            table.add_row(r.id, "-", "-", "-", "-", "-", f"damaged: {r.reason}")
+            continue
+        t, best = r.config.training, r.status.best_val_acc
+        table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.epochs_done}/{t.epochs}",
                       "-" if best is None else f"{best:.4f}", r.state)
     console.print(table)
     return 0
@@ -175,9 +202,9 @@ def _show(run) -> int:
     phones, pairs = diagnostics.read(run)
     if not phones:
         raise PhonetuiError(f"{run.path}: no per-phone diagnostics yet (they come with the first validated best model)")
-    best = run.status.get("best_val_acc")
+    best = run.status.best_val_acc
     console.print(f"{run.id} · preset {run.config.preset} · best val acc "
-                  f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.get('best_epoch')}")
+                  f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.best_epoch}")
     table = Table("phone", "val frames", "accuracy", box=None)
     for p in sorted(phones, key=lambda p: (p.accuracy is None, p.accuracy or 0)):
         table.add_row(p.phone, f"{p.frames:,}", "-" if p.accuracy is None else f"{p.accuracy:.3f}")
@@ -195,7 +222,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         if args.utterances is not None or args.test_utterances is not None:
             raise PhonetuiError("demo-data: --utterances and --test-utterances are for speech; --simulated takes rows")
         rows = (args.train_rows or data.DEMO_TRAIN_ROWS, args.test_rows or data.DEMO_TEST_ROWS)
-        out = data.make_demo(args.out, *rows, args.seed)
+        out = data.make_demo(args.out, *rows, args.seed, args.force)
         console.print(f"wrote simulated demo data to {out} ({rows[0]:,} train + {rows[1]:,} test rows, seed {args.seed})")
         return 0
     if args.train_rows is not None or args.test_rows is not None:
@@ -204,7 +231,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
     sizes = (args.utterances or data.DEMO_UTTERANCES, args.test_utterances or data.DEMO_TEST_UTTERANCES)
     with _synthesis_bar() as progress:
-        summary = data.make_speech_demo(args.out, *sizes, args.seed, progress)
+        summary = data.make_speech_demo(args.out, *sizes, args.seed, progress, args.force)
     console.print(f"wrote speech demo data to {args.out}: {speech.describe(summary)}, seed {args.seed}")
     return 0
 
@@ -224,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except PhonetuiError as e:
-        print(f"phonetui: error: {e}", file=sys.stderr)
+    except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
+        print(f"phonetui: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("phonetui: interrupted", file=sys.stderr)

@@ -43,7 +43,7 @@ def test_not_npy(tmp_path, name):
 
 def test_pickled_objects_are_refused(tmp_path):
     write_set(tmp_path, y=np.array([object()] * 50))
-    fails(tmp_path, data.TRAIN_Y, "not a .npy")
+    fails(tmp_path, data.TRAIN_Y, "Python objects")
 
 
 def test_wrong_ndim(tmp_path):

@@ -53,6 +53,6 @@ def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, 
     except OSError as e:
         raise failed(path, "read", e) from None
     except Exception as e:  # noqa: BLE001 - a cut or altered file fails in many ways; weights_only executes nothing
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
         raise PhonetuiError(f"{path}: damaged checkpoint ({reason})") from None
     return model.to(device), cfg, state["input_dim"]

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import trainer
+    from . import runs, trainer
     from .predict import predict
 
     cfg = resolve_config(args)
@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
         elif isinstance(e, trainer.Cancelled):
-            saved = e.run.status.best_epoch is not None
+            saved = (e.run.path / runs.CHECKPOINT).exists()
             console.print(f"stopped: the best model so far is kept in {e.run.path}" if saved
                           else f"stopped: no model was saved yet (the first epoch did not end) in {e.run.path}")
 
@@ -136,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         run = trainer.train(cfg, dataset, args.runs, listen)
     best, at = run.status.best_val_acc, run.status.best_epoch
     console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
-    if args.predict and run.status.best_epoch is not None:
+    if args.predict and (run.path / runs.CHECKPOINT).exists():
         _report(predict(run, dataset, device=cfg.training.device))
     return 130 if run.status.status == "stopped" else 0
 
@@ -147,7 +147,10 @@ def _signals_stop():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    def stop(signum: int, frame) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -184,14 +187,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.show is not None:
         return _show(runs.open_run(args.show))
     table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
+    damaged = []
     for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
         if isinstance(r, runs.DamagedRun):
-            table.add_row(r.id, "-", "-", "-", "-", "-", f"damaged: {r.reason}")
+            table.add_row(r.id, "-", "-", "-", "-", "-", r.state)
+            damaged.append(f"{r.path}: damaged: {r.reason}")
             continue
         t, best = r.config.training, r.status.best_val_acc
         table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.epochs_done}/{t.epochs}",
                       "-" if best is None else f"{best:.4f}", r.state)
     console.print(table)
+    for line in damaged:
+        console.print(line)
     return 0
 
 

@@ -289,8 +289,10 @@ def open_run(path: Path) -> Run:
 def list_runs(runs_dir: Path) -> list[Run | DamagedRun]:
     """Every run under runs_dir, newest first: readable ones as Run, the others as DamagedRun.
     Folders without a config or status (and hidden ones, such as runs being made) are skipped."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise PhonetuiError(f"{runs_dir}: not a folder")
     try:
-        entries = sorted(runs_dir.iterdir(), reverse=True) if runs_dir.is_dir() else []
+        entries = sorted(runs_dir.iterdir(), reverse=True) if runs_dir.exists() else []
     except OSError as e:
         raise failed(runs_dir, "list the runs folder", e) from None
     runs: list[Run | DamagedRun] = []

@@ -4,7 +4,8 @@ Batches (phonetui.batches: rows for frame models, whole utterances for taggers) 
 tensors that already live on the training device (the GPU when the data fits; on the CPU the
 memory-mapped file), so there is no per-sample Dataset or DataLoader. Metrics accumulate on the
 device and are read once per epoch; the best model is saved with its per-phone diagnostics.
-`cancel` is checked between batches; Ctrl+C does the same; either way the best model stays saved.
+`cancel` is checked between batches; Ctrl+C (and, from the CLI, SIGTERM or SIGHUP) does the same;
+either way the best model stays saved.
 """
 
 from __future__ import annotations
@@ -156,8 +157,9 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
         listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
-    except (_Stop, KeyboardInterrupt):
-        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message="stopped by the user")
+    except (_Stop, KeyboardInterrupt) as e:
+        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                         message=str(e) or "stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line

@@ -29,7 +29,7 @@ def test_csv_format_order_and_accuracy(trained, demo):
         expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
     assert (table[:, 1] == expected).all()
     assert p.test_acc == pytest.approx((expected == demo.test_y).mean())
-    assert runs.open_run(trained.path).status["test_acc"] == pytest.approx(p.test_acc)
+    assert runs.open_run(trained.path).prediction.test_acc == pytest.approx(p.test_acc)
 
 
 def test_out_path_and_no_labels(trained, demo, tmp_path):

@@ -296,8 +296,8 @@ class PhonetuiApp(App):
             if e.val_acc is not None:
                 self.say(f"saving model with acc {e.val_acc:.3f}", "ok")
         elif isinstance(e, trainer.Finished):
-            best = e.run.status.get("best_val_acc")
-            at = f": best val acc {best:.4f} at epoch {e.run.status['best_epoch']}" if best is not None else ""
+            best = e.run.status.best_val_acc
+            at = f": best val acc {best:.4f} at epoch {e.run.status.best_epoch}" if best is not None else ""
             self.main.query_one("#progress-label", Static).update(f"finished {len(self.live)} epochs")
             self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok")
         elif isinstance(e, trainer.Cancelled):
@@ -329,16 +329,21 @@ class PhonetuiApp(App):
             info.update("no runs yet" if not self.main.query_one(RunsTable).row_count else "select a run")
             self.main.query_one("#picked-view", RunView).show([], None)
             return
+        if run.state == "damaged":
+            info.update(escape(f"{run.id}: damaged: {run.reason}"))
+            self.main.query_one("#picked-view", RunView).show([], None)
+            return
         t, m = run.config.training, run.config.model
         metrics, note = [], ""
         try:
             metrics = run.metrics()
         except PhonetuiError as e:
             note = f" · {e}"
-        test = f" · test acc {run.status['test_acc']:.4f}" if run.status.get("test_acc") is not None else ""
+        acc = run.prediction.test_acc if run.prediction else None
+        test = f" · test acc {acc:.4f}" if acc is not None else ""
         line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
         info.update(escape(line + self._phones_line(run)))
-        self.main.query_one("#picked-view", RunView).show(metrics, run.status.get("best_epoch"))
+        self.main.query_one("#picked-view", RunView).show(metrics, run.status.best_epoch)
 
     @staticmethod
     def _phones_line(run) -> str:
@@ -382,6 +387,9 @@ class PhonetuiApp(App):
         if run is None:
             self.say("no run selected: pick one in History (F2)", "error")
             return
+        if run.state == "damaged":
+            self.say(f"{run.id} is damaged: {run.reason}", "error")
+            return
         self.form.fill(run.config, f"run {run.id}")
         self.say(f"loaded the config of {run.id} into the form: F5 runs it again")
 
@@ -393,6 +401,8 @@ class PhonetuiApp(App):
         run = picked if on_history and picked else self.current_run or picked
         if run is None:
             self.say("nothing to export: train a run or select one in History", "error")
+        elif run.state == "damaged":
+            self.say(f"cannot export: {run.id} is damaged: {run.reason}", "error")
         elif self.data is None:
             self.say("cannot export: no data loaded", "error")
         elif self.training and self.current_run is not None and run.path == self.current_run.path:

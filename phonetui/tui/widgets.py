@@ -12,6 +12,7 @@ from textual.widgets import Button, DataTable, Label, OptionList, Sparkline
 from textual.widgets.option_list import Option
 
 from ..config import RunConfig
+from ..runs import DamagedRun
 
 if TYPE_CHECKING:
     from ..runs import EpochMetrics, Run
@@ -85,33 +86,40 @@ class RunView(Vertical):
                 table.move_cursor(row=len(metrics) - 1)
 
 
+def _best(run: Run | DamagedRun) -> float | None:
+    return None if isinstance(run, DamagedRun) else run.status.best_val_acc
+
+
 class RunsTable(DataTable):
     """The runs folder, newest first or by best validation accuracy."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.by_best = False
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, Run | DamagedRun] = {}
 
     def on_mount(self) -> None:
         for key, label in (("id", "id"), ("preset", "preset"), ("best", "best val acc"), ("status", "status"),
                            ("lr", "lr"), ("batch", "batch"), ("epochs", "epochs"), ("date", "date")):
             self.add_column(label, key=key)
 
-    def show(self, runs: list[Run], keep: str | None = None) -> None:
+    def show(self, runs: list[Run | DamagedRun], keep: str | None = None) -> None:
         """Fill the table (sorted as chosen), keeping the cursor on run id `keep` when it is there."""
         self.runs = {r.id: r for r in runs}
         if self.by_best:
-            runs = sorted(runs, key=lambda r: r.status.get("best_val_acc") or -1.0, reverse=True)
+            runs = sorted(runs, key=lambda r: _best(r) or -1.0, reverse=True)
         self.clear()
         for r in runs:
-            t, best = r.config.training, r.status.get("best_val_acc")
-            self.add_row(r.id, r.config.preset, _num(best, ".4f"), r.state, f"{t.lr:g}", str(t.batch_size),
-                         f"{r.status.get('epochs_done', 0)}/{t.epochs}", str(r.record.get("started", ""))[:16], key=r.id)
+            if isinstance(r, DamagedRun):
+                self.add_row(r.id, "-", "-", r.state, "-", "-", "-", "-", key=r.id)
+                continue
+            t = r.config.training
+            self.add_row(r.id, r.config.preset, _num(_best(r), ".4f"), r.state, f"{t.lr:g}", str(t.batch_size),
+                         f"{r.status.epochs_done}/{t.epochs}", str(r.record.get("started", ""))[:16], key=r.id)
         if keep in self.runs:
             self.move_cursor(row=self.get_row_index(keep))
 
-    def selected(self) -> Run | None:
+    def selected(self) -> Run | DamagedRun | None:
         if not self.row_count:
             return None
         return self.runs.get(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)

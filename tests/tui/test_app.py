@@ -147,7 +147,7 @@ async def test_stop_keeps_best_model(make_app) -> None:
         await pilot.press("x")
         await until(pilot, lambda: not app.training, timeout=10)
         run = app.current_run
-        assert run.state == "stopped" and run.status["epochs_done"] < 400
+        assert run.state == "stopped" and run.status.epochs_done < 400
         assert (run.path / "best.pt").exists()
         assert "the best model (epoch" in status(app)
 

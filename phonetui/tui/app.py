@@ -310,7 +310,8 @@ class PhonetuiApp(App):
         if message.error:
             self.main.query_one("#progress-label", Static).update("failed")
             self.say(f"training failed: {message.error}", "error")
-        self.load_history()
+        if self.current_run is not None:  # a run folder was made
+            self.load_history()
 
     def action_stop(self) -> None:
         if not self.training:

@@ -65,7 +65,7 @@ async def test_flags_prefill_and_modified(make_app) -> None:
         await ready(pilot)
         assert field(app, "lr").value == "0.01"
         assert str(app.query_one("#form-title").render()) == "preset tiny · modified: lr, epochs"
-        assert app.form.problems == {"epochs": "must be an integer >= 1"}
+        assert app.form.problems == {"epochs": "must be an integer from 1 to 100000"}
         assert field(app, "epochs").has_class("-invalid")
 
 
@@ -78,7 +78,7 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         field(app, "device").value = "cuda:3"
         await pilot.pause()
         assert app.form.problems == {"batch_size": "larger than the 2,400 training rows",
-                                     "epochs": "must be an integer >= 1",
+                                     "epochs": "must be an integer from 1 to 100000",
                                      "device": "not available here (have auto, cpu)"}
         await pilot.press("f5")
         assert status(app) == "cannot start: batch size larger than the 2,400 training rows"

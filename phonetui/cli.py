@@ -168,7 +168,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
     run = runs.open_run(args.run_dir)
-    data_dir = getattr(args, "data", None) or Path(run.record.get("data", ""))
+    data_dir = getattr(args, "data", None)
+    if data_dir is None:
+        recorded = run.record.get("data")
+        if not isinstance(recorded, str) or not recorded:
+            raise PhonetuiError(f"{run.path / runs.CONFIG}: no data folder recorded; pass --data")
+        data_dir = Path(recorded)
     _report(predict(run, load_data(data_dir), args.out, args.device))
     return 0
 

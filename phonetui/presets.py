@@ -73,7 +73,7 @@ def load_all(extra_dirs: list[Path] | None = None) -> dict[str, RunConfig]:
     seen: set[Path] = set()
     for d in dirs:
         if d in (extra_dirs or []) and not d.is_dir():
-            raise PhonetuiError(f"{d}: presets folder not found")
+            raise PhonetuiError(f"{d}: presets folder not found" if not d.exists() else f"{d}: not a folder")
         if not d.is_dir() or d.resolve() in seen:
             continue
         seen.add(d.resolve())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonetui import data, device, models, runs, trainer
+from phonetui import checkpoint, data, device, models, runs, trainer
 from phonetui.config import parse_model
 from phonetui.errors import PhonetuiError
 from tests.conftest import write_set
@@ -184,3 +184,16 @@ def test_bf16_autocast_learns_like_fp32_and_is_recorded(tiny, demo, tmp_path):
     assert bf16.status.best_val_acc == pytest.approx(fp32.status.best_val_acc, abs=0.03)
     state = torch.load(bf16.path / runs.CHECKPOINT, weights_only=True)["state_dict"]
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_a_status_that_cannot_be_written_ends_as_interrupted_not_running(tiny, demo, tmp_path, monkeypatch):
+    """A full disk for best.pt and status.json alike: one line, and the lock (not the stale status) decides."""
+    def full(*args, **kwargs):
+        raise PhonetuiError("status.json: cannot write (No space left on device)")
+
+    monkeypatch.setattr(checkpoint, "_save", full)
+    monkeypatch.setattr(runs.Run, "write_status", full)
+    with pytest.raises(PhonetuiError, match="No space left on device"):
+        trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
+    (run,) = runs.list_runs(tmp_path)
+    assert run.status.status == "running" and run.state == "interrupted"

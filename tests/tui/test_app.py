@@ -192,6 +192,31 @@ async def test_bad_data_folder_keeps_history(make_app, workdir: Path) -> None:
         assert str(app.query_one("#picked-info").render()) == "no runs yet"
 
 
+async def test_damaged_runs_show_in_history_beside_good_ones(make_app, workdir: Path) -> None:
+    from phonetui import runs
+    from tests.conftest import TINY
+
+    good, bad = runs.create(workdir / "runs", TINY, {}), runs.create(workdir / "runs", TINY, {})
+    good.write_status(status="finished")
+    good.release(), bad.release()
+    (bad.path / runs.STATUS).write_text('{"status": "running", "pid": "12"}')
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 2 and str(table.get_row(good.id)[3]) == "finished"
+        assert str(table.get_row(bad.id)[3]) == "damaged"
+        await pilot.press("f2")
+        table.move_cursor(row=table.get_row_index(bad.id))
+        await pilot.pause()
+        assert str(app.query_one("#picked-info").render()) == \
+            f"{bad.id}: damaged: status.json: 'pid' = \"12\" has the wrong type"
+        await pilot.press("f3")
+        assert status(app).startswith(f"{bad.id} is damaged")
+        await pilot.press("f9")
+        assert status(app).startswith(f"cannot export: {bad.id} is damaged")
+
+
 async def test_tiny_terminal_does_not_crash(make_app) -> None:
     app = make_app("--epochs", "1")
     async with app.run_test(size=(30, 8)) as pilot:

@@ -99,11 +99,6 @@ def load_data(path: Path | None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    with _signals_stop():
-        return _train(args)
-
-
-def _train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from . import runs, trainer
@@ -143,7 +138,8 @@ def _train(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _signals_stop():
-    """SIGTERM and SIGHUP stop a training as Ctrl+C does (a KeyboardInterrupt); old handlers come back after."""
+    """SIGTERM and SIGHUP stop a command as Ctrl+C does (a KeyboardInterrupt: a training ends `stopped`,
+    temp files are removed); the old handlers come back after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -167,6 +163,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import runs
     from .predict import predict
 
+    _, reason = check_value(TRAIN_RULES, "device", args.device)
+    if reason:
+        raise PhonetuiError(f"--device {args.device}: {reason}")
     run = runs.open_run(args.run_dir)
     data_dir = getattr(args, "data", None)
     if data_dir is None:
@@ -256,13 +255,16 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs,
-            "demo-data": cmd_demo_data, None: cmd_tui}
+            "demo-data": cmd_demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        if args.command is None:
+            return cmd_tui(args)
+        with _signals_stop():
+            return COMMANDS[args.command](args)
     except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
         print(f"phonetui: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -208,6 +208,12 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 _DEMO_FILES = (TEST_Y, DEMO_MARKER, speech.UTTERANCES)
+DEMO_MAX_ROWS, DEMO_MAX_UTTERANCES = 4_000_000, 10_000  # per split: about 7 GB of features, held in memory
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise PhonetuiError(f"demo-data: --seed {seed}: must be an integer from 0 to 2**63 - 1")
 
 
 def make_demo(out: Path, train_rows: int, test_rows: int, seed: int, force: bool = False) -> Path:
@@ -216,6 +222,9 @@ def make_demo(out: Path, train_rows: int, test_rows: int, seed: int, force: bool
 
     if train_rows < 100 or test_rows < 1:
         raise PhonetuiError(f"demo-data: need at least 100 train rows and 1 test row, got {train_rows} / {test_rows}")
+    if max(train_rows, test_rows) > DEMO_MAX_ROWS:
+        raise PhonetuiError(f"demo-data: at most {DEMO_MAX_ROWS:,} rows per split, got {train_rows:,} / {test_rows:,}")
+    _check_seed(seed)
     _check_out(out, force)
     simulated.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed, replaces=_DEMO_FILES)
     marker = {"generator": "phonetui.data.simulated", "kind": "simulated", "train_rows": train_rows,
@@ -230,6 +239,10 @@ def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int
     if utterances < 2 or test_utterances < 1:
         raise PhonetuiError(f"demo-data: need at least 2 train utterances and 1 test utterance, "
                             f"got {utterances} / {test_utterances}")
+    if max(utterances, test_utterances) > DEMO_MAX_UTTERANCES:
+        raise PhonetuiError(f"demo-data: at most {DEMO_MAX_UTTERANCES:,} utterances per split, "
+                            f"got {utterances:,} / {test_utterances:,}")
+    _check_seed(seed)
     _check_out(out, force)
     summary = speech.generate(out, utterances, test_utterances, seed, progress, replaces=_DEMO_FILES)
     write_text(out / DEMO_MARKER, json.dumps(speech.marker(summary, seed)) + "\n")

@@ -175,6 +175,11 @@ def test_full_disk_before_the_run_leaves_no_folder(demo, presets_dir, tmp_path, 
     (["runs", "--runs", "{data}/train_11.npy"], ["train_11.npy: not a folder"]),
     (["predict", "{data}"], ["not a run folder (no config.toml or status.json)"]),
     (["demo-data", "--simulated", "--out", "{data}/train_11.npy"], ["train_11.npy: not a folder"]),
+    (["demo-data", "--simulated", "--out", "{data}", "--train-rows", "9" * 20], ["at most 4,000,000 rows"]),
+    (["demo-data", "--out", "{data}", "--utterances", "9" * 12], ["at most 10,000 utterances"]),
+    (["demo-data", "--simulated", "--out", "{data}", "--seed", "-1"], ["--seed -1: must be an integer from 0"]),
+    (["train", "--device", "cuda:" + "9" * 20], ["must be auto, cpu, cuda, cuda:N or mps"]),
+    (["predict", "{data}", "--device", "weird"], ["--device weird: must be auto, cpu"]),
 ])
 def test_more_bad_values_are_one_line(args, words, demo_dir, presets_dir, capsys):
     args = [a.replace("{data}", str(demo_dir)) for a in args]

@@ -7,6 +7,8 @@ so the first frame appears before they are ready. Workers talk back only through
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import threading
 from pathlib import Path
 
@@ -40,6 +42,9 @@ def _duration(seconds: float) -> str:
         return "-"
     m, s = divmod(int(seconds), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class PhonetuiApp(App):
@@ -127,6 +132,9 @@ class PhonetuiApp(App):
         self.form.fill(base, f"preset {base.preset}", overrides)
         self.load_data()
         self.load_history()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:  # as Stop and quit does: the run ends `stopped`, its best model kept
+            loop.add_signal_handler(sig, self.stop_and_exit)
 
     # -- status and data line -------------------------------------------------------------------
 
@@ -455,3 +463,5 @@ class PhonetuiApp(App):
 
     def on_unmount(self) -> None:
         self.cancel.set()
+        for sig in STOP_SIGNALS:
+            asyncio.get_running_loop().remove_signal_handler(sig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +169,17 @@ async def test_quit_while_training_asks_then_stops(make_app) -> None:
         await pilot.click("#quit-yes")
         await until(pilot, lambda: not app.is_running, timeout=10)
     assert app.current_run.state == "stopped"
+
+
+async def test_sigterm_stops_the_run_and_quits(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: app.current_run is not None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await until(pilot, lambda: not app.is_running, timeout=10)
+    assert app.current_run.state == "stopped" and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> None:

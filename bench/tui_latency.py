@@ -4,9 +4,11 @@
 
 First frame: `phonetui` is started in a tmux pane (120x36) and the pane is polled every 10 ms until
 the footer is drawn; the time from launch is reported (best and median of 5 launches).
-Keys: the app runs under Textual's Pilot while `baseline` trains on the data; F2 (switch tab) is
-pressed repeatedly, and the time until the app has handled it and is idle again is reported
-(median, 95th percentile, max), with the frames/s training reached meanwhile.
+Keys: the app runs under Textual's Pilot while `baseline` trains on the data (small epochs, so
+charts and the live History redraw during the presses); F2 (switch tab) is pressed repeatedly, and
+the time until the app has handled it and is idle again is reported (median, 95th percentile,
+max), with the frames/s training reached meanwhile, beside the frames/s of the same training run
+headless in the same process (what the CLI runs).
 """
 
 from __future__ import annotations
@@ -48,22 +50,44 @@ def first_frame_seconds(data_dir: Path, launches: int = 5) -> list[float]:
     return times
 
 
+def headless_frames_per_s(data_dir: Path, seconds: float = 20) -> float:
+    """Median frames/s of the same `baseline` run without the app, cancelled after `seconds`."""
+    import threading
+
+    from phonetui import presets, trainer
+
+    cfg = presets.load_all([])["baseline"].with_training(epochs=100)
+    fps: list[float] = []
+    cancel = threading.Event()
+    start = time.perf_counter()
+
+    def listen(e) -> None:
+        if isinstance(e, trainer.Progress):
+            fps.append(e.frames_per_s)
+        if time.perf_counter() - start > seconds:
+            cancel.set()
+
+    trainer.train(cfg, data.load(data_dir), Path(tempfile.mkdtemp()), listen, cancel)
+    return statistics.median(fps)
+
+
 async def key_latencies(data_dir: Path, presses: int) -> dict:
     from phonetui import trainer
     from phonetui.tui.app import PhonetuiApp
+    from phonetui.tui.screens import MainScreen
 
     fps: list[float] = []
     args = parser().parse_args(["--data", str(data_dir), "--runs", tempfile.mkdtemp(), "--preset", "baseline",
                                 "--epochs", "100"])
     handled: list[float] = []
 
-    switch_tab = PhonetuiApp.action_switch_tab
+    switch_tab = MainScreen.action_switch_tab
 
-    def timed(self: PhonetuiApp) -> None:
+    def timed(self: MainScreen) -> None:
         handled.append(time.perf_counter())
         switch_tab(self)
 
-    PhonetuiApp.action_switch_tab = timed  # bindings look actions up on the class
+    MainScreen.action_switch_tab = timed  # bindings look actions up on the class
     app = PhonetuiApp(args)
 
     def hook(message) -> None:
@@ -71,7 +95,7 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
             fps.append(message.event.frames_per_s)
 
     async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
-        while app.devices is None or app.data is None:
+        while app.main.devices is None or app.main.data is None:
             await pilot.pause(0.05)
         await pilot.press("f5")
         while not fps:
@@ -83,7 +107,7 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
             lat.append(handled[-1] - start)
             await pilot.pause(0.1)
         await pilot.press("f6")
-        while app.training:
+        while app.main.training:
             await pilot.pause(0.05)
     lat.sort()
     return {"presses": presses, "median_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[int(0.95 * len(lat)) - 1],
@@ -97,14 +121,17 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=Path("bench/tui_latency.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.data or data.make_demo(Path(tmp) / "demo", 200_000, 20_000, seed=0)
+        data_dir = args.data or data.make_demo(Path(tmp) / "demo", 60_000, 20_000, seed=0)
         frames = first_frame_seconds(data_dir)
         keys = asyncio.run(key_latencies(data_dir, args.presses))
+        keys["headless_frames_per_s"] = headless_frames_per_s(data_dir)
     result = {"first_frame_s": frames, "keys_while_training": keys}
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"first frame: best {min(frames):.2f} s, median {statistics.median(frames):.2f} s over {len(frames)} launches")
     print(f"F2 while training baseline ({keys['training_frames_per_s']:,.0f} frames/s): median {keys['median_ms']:.0f} ms, "
-          f"p95 {keys['p95_ms']:.0f} ms, max {keys['max_ms']:.0f} ms over {keys['presses']} presses")
+          f"p95 {keys['p95_ms']:.0f} ms, max {keys['max_ms']:.0f} ms over {keys['presses']} presses; "
+          f"the same run headless: {keys['headless_frames_per_s']:,.0f} frames/s "
+          f"(app/headless {keys['training_frames_per_s'] / keys['headless_frames_per_s']:.3f})")
 
 
 if __name__ == "__main__":

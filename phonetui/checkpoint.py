@@ -1,6 +1,8 @@
-"""best.pt: the best model so far, saved atomically and loaded with weights_only.
+"""best.pt: the best model so far; last.pt: what resuming needs. Both saved atomically and
+loaded with weights_only.
 
-    {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
+    best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
+    last.pt  {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"}
 """
 
 from __future__ import annotations
@@ -35,6 +37,28 @@ def _save(state: dict, tmp: Path) -> None:
         torch.save(state, f)
 
 
+def save_state(run: Run, state: dict) -> None:
+    """last.pt: the training state at the end of an epoch (see trainer._loop)."""
+    atomic_write(run.path / runs.LAST, lambda tmp: _save(state, tmp))
+
+
+def load_state(run: Run) -> dict:
+    path = run.path / runs.LAST
+    if not path.exists():
+        raise PhonetuiError(f"{run.path}: nothing to resume from (no {runs.LAST}: it is written at the end of each epoch)")
+    check_regular(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"} - set(state)
+        if missing:
+            raise KeyError(f"missing {', '.join(sorted(missing))}")
+    except OSError as e:
+        raise failed(path, "read", e) from None
+    except Exception as e:  # noqa: BLE001 - as in load()
+        raise PhonetuiError(f"{path}: damaged training state ({_first_line(e)})") from None
+    return state
+
+
 def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, int]:
     """The run's best model (rebuilt from best.pt alone), its config and the row width it expects."""
     path = run.path / runs.CHECKPOINT
@@ -53,6 +77,10 @@ def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, 
     except OSError as e:
         raise failed(path, "read", e) from None
     except Exception as e:  # noqa: BLE001 - a cut or altered file fails in many ways; weights_only executes nothing
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
-        raise PhonetuiError(f"{path}: damaged checkpoint ({reason})") from None
+        raise PhonetuiError(f"{path}: damaged checkpoint ({_first_line(e)})") from None
     return model.to(device), cfg, state["input_dim"]
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's first sentence (torch's load errors run to a paragraph; an empty one has its type)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]

@@ -40,11 +40,21 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a preset headless, printing the course's log lines")
     _add_run_options(t, sub=True)
     t.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
+    rr = sub.add_parser("resume", help="continue a stopped or interrupted run from its last finished epoch")
+    rr.add_argument("run_dir", type=Path)
+    rr.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder (the run's own by default)")
+    rr.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
     pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV")
     pr.add_argument("run_dir", type=Path)
     pr.add_argument("--data", type=Path, default=argparse.SUPPRESS)
     pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv)")
     pr.add_argument("--device", default="auto")
+    sw = sub.add_parser("sweep", help="train a preset over every combination of comma-separated values "
+                        "(e.g. --lr 1e-3,3e-4 --batch-size 256,512), each an ordinary run, then rank them")
+    _add_run_options(sw, sub=True)
+    sw.add_argument("--predict", action="store_true", help="export each trial's test-set CSV")
+    sw.add_argument("--continue", dest="sweep_id", metavar="ID", help="run what is left of sweep ID")
+    sw.add_argument("--list", action="store_true", help="list the sweeps in the runs folder")
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
@@ -99,21 +109,47 @@ def load_data(path: Path | None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import trainer
+
+    cfg = resolve_config(args)
+    dataset = load_data(args.data)
+    console.print(f"{dataset.describe(cfg.training.val_ratio)}")
+    return _train(lambda listen: trainer.train(cfg, dataset, args.runs, listen), dataset, args.predict)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from . import data, runs, trainer
+
+    run = runs.open_run(args.run_dir)
+    dataset = data.load(_data_of(run, args))
+    console.print(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
+    return _train(lambda listen: trainer.resume(run, dataset, listen), dataset, args.predict)
+
+
+def _data_of(run, args: argparse.Namespace) -> Path:
+    """--data, or the data folder the run recorded."""
+    if getattr(args, "data", None) is not None:
+        return args.data
+    recorded = run.record.get("data")
+    if not isinstance(recorded, str) or not recorded:
+        raise PhonetuiError(f"{run.path / 'config.toml'}: no data folder recorded; pass --data")
+    return Path(recorded)
+
+
+def _train(start, dataset, export: bool) -> int:
+    """Run start(listen), printing the course's log lines and a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from . import runs, trainer
     from .predict import predict
 
-    cfg = resolve_config(args)
-    dataset = load_data(args.data)
-    console.print(f"{dataset.describe(cfg.training.val_ratio)}")
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
     task = bar.add_task("", total=1, fps=0.0)
 
     def listen(e: trainer.Event) -> None:
         if isinstance(e, trainer.RunStarted):
-            console.print(f"run {e.run.path} · preset {cfg.preset} · device {e.device} · "
+            console.print(f"run {e.run.path} · preset {e.run.config.preset} · device {e.device} · "
                           f"{e.n_train:,} train / {e.n_val:,} val rows")
         elif isinstance(e, trainer.Progress):
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.frames, total=e.total, fps=e.frames_per_s)
@@ -124,15 +160,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             console.print(f"saving model with acc {e.val_acc:.3f}")
         elif isinstance(e, trainer.Cancelled):
             saved = (e.run.path / runs.CHECKPOINT).exists()
-            console.print(f"stopped: the best model so far is kept in {e.run.path}" if saved
-                          else f"stopped: no model was saved yet (the first epoch did not end) in {e.run.path}")
+            console.print(f"stopped: the best model (epoch {e.run.status.best_epoch}) is kept in {e.run.path}" if saved
+                          else f"stopped before an epoch ended: no model was saved yet ({e.run.path})")
+            if e.run.status.epochs_done:
+                console.print(f"`phonetui resume {e.run.path}` continues it")
 
     with bar:
-        run = trainer.train(cfg, dataset, args.runs, listen)
+        run = start(listen)
     best, at = run.status.best_val_acc, run.status.best_epoch
     console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
-    if args.predict and (run.path / runs.CHECKPOINT).exists():
-        _report(predict(run, dataset, device=cfg.training.device))
+    if run.status.message.startswith("stopped early"):
+        console.print(run.status.message)
+    if export and (run.path / runs.CHECKPOINT).exists():
+        _report(predict(run, dataset, device=run.config.training.device))
     return 130 if run.status.status == "stopped" else 0
 
 
@@ -154,6 +194,63 @@ def _signals_stop():
             signal.signal(s, handler)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import sweep, trainer
+
+    runs_dir = getattr(args, "runs", Path("runs"))
+    if args.list:
+        table = Table("id", "preset", "grid", "trials", "left", box=None)
+        table.columns[0].no_wrap = True
+        for s in sweep.list_sweeps(runs_dir):
+            grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in s.grid.items())
+            table.add_row(s.id, s.preset, grid, str(len(s.trials)), str(len(s.pending())))
+        console.print(table)
+        return 0
+    if args.sweep_id:
+        s = sweep.load(runs_dir, args.sweep_id)
+        args.preset = s.preset
+        base = resolve_config(args)
+    else:
+        if getattr(args, "preset", None) is None:
+            raise PhonetuiError("sweep: name a --preset (or --continue ID)")
+        texts = {k: text for k in EDITABLE if (text := getattr(args, k, None)) is not None and "," in str(text)}
+        if not texts:
+            raise PhonetuiError("sweep: give at least one flag a comma-separated list, e.g. --lr 1e-3,3e-4")
+        grid = sweep.parse_grid(texts)
+        for key in texts:
+            setattr(args, key, None)
+        base = resolve_config(args)
+        s = sweep.create(runs_dir, base.preset, grid)
+    left = s.pending()
+    console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run")
+    dataset = load_data(getattr(args, "data", None))
+    for i, trial in enumerate(left, 1):
+        cfg = s.config(base, trial)
+        console.print(f"[bold]trial {i}/{len(left)}[/]: " + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
+        code = _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen)), dataset,
+                      args.predict)
+        if code:
+            console.print(f"sweep stopped; `phonetui sweep --continue {s.id}` runs what is left")
+            return code
+    _leaderboard(s)
+    return 0
+
+
+def _leaderboard(s) -> None:
+    from . import sweep
+
+    table = Table("rank", "run", *s.grid, "best val acc", "test acc", "status", box=None)
+    table.columns[1].no_wrap = True
+    for rank, (trial, run) in enumerate(sweep.leaderboard(s), 1):
+        best = run.status.best_val_acc if run else None
+        test = run.test_acc if run else None
+        table.add_row(str(rank), trial.run or "-", *(str(trial.values[k]) for k in s.grid),
+                      "-" if best is None else f"{best:.4f}", "-" if test is None else f"{test:.4f}",
+                      run.state if run else "not run")
+    console.print(f"sweep {s.id}: leaderboard")
+    console.print(table)
+
+
 def _report(p) -> None:
     acc = f", test acc {p.test_acc:.4f}" if p.test_acc is not None else ""
     console.print(f"wrote {p.path} ({p.rows:,} rows{acc})")
@@ -167,12 +264,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if reason:
         raise PhonetuiError(f"--device {args.device}: {reason}")
     run = runs.open_run(args.run_dir)
-    data_dir = getattr(args, "data", None)
-    if data_dir is None:
-        recorded = run.record.get("data")
-        if not isinstance(recorded, str) or not recorded:
-            raise PhonetuiError(f"{run.path / runs.CONFIG}: no data folder recorded; pass --data")
-        data_dir = Path(recorded)
+    data_dir = _data_of(run, args)
     _report(predict(run, load_data(data_dir), args.out, args.device))
     return 0
 
@@ -254,8 +346,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs,
-            "demo-data": cmd_demo_data}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "resume": cmd_resume, "predict": cmd_predict,
+            "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:

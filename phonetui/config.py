@@ -49,6 +49,8 @@ class ModelConfig:
     conv: int = 0  # tagger: channels of a CONV_WIDTH-frame Conv1d + ReLU front end (0: none)
     input: str = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
+    time_mask: int = 0  # tagger, training only: widest of the zeroed time spans (one per 50 frames; 0: none)
+    feature_mask: int = 0  # tagger, training only: widest of 2 zeroed bands of the 39 per-frame values (0: none)
 
     @property
     def sequence(self) -> bool:
@@ -64,7 +66,8 @@ class ModelConfig:
         if not self.sequence:
             return f"{'-'.join(map(str, self.hidden))} {self.activation}" + (" +BN" if self.batchnorm else "")
         cell = ("Bi" if self.bidirectional else "") + self.cell.upper()
-        return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}"
+        masks = ", masked" if self.time_mask or self.feature_mask else ""
+        return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}{masks}"
 
     def param_count(self, width: int = 11 * FRAME_DIM) -> int:
         """Trainable parameters implied by the architecture."""
@@ -83,7 +86,7 @@ class ModelConfig:
         return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "seed", "device", "precision")  # CLI flags, form fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "patience", "seed", "device", "precision")  # flags, fields
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class TrainConfig:
     epochs: int = 20
     val_ratio: float = 0.2
     smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
+    patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16)
@@ -142,6 +146,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer from 1 to 100000"),
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "smooth": _Rule(int, lambda v: 1 <= v <= 99 and v % 2 == 1, "must be an odd integer from 1 to 99"),
+    "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer from 0 (off) to 100000"),
     "seed": _Rule(int, lambda v: 0 <= v < 2**63, "must be an integer from 0 to 2**63 - 1"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "precision": _in(PRECISIONS),
@@ -164,9 +169,12 @@ MODEL_RULES: dict[str, _Rule] = {
     "conv": _Rule(int, lambda v: 0 <= v <= 8192, "must be an integer from 0 (none) to 8192"),
     "input": _in(INPUTS),
     "normalize": _Rule(bool, lambda v: True, "must be true or false"),
+    "time_mask": _Rule(int, lambda v: 0 <= v <= 100, "must be an integer from 0 (none) to 100 frames"),
+    "feature_mask": _Rule(int, lambda v: 0 <= v <= FRAME_DIM, f"must be an integer from 0 (none) to {FRAME_DIM}"),
 }
 MODEL_KEYS = {"mlp": ("kind", "hidden", "activation", "batchnorm", "dropout"),
-              "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout")}
+              "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout",
+                         "time_mask", "feature_mask")}
 
 
 def _coerce(value: Any, kind: type) -> Any:

@@ -20,12 +20,15 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     input = "centre"                   # centre: each row's centre frame (39 values) | window: all 429
     normalize = false                  # per-utterance mean/variance normalisation of the input
     dropout = 0.0                      # between recurrent layers and before the output layer
+    time_mask = 0                      # training only: zero spans of up to this many frames (1 per 50)
+    feature_mask = 0                   # training only: zero 2 bands of up to this many of the 39 values
     [training]
     lr = 1e-4                          # > 0
     batch_size = 64                    # >= 1: rows (mlp) or utterances (tagger) per batch
     epochs = 20                        # >= 1
     val_ratio = 0.2                    # [0, 1); from the tail (taggers: whole utterances), 0 = none
     smooth = 1                         # odd: average posteriors over this many frames in each utterance
+    patience = 0                       # early stopping: epochs without a val acc gain, 0 = off
     seed = 0
     device = "auto"                    # auto | cpu | cuda | cuda:N | mps
     precision = "auto"                 # auto | fp32 | bf16: bf16 autocast for matmuls (auto: where fast)

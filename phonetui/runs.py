@@ -6,6 +6,7 @@
     runs/<id>/metrics.csv      epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
     runs/<id>/per_phone.csv    per-class val accuracy of best.pt; confusions.csv its most confused pairs
     runs/<id>/best.pt          {"model": ModelConfig dict, "input_dim", "state_dict", ...}
+    runs/<id>/last.pt          the state at the end of the last epoch (model, optimizer, RNG): resume
     runs/<id>/prediction.csv   Id,Class once exported; prediction.json records it (PredictionRecord)
 
 A run folder is made whole in a hidden temp folder beside it and renamed into place, so a folder
@@ -34,7 +35,7 @@ from .config import RunConfig, from_dict
 from .errors import PhonetuiError
 from .fileio import FILE_MODE, failed, read_text, write_text
 
-CONFIG, STATUS, LOCK, METRICS, CHECKPOINT = "config.toml", "status.json", "run.lock", "metrics.csv", "best.pt"
+CONFIG, STATUS, LOCK, METRICS, CHECKPOINT, LAST = "config.toml", "status.json", "run.lock", "metrics.csv", "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
 STATES = ("running", "finished", "stopped", "failed")
 
@@ -157,6 +158,11 @@ class Run:
             return "interrupted"
         return self.status.status
 
+    @property
+    def test_acc(self) -> float | None:
+        """The last prediction's test accuracy (None before one, or without test labels)."""
+        return self.prediction.test_acc if self.prediction else None
+
     def write_status(self, **changes: Any) -> None:
         """Change and write status.json; only the training process (the lock holder) may."""
         if self._lock is None:
@@ -164,6 +170,25 @@ class Run:
         for key, value in changes.items():
             setattr(self.status, key, value)
         write_text(self.path / STATUS, json.dumps(asdict(self.status), indent=1) + "\n")
+
+    def acquire(self) -> None:
+        """Become the run's writer (to resume it): take its lock and re-read its status; refused while
+        another process holds the lock."""
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as e:
+            raise failed(self.path / LOCK, "open", e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.status = RunStatus.parse(json.loads(read_text(self.path / STATUS)), self.path / STATUS)
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, BlockingIOError):
+                raise PhonetuiError(f"{self.path}: still training (its process holds {LOCK})") from None
+            if isinstance(e, json.JSONDecodeError):
+                raise PhonetuiError(f"{self.path / STATUS}: not valid JSON ({e})") from None
+            raise
+        self._lock = fd
 
     def release(self) -> None:
         """End the training process's hold on the run (after its last status write)."""
@@ -306,3 +331,13 @@ def list_runs(runs_dir: Path) -> list[Run | DamagedRun]:
         except OSError as e:
             runs.append(DamagedRun(p, f"cannot read ({e.strerror})"))
     return runs
+
+
+def delete(run: Run | DamagedRun) -> None:
+    """Remove a run folder and everything in it; refused while its training is alive."""
+    if run.state == "running" or _lock_held(run.path):
+        raise PhonetuiError(f"{run.path}: still training (stop it first)")
+    try:
+        shutil.rmtree(run.path)
+    except OSError as e:
+        raise PhonetuiError(f"{run.path}: cannot delete ({e.strerror or e})") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import platform
 import threading
 import time
@@ -126,36 +127,71 @@ def _compiled(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torc
         model.zero_grad(set_to_none=True)
 
 
+def _check(cfg: RunConfig, data: TimitData) -> tuple[int, int]:
+    """(train rows, val rows) for this config, or PhonetuiError before any run folder is touched."""
+    t, seq = cfg.training, cfg.model.sequence
+    if seq:
+        utterances.check_ordered(data.utterance_starts, len(data.train_x), data.path / TRAIN_X)
+        utterances.check_ordered(data.test_starts, len(data.test_x), data.path / TEST_X)
+    n_train = data.n_train(t.val_ratio, seq)
+    unit = "utterances" if seq else "rows"
+    for key, reason in fit_problems(t.batch_size, data.train_units(t.val_ratio, seq), cfg.model.batchnorm, unit).items():
+        raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
+    return n_train, len(data.train_x) - n_train
+
+
 def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = lambda e: None,
           cancel: threading.Event | None = None, fast: FastPaths = FastPaths()) -> Run:
     """Train one run to the end, to cancellation, or to failure (then raises PhonetuiError).
 
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
     """
-    t, seq = cfg.training, cfg.model.sequence
-    cancel = cancel or threading.Event()
+    t = cfg.training
     device = resolve_device(t.device)
-    if seq:  # before any run folder exists
-        utterances.check_ordered(data.utterance_starts, len(data.train_x), data.path / TRAIN_X)
-        utterances.check_ordered(data.test_starts, len(data.test_x), data.path / TEST_X)
-    n_train = data.n_train(t.val_ratio, seq)
-    n_val = len(data.train_x) - n_train
-    unit = "utterances" if seq else "rows"
-    for key, reason in fit_problems(t.batch_size, data.train_units(t.val_ratio, seq), cfg.model.batchnorm, unit).items():
-        raise PhonetuiError(f"training.{key} = {getattr(t, key)}: {reason}")
-
+    n_train, n_val = _check(cfg, data)
     _check_fits_memory(cfg, data.width, device)
     bf16 = use_bf16(t.precision, device, t.batch_size)
-    keep_freed_memory()
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
               "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads()}
     run = runs.create(runs_dir, cfg, record)
+    return _run(cfg, data, run, device, bf16, n_train, n_val, listen, cancel or threading.Event(), fast, None)
+
+
+def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel: threading.Event | None = None,
+           fast: FastPaths = FastPaths()) -> Run:
+    """Continue a stopped or interrupted run from the end of its last saved epoch (last.pt): same
+    folder, its metrics continued; on the same device the result matches an uninterrupted run."""
+    if run.state in ("running", "finished"):
+        raise PhonetuiError(f"{run.path}: {run.state}, nothing to resume"
+                            + (" (the training process is still alive)" if run.state == "running" else ""))
+    state = checkpoint.load_state(run)
+    cfg = run.config
+    n_train, n_val = _check(cfg, data)
+    if (n_train, n_val) != (run.record.get("train_rows"), run.record.get("val_rows")):
+        raise PhonetuiError(f"{data.path}: not the data {run.id} trained on ({n_train:,} train / {n_val:,} val rows "
+                            f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
+    device = resolve_device(cfg.training.device)
+    _check_fits_memory(cfg, data.width, device)
+    run.acquire()
+    try:
+        run.write_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
+    except BaseException:
+        run.release()
+        raise
+    return _run(cfg, data, run, device, bool(run.record.get("bf16_autocast")), n_train, n_val, listen,
+                cancel or threading.Event(), fast, state)
+
+
+def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int, n_val: int,
+         listen: Listener, cancel: threading.Event, fast: FastPaths, state: dict | None) -> Run:
+    """The loop, with every way it can end recorded in the run's status."""
+    keep_freed_memory()
     try:
         listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
-        _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast)
+        _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt) as e:
         run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -189,7 +225,7 @@ def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int,
-          listen: Listener, cancel: threading.Event, fast: FastPaths) -> None:
+          listen: Listener, cancel: threading.Event, fast: FastPaths, state: dict | None) -> None:
     t = cfg.training
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
@@ -210,8 +246,18 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16:
     if fast.compile:
         step_model = _compiled(model, next(train_set.ordered(t.batch_size)).inputs)
     history: list[EpochMetrics] = []
-    best = -1.0
-    for epoch in range(1, t.epochs + 1):
+    best, since_best, first = -1.0, 0, 1
+    if state:  # resuming: everything as it was at the end of epoch state["epoch"]
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        gen.set_state(state["batch_rng"])
+        best, since_best, first = state["best"], state["since_best"], state["epoch"] + 1
+        history = run.metrics()[:state["epoch"]]
+        for m in history:
+            listen(EpochEnd(m, t.epochs))
+    for epoch in range(first, t.epochs + 1):
         start = time.perf_counter()
         model.train()
         correct = torch.zeros((), dtype=torch.long, device=device)
@@ -252,4 +298,11 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16:
             if scores:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))
+        since_best = 0 if improved else since_best + 1
         run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
+        checkpoint.save_state(run, {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                                    "batch_rng": gen.get_state(), "best": best, "since_best": since_best})
+        if t.patience and val_acc is not None and since_best >= t.patience:
+            run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
+            return

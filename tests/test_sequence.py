@@ -15,7 +15,7 @@ from phonetui.config import PHONES, ModelConfig, RunConfig, TrainConfig, parse_m
 from phonetui.data import frames, utterances
 from phonetui.errors import PhonetuiError
 from phonetui.evaluation import smooth
-from phonetui.models import build
+from phonetui.models import build, spec_augment
 from phonetui.predict import predict
 from tests.conftest import write_set
 
@@ -159,3 +159,15 @@ def test_tagger_settings_are_checked_by_kind() -> None:
     for cfg in (ModelConfig(kind="tagger", cell="gru", layers=2, size=24, conv=8, input="window"),
                 ModelConfig(kind="tagger", bidirectional=False, layers=1, size=16)):
         assert cfg.param_count() == sum(p.numel() for p in build(cfg, 429).parameters())
+
+
+def test_masks_zero_spans_inside_each_utterance_and_bands_in_every_frame() -> None:
+    torch.manual_seed(0)
+    x, lengths = torch.ones(3, 200, 429), torch.tensor([200, 120, 9])
+    y = spec_augment(x, lengths, time_mask=10, feature_mask=6)
+    gaps = (y == 0).all(-1)  # whole frames zeroed: the time spans
+    assert (gaps.sum(1) <= 4 * 10).all() and not gaps[1, 120:].any() and not gaps[2, 9:].any()
+    bands = (y[:, ~gaps[0]][0] == 0).all(0).view(11, 39)  # values zeroed in every kept frame: the bands
+    assert (bands == bands[0]).all() and 1 <= bands[0].sum() <= 12
+    model = build(ModelConfig(kind="tagger", layers=1, size=8, input="window", time_mask=10, feature_mask=6), 429).eval()
+    assert torch.equal(model(x, lengths), model(x, lengths))  # evaluation never masks

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rich.markup import escape
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Select, Static
 
-from ..config import EDITABLE, TRAIN_RULES, RunConfig, check_value, fit_problems
+from ..config import EDITABLE, PRECISIONS, TRAIN_RULES, RunConfig, check_value, fit_problems
 
 FIELDS = {key: {"batch_size": "batch size", "val_ratio": "VAL_RATIO"}.get(key, key) for key in EDITABLE}
+CHOICES = ("device", "precision")  # chosen from lists; the other fields are typed
 
 
 def _text(value: Any) -> str:
@@ -39,7 +41,10 @@ class ConfigForm(Vertical):
         for key, label in FIELDS.items():
             with Horizontal(classes="field"):
                 yield Label(label)
-                yield Input(id=f"f-{key}", compact=True)
+                if key in CHOICES:
+                    yield Select([(v, v) for v in self._options(key)], allow_blank=False, compact=True, id=f"f-{key}")
+                else:
+                    yield Input(id=f"f-{key}", compact=True)
             yield Static(id=f"r-{key}", classes="reason")
 
     def fill(self, cfg: RunConfig, origin: str, overrides: dict[str, str] | None = None) -> None:
@@ -52,15 +57,51 @@ class ConfigForm(Vertical):
         with self.app.batch_update():
             for key in FIELDS:
                 text = (overrides or {}).get(key)
-                self.query_one(f"#f-{key}", Input).value = text if text is not None else _text(getattr(cfg.training, key))
+                self.set_text(key, text if text is not None else _text(getattr(cfg.training, key)))
+        self.validate()
+
+    def _options(self, key: str, current: str = "") -> list[str]:
+        """A list field's choices: the devices torch found here (or auto and cpu until it has
+        loaded) and the precisions, plus a value the preset asks for that is not among them."""
+        options = list(PRECISIONS) if key == "precision" else sorted(self.devices or {"auto", "cpu"})
+        return options + [current] if current and current not in options else options
+
+    def set_text(self, key: str, text: str) -> None:
+        if key in CHOICES:
+            select = self.query_one(f"#f-{key}", Select)
+            select.set_options([(v, v) for v in self._options(key, text)])
+            select.value = text
+        else:
+            self.query_one(f"#f-{key}", Input).value = text
+
+    def set_devices(self, devices: frozenset[str]) -> None:
+        """torch has loaded: offer the devices it found (keeping the chosen one)."""
+        self.devices = devices
+        self.set_text("device", self.text("device"))
         self.validate()
 
     def text(self, key: str) -> str:
+        if key in CHOICES:
+            return str(self.query_one(f"#f-{key}", Select).value)
         return self.query_one(f"#f-{key}", Input).value
 
+    def items(self, key: str) -> list[str]:
+        """A field's text split at commas: a typed field may hold a list of values (a sweep)."""
+        text = self.text(key)
+        return text.split(",") if key not in CHOICES else [text]
+
     def values(self) -> dict[str, Any]:
-        """The parsed value of every valid field."""
-        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.text(k))[0]) is not None}
+        """The parsed value of every valid field (the first one of a list)."""
+        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.items(k)[0])[0]) is not None}
+
+    def lists(self) -> dict[str, list[Any]]:
+        """The valid fields holding several values: what a sweep varies (empty for a single run)."""
+        out = {}
+        for key in FIELDS:
+            parsed = [check_value(TRAIN_RULES, key, item)[0] for item in self.items(key)]
+            if len(parsed) > 1 and None not in parsed:
+                out[key] = list(dict.fromkeys(parsed))
+        return out
 
     def config(self) -> RunConfig:
         """The base config with the form's values (call only when `problems` is empty)."""
@@ -70,35 +111,47 @@ class ConfigForm(Vertical):
         """Check every field (and batch vs training rows, device availability); mark the bad ones."""
         problems = {}
         for key in FIELDS:
-            _, reason = check_value(TRAIN_RULES, key, self.text(key))
-            if reason:
-                problems[key] = reason
-        values = self.values()
+            items = self.items(key)
+            for item in items:
+                _, reason = check_value(TRAIN_RULES, key, item)
+                if reason:
+                    problems[key] = reason if len(items) == 1 else f"{item.strip() or repr(item)}: {reason}"
+                    break
+        values, lists = self.values(), self.lists()
         if self.train_units and "batch_size" in values and "val_ratio" in values:
             seq = self.base.model.sequence
-            n = self.train_units(values["val_ratio"], seq)
-            problems |= fit_problems(values["batch_size"], n, self.base.model.batchnorm, "utterances" if seq else "rows")
+            for ratio in lists.get("val_ratio", [values["val_ratio"]]):
+                n = self.train_units(ratio, seq)
+                problems |= fit_problems(max(lists.get("batch_size", [values["batch_size"]])), n,
+                                         self.base.model.batchnorm, "utterances" if seq else "rows")
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         self.problems = {k: problems[k] for k in FIELDS if k in problems}
         for key in FIELDS:
             reason = problems.get(key, "")
-            self.query_one(f"#f-{key}", Input).set_class(bool(reason), "-invalid")
+            self.query_one(f"#f-{key}").set_class(bool(reason), "-invalid")
             self.query_one(f"#r-{key}", Static).update(reason)
             self.query_one(f"#r-{key}", Static).display = bool(reason)
         self._show_title()
 
     def modified(self) -> list[str]:
         """Fields whose value differs from the base config."""
-        values = self.values()
-        return [k for k in FIELDS if values.get(k, object()) != getattr(self.base.training, k)]
+        values, lists = self.values(), self.lists()
+        return [k for k in FIELDS if k in lists or values.get(k, object()) != getattr(self.base.training, k)]
 
     def _show_title(self) -> None:
         changed = ", ".join(FIELDS[k] for k in self.modified())
         note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
+        if lists := self.lists():
+            n = 1
+            for values in lists.values():
+                n *= len(values)
+            note += f" [$accent]· sweep of {n} runs[/]"
         self.query_one("#form-title", Static).update(f"[b]{escape(self.origin)}[/b] {note}")
 
-    def on_input_changed(self, event: Input.Changed) -> None:
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def field_changed(self, event: Input.Changed | Select.Changed) -> None:
         event.stop()
         self.validate()
         self.post_message(self.Changed())

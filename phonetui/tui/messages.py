@@ -38,12 +38,16 @@ class TorchReady(Message):
 
 
 class HistoryLoaded(Message):
-    """The runs folder was read (newest first)."""
+    """The runs folder was read; `follow` names the run to select; `sweeps` maps each sweep with
+    runs still to do to (left, total)."""
 
-    def __init__(self, runs: list[Run], error: str | None = None) -> None:
+    def __init__(self, runs: list[Run], error: str | None = None, follow: str | None = None,
+                 sweeps: dict[str, tuple[int, int]] | None = None) -> None:
         super().__init__()
         self.runs = runs
         self.error = error
+        self.follow = follow
+        self.sweeps = sweeps or {}
 
 
 class TrainerEvent(Message):

@@ -1,4 +1,4 @@
-"""Widgets: the preset list, a run's curves and epoch table, the runs table, the quit dialog."""
+"""Widgets: the preset list, a run's charts and epoch table, and the runs table."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, OptionList, Sparkline
+from textual.containers import Vertical
+from textual.widgets import DataTable, OptionList
 from textual.widgets.option_list import Option
 
 from ..config import RunConfig
 from ..runs import DamagedRun
+from .charts import RunCharts
 
 if TYPE_CHECKING:
     from ..runs import EpochMetrics, Run
@@ -31,113 +31,129 @@ class PresetList(OptionList):
             self.highlighted = sorted(presets).index(current)
 
 
-class Curve(Horizontal):
-    """A Sparkline with its name, latest and best value."""
-
-    def __init__(self, name: str, higher_is_better: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.title, self.higher_is_better = name, higher_is_better
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.title, classes="curve-name")
-        yield Sparkline([], summary_function=max if self.higher_is_better else min)
-        yield Label("", classes="curve-value")
-
-    def show(self, values: list[float]) -> None:
-        self.query_one(Sparkline).data = values
-        best = (max if self.higher_is_better else min)(values, default=None)
-        text = "" if best is None else f"{values[-1]:.4f} best {best:.4f}"
-        self.query_one(".curve-value", Label).update(text)
-
-
-COLUMNS = ("epoch", "train acc", "train loss", "val acc", "val loss", "lr", "s")
-
-
 def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
 class RunView(Vertical):
-    """One run's curves (train/val accuracy and loss) and its epoch table, best epoch marked."""
+    """One run's curves (train/val accuracy and loss charts) and its epoch table, best epoch marked.
+    Below 62 columns the table's headers shorten so that every column stays in view."""
+
+    COLUMNS = {"epoch": "ep", "train acc": "acc", "train loss": "loss", "val acc": "v acc", "val loss": "v loss",
+               "lr": "lr", "s": "s"}  # label -> compact label
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics: list[EpochMetrics] = []
+        self.best_epoch: int | None = None
+        self.compact: bool | None = None
 
     def compose(self) -> ComposeResult:
-        yield Curve("train acc", True, classes="train-acc")
-        yield Curve("val acc", True, classes="val-acc")
-        yield Curve("train loss", False, classes="train-loss")
-        yield Curve("val loss", False, classes="val-loss")
-        table = DataTable(cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
+        yield RunCharts()
+        yield DataTable(cursor_type="row", zebra_stripes=True)
+
+    def on_resize(self) -> None:
+        compact = self.size.width < 62
+        if compact != self.compact:
+            self.compact = compact
+            table = self.query_one(DataTable)
+            table.clear(columns=True)
+            table.add_columns(*(short if compact else label for label, short in self.COLUMNS.items()))
+            self.show(self.metrics, self.best_epoch)
 
     def show(self, metrics: list[EpochMetrics], best_epoch: int | None) -> None:
+        self.metrics, self.best_epoch = list(metrics), best_epoch
         with self.app.batch_update():
-            self.query_one(".train-acc", Curve).show([m.train_acc for m in metrics])
-            self.query_one(".val-acc", Curve).show([m.val_acc for m in metrics if m.val_acc is not None])
-            self.query_one(".train-loss", Curve).show([m.train_loss for m in metrics])
-            self.query_one(".val-loss", Curve).show([m.val_loss for m in metrics if m.val_loss is not None])
+            self.query_one(RunCharts).show(metrics)
             table = self.query_one(DataTable)
             table.clear()
+            if not table.columns:
+                return
             for m in metrics:
                 best = m.epoch == best_epoch
-                cells = [f"{m.epoch}{' *' if best else '  '}", _num(m.train_acc, ".4f"), _num(m.train_loss, ".4f"),
-                         _num(m.val_acc, ".4f"), _num(m.val_loss, ".4f"), _num(m.lr, ".2g"), _num(m.seconds, ".1f")]
+                cells = [f"{m.epoch}{'*' if best else ' '}", _num(m.train_acc, ".4f"), _num(m.train_loss, ".4f"),
+                         _num(m.val_acc, ".4f"), _num(m.val_loss, ".4f"), _num(m.lr, ".2g"),
+                         _num(m.seconds, ".0f" if m.seconds >= 100 else ".1f")]
                 table.add_row(*(Text(c, "bold green" if best else "", justify="right") for c in cells))
             if metrics:
                 table.move_cursor(row=len(metrics) - 1)
 
 
-def _best(run: Run | DamagedRun) -> float | None:
-    return None if isinstance(run, DamagedRun) else run.status.best_val_acc
+def _sort_key(run: Run | DamagedRun, column: str) -> Any:
+    if isinstance(run, DamagedRun):
+        return {"id": run.id, "preset": "", "best": -2.0, "test": -2.0, "status": run.state, "lr": 0.0, "batch": 0,
+                "epochs": -1}.get(column, run.id)
+    s, t = run.status, run.config.training
+    best, test = s.best_val_acc, run.test_acc
+    return {"id": run.id, "preset": run.config.preset, "best": -1.0 if best is None else best,
+            "test": -1.0 if test is None else test, "status": run.state, "lr": t.lr, "batch": t.batch_size,
+            "epochs": s.epochs_done}.get(column, run.id)
 
 
 class RunsTable(DataTable):
-    """The runs folder, newest first or by best validation accuracy."""
+    """The runs folder: sorted by any column (newest first by default), marked runs for comparison,
+    and the active run's epochs and best accuracy updated live."""
+
+    HEADERS = {"mark": " ", "id": "id", "preset": "preset", "status": "status", "best": "best val",
+               "test": "test acc", "epochs": "epochs", "lr": "lr", "batch": "batch"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.by_best = False
+        self.sort_column, self.descending = "id", True
         self.runs: dict[str, Run | DamagedRun] = {}
+        self.marked: set[str] = set()
+        self.live: dict[str, tuple[int, float | None]] = {}  # run id -> (epochs done, best val acc) while training
 
     def on_mount(self) -> None:
-        for key, label in (("id", "id"), ("preset", "preset"), ("best", "best val acc"), ("status", "status"),
-                           ("lr", "lr"), ("batch", "batch"), ("epochs", "epochs"), ("date", "date")):
+        for key, label in self.HEADERS.items():
             self.add_column(label, key=key)
+
+    def sort_by(self, column: str, descending: bool | None = None) -> None:
+        """Sort by `column`; the same column again reverses the direction unless `descending` is given."""
+        if descending is None:
+            descending = not self.descending if column == self.sort_column else column != "preset"
+        self.sort_column, self.descending = column, descending
+        picked = self.selected()
+        self.show(list(self.runs.values()), picked.id if picked else None)
 
     def show(self, runs: list[Run | DamagedRun], keep: str | None = None) -> None:
         """Fill the table (sorted as chosen), keeping the cursor on run id `keep` when it is there."""
         self.runs = {r.id: r for r in runs}
-        if self.by_best:
-            runs = sorted(runs, key=lambda r: _best(r) or -1.0, reverse=True)
-        self.clear()
-        for r in runs:
-            if isinstance(r, DamagedRun):
-                self.add_row(r.id, "-", "-", r.state, "-", "-", "-", "-", key=r.id)
-                continue
-            t = r.config.training
-            self.add_row(r.id, r.config.preset, _num(_best(r), ".4f"), r.state, f"{t.lr:g}", str(t.batch_size),
-                         f"{r.status.epochs_done}/{t.epochs}", str(r.record.get("started", ""))[:16], key=r.id)
-        if keep in self.runs:
-            self.move_cursor(row=self.get_row_index(keep))
+        self.marked &= set(self.runs)
+        runs = sorted(runs, key=lambda r: _sort_key(r, self.sort_column), reverse=self.descending)
+        with self.app.batch_update():
+            self.clear()
+            for key, label in self.HEADERS.items():
+                arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else ""
+                self.columns[key].label = Text(label + arrow)
+            for r in runs:
+                self.add_row(*self._cells(r), key=r.id)
+            if keep in self.runs:
+                self.move_cursor(row=self.get_row_index(keep))
+
+    def _cells(self, r: Run | DamagedRun) -> list[str]:
+        if isinstance(r, DamagedRun):
+            return [" ", r.id, "-", r.state, "-", "-", "-", "-", "-"]
+        t, s = r.config.training, r.status
+        epochs, best = self.live.get(r.id, (s.epochs_done, s.best_val_acc))
+        return ["✓" if r.id in self.marked else " ", r.id, r.config.preset, "training" if r.id in self.live else r.state,
+                _num(best, ".4f"), _num(r.test_acc, ".4f"), f"{epochs}/{t.epochs}", f"{t.lr:g}", str(t.batch_size)]
+
+    def update_live(self, run_id: str, epochs: int, best: float | None) -> None:
+        """Show the active run's progress without reading the runs folder again."""
+        self.live[run_id] = (epochs, best)
+        if run_id in self.runs:
+            for key, cell in zip(self.HEADERS, self._cells(self.runs[run_id])):
+                self.update_cell(run_id, key, cell)
+
+    def toggle_mark(self) -> Run | DamagedRun | None:
+        run = self.selected()
+        if run is not None:
+            self.marked ^= {run.id}
+            self.update_cell(run.id, "mark", "✓" if run.id in self.marked else " ")
+        return run
 
     def selected(self) -> Run | DamagedRun | None:
         if not self.row_count:
             return None
         return self.runs.get(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
-
-
-class QuitScreen(ModalScreen[bool]):
-    """Asks before quitting while a run is active."""
-
-    BINDINGS = [("escape", "dismiss(False)", "Cancel")]
-
-    def compose(self) -> ComposeResult:
-        with Grid(id="quit-dialog"):
-            yield Label("A run is active. Stop it (the best model is kept) and quit?", id="quit-question")
-            yield Button("Stop and quit", variant="error", id="quit-yes")
-            yield Button("Cancel", variant="primary", id="quit-no")
-
-    def on_mount(self) -> None:
-        self.query_one("#quit-no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "quit-yes")

@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import Input, Sparkline
+from textual.widgets import DataTable, Input
 
 from phonetui.tui.app import PhonetuiApp
-from phonetui.tui.widgets import QuitScreen, RunsTable, RunView
+from phonetui.tui.charts import Chart
+from phonetui.tui.dialogs import Compare, Confirm, Help
+from phonetui.tui.messages import DataLoaded
+from phonetui.tui.widgets import RunsTable, RunView
 
-from .pilot_helpers import ready, train_to_end, until
+from .pilot_helpers import feed_run, ready, train_to_end, until
 
 
 def field(app: PhonetuiApp, key: str) -> Input:
@@ -27,8 +30,8 @@ def status(app: PhonetuiApp) -> str:
 def record_status(app: PhonetuiApp) -> list[str]:
     """Every status line the app shows from now on (epoch lines can replace one before a test reads it)."""
     said: list[str] = []
-    show = app.say
-    app.say = lambda text, kind="info": (said.append(text), show(text, kind))[1]
+    show = app.main.say
+    app.main.say = lambda text, kind="info", toast=False: (said.append(text), show(text, kind, toast))[1]
     return said
 
 
@@ -56,7 +59,7 @@ async def test_preset_fills_form(make_app) -> None:
         presets.focus()
         presets.highlighted = presets.get_option_index("baseline")
         await pilot.press("enter")
-        assert [field(app, k).value for k in ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")] == \
+        assert [app.main.form.text(k) for k in ("lr", "batch_size", "epochs", "val_ratio", "seed", "device")] == \
             ["0.0001", "64", "20", "0.2", "0", "auto"]
         assert str(app.query_one("#form-title").render()) == "preset baseline · unmodified"
 
@@ -67,21 +70,20 @@ async def test_flags_prefill_and_modified(make_app) -> None:
         await ready(pilot)
         assert field(app, "lr").value == "0.01"
         assert str(app.query_one("#form-title").render()) == "preset tiny · modified: lr, epochs"
-        assert app.form.problems == {"epochs": "must be an integer from 1 to 100000"}
+        assert app.main.form.problems == {"epochs": "must be an integer from 1 to 100000"}
         assert field(app, "epochs").has_class("-invalid")
 
 
 async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
-    app = make_app()
+    app = make_app("--device", "cuda:3")  # a device this machine lacks: listed, and marked invalid
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         field(app, "epochs").value = "0"
         field(app, "batch_size").value = "5000"
-        field(app, "device").value = "cuda:3"
         await pilot.pause()
-        assert app.form.problems == {"batch_size": "larger than the 2,400 training rows",
-                                     "epochs": "must be an integer from 1 to 100000",
-                                     "device": "not available here (have auto, cpu)"}
+        assert app.main.form.problems == {"batch_size": "larger than the 2,400 training rows",
+                                          "epochs": "must be an integer from 1 to 100000",
+                                          "device": "not available here (have auto, cpu)"}
         await pilot.press("f5")
         assert status(app) == "cannot start: batch size larger than the 2,400 training rows"
         assert app.focused is field(app, "batch_size")
@@ -89,8 +91,8 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         assert field(app, "batch_size").value.endswith("s")
         field(app, "lr").value = "-1"
         await pilot.pause()
-        assert app.form.problems["lr"] == "must be > 0 (and < 10)"
-        assert not app.training and not (workdir / "runs").exists()
+        assert app.main.form.problems["lr"] == "must be > 0 (and < 10)"
+        assert not app.main.training and not (workdir / "runs").exists()
 
 
 async def test_train_export_and_history(make_app, workdir: Path) -> None:
@@ -98,11 +100,11 @@ async def test_train_export_and_history(make_app, workdir: Path) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await train_to_end(pilot)
-        run = app.current_run
+        run = app.main.current_run
         assert run.state == "finished" and (run.path / "best.pt").exists()
         live = app.query_one("#live", RunView)
         assert live.query_one("DataTable").row_count == 3
-        assert len(live.query_one(".train-acc Sparkline", Sparkline).data) == 3
+        assert [len(line) for line in live.query_one(".acc-chart", Chart).series.values()] == [3, 3]
         assert status(app).startswith(f"finished {Path('runs') / run.id}: best val acc")
         assert app.query_one(RunsTable).row_count == 1
 
@@ -131,7 +133,7 @@ async def test_history_loads_config_back(make_app, workdir: Path) -> None:
         assert field(app, "lr").value == "0.003" and field(app, "epochs").value == "1"
         assert "run " + table.selected().id in str(app.query_one("#form-title").render())
         await pilot.press("b")
-        assert table.by_best
+        assert table.sort_column == "best"
         await pilot.press("p")
         await until(pilot, lambda: status(app).startswith("wrote"))
         assert (table.selected().path / "prediction.csv").exists()
@@ -142,13 +144,17 @@ async def test_stop_keeps_best_model(make_app) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.live_best is not None)
+        await until(pilot, lambda: app.main.live_best is not None)
+        table = app.query_one(RunsTable)  # History follows the run live, without reading the folder again
+        await until(pilot, lambda: table.row_count == 1)
+        row = lambda: table.get_row(app.main.current_run.id)  # noqa: E731
+        await until(pilot, lambda: row()[3] == "training" and row()[4] != "-" and row()[6].endswith("/400"))
         said = record_status(app)
         await pilot.press("f5")
         assert "a run is already active: stop it first (F6)" in said
         await pilot.press("x")
-        await until(pilot, lambda: not app.training, timeout=10)
-        run = app.current_run
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        run = app.main.current_run
         assert run.state == "stopped" and run.status.epochs_done < 400
         assert (run.path / "best.pt").exists()
         assert "the best model (epoch" in status(app)
@@ -159,16 +165,17 @@ async def test_quit_while_training_asks_then_stops(make_app) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.current_run is not None)
+        await until(pilot, lambda: app.main.current_run is not None)
         await pilot.press("ctrl+q")
-        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("escape")
-        assert not isinstance(app.screen, QuitScreen) and app.training
+        assert not isinstance(app.screen, Confirm) and app.main.training
         await pilot.press("ctrl+q")
-        await until(pilot, lambda: isinstance(app.screen, QuitScreen))
-        await pilot.click("#quit-yes")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        main = app.main
+        await pilot.click("#confirm-yes")
         await until(pilot, lambda: not app.is_running, timeout=10)
-    assert app.current_run.state == "stopped"
+    assert main.current_run.state == "stopped"
 
 
 async def test_sigterm_stops_the_run_and_quits(make_app) -> None:
@@ -176,10 +183,11 @@ async def test_sigterm_stops_the_run_and_quits(make_app) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.current_run is not None)
+        main = app.main
+        await until(pilot, lambda: main.current_run is not None)
         os.kill(os.getpid(), signal.SIGTERM)
         await until(pilot, lambda: not app.is_running, timeout=10)
-    assert app.current_run.state == "stopped" and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert main.current_run.state == "stopped" and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> None:
@@ -189,9 +197,9 @@ async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> N
         await ready(pilot)
         await pilot.press("f5")
         await until(pilot, lambda: status(app).startswith("training failed"))
-        assert "runs" in status(app) and not app.training
+        assert "runs" in status(app) and not app.main.training
         await pilot.press("p")
-        assert status(app) == "nothing to export: train a run or select one in History"
+        assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
 
 
 async def test_bad_data_folder_keeps_history(make_app, workdir: Path) -> None:
@@ -225,7 +233,7 @@ async def test_damaged_runs_show_in_history_beside_good_ones(make_app, workdir: 
         assert str(app.query_one("#picked-info").render()) == \
             f"{bad.id}: damaged: status.json: 'pid' = \"12\" has the wrong type"
         await pilot.press("f3")
-        assert status(app).startswith(f"{bad.id} is damaged")
+        assert status(app).startswith(f"cannot load its config: {bad.id} is damaged")
         await pilot.press("f9")
         assert status(app).startswith(f"cannot export: {bad.id} is damaged")
 
@@ -238,25 +246,133 @@ async def test_tiny_terminal_does_not_crash(make_app) -> None:
         await pilot.press("f2", "f7", "tab", "tab", "f3")
         await pilot.resize_terminal(20, 5)
         await pilot.pause()
-    assert app.current_run.state == "finished"
+        assert app.main.current_run.state == "finished"
 
 
 async def test_tagger_preset_counts_utterances_trains_and_shows_diagnostics(make_app, workdir: Path) -> None:
     app = make_app("--preset", "bilstm-small", "--epochs", "1")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        data = app.data
+        data = app.main.data
         n_train = data.n_train(0.2, by_utterance=True)
         assert f"({n_train:,} train / {len(data.train_x) - n_train:,} val)" in str(app.query_one("#data-line").render())
         units = data.train_units(0.2, by_utterance=True)
         field(app, "batch_size").value = str(units + 1)
         await pilot.pause()
-        assert app.form.problems == {"batch_size": f"larger than the {units:,} training utterances"}
+        assert app.main.form.problems == {"batch_size": f"larger than the {units:,} training utterances"}
         field(app, "batch_size").value = "4"
         await pilot.pause()
         await train_to_end(pilot)
-        run = app.current_run
+        run = app.main.current_run
         assert run.state == "finished" and run.record["train_rows"] == n_train
         await pilot.press("f2")
         await pilot.pause()
         assert "weakest phones:" in str(app.query_one("#picked-info").render())
+
+
+async def test_compare_marked_runs_then_delete_one(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        first = await feed_run(pilot, lr=1e-3)
+        await feed_run(pilot, lr=3e-3)
+        table = app.query_one(RunsTable)
+        await pilot.press("f2", "f4")
+        assert "mark at least two runs" in status(app)
+        await pilot.press("space", "down", "space", "f4")
+        await until(pilot, lambda: isinstance(app.screen, Compare))
+        compare = app.screen.query_one("#compare-table", DataTable)
+        assert compare.row_count == 4 and len(compare.columns) == 3  # best, test, epochs, training.lr
+        assert [len(s) for s in app.screen.query_one(Chart).series.values()] == [5, 5]
+        await pilot.press("escape")
+        table.move_cursor(row=table.get_row_index(first.id))
+        await pilot.press("f8")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        assert app.screen.focused.id == "confirm-no"
+        await pilot.press("left")  # arrow keys move between the buttons
+        assert app.screen.focused.id == "confirm-yes"
+        await pilot.press("enter")
+        await until(pilot, lambda: table.row_count == 1)
+        assert not first.path.exists() and status(app) == f"deleted {first.path}"
+
+
+async def test_help_palette_and_sorting(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, Help))
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"preset: relu")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.main.form.base.preset == "relu")
+        await feed_run(pilot, lr=1e-3, curve=[(0.5, 1.0, 0.6, 1.0)], epochs=1)
+        await feed_run(pilot, lr=1e-2, curve=[(0.5, 1.0, 0.7, 1.0)], epochs=1)
+        table = app.query_one(RunsTable)
+        await pilot.press("f2")
+        await pilot.click(RunsTable, offset=(1, 0))  # the header of the first column: marks, not sortable
+        await pilot.pause()
+        header = lambda key: str(table.columns[key].label)  # noqa: E731
+        assert header("id") == "id ▼"
+        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        assert header("lr") == "lr ▼" and header("id") == "id"
+        assert [table.get_row_at(i)[7] for i in range(2)] == ["0.01", "0.001"]
+        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        assert header("lr") == "lr ▲" and [table.get_row_at(i)[7] for i in range(2)] == ["0.001", "0.01"]
+
+
+async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        old = await feed_run(pilot)
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f9")
+        assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
+        assert not (old.path / "prediction.csv").exists()
+        app.main.say("cannot start: the data is still loading", "error")
+        app.main.post_message(DataLoaded(app.main.data))
+        await until(pilot, lambda: status(app) == "the data has loaded: F5 trains")
+
+
+async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: Path) -> None:
+    from phonetui import sweep
+
+    old = sweep.create(Path("runs"), "tiny", {"lr": [0.002], "epochs": [1]})  # as if the app had closed mid-sweep
+    app = make_app("--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert app.main.pending_sweeps == {old.id: (1, 1)}
+        field(app, "lr").value = "0.001, 0.003"
+        await pilot.pause()
+        assert "sweep of 2 runs" in str(app.query_one("#form-title").render())
+        await train_to_end(pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
+        app.main.continue_sweep(old.id)
+        await until(pilot, lambda: not app.main.training and table.row_count == 3)
+        assert not sweep.load(Path("runs"), old.id).pending()
+
+
+async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        await until(pilot, lambda: app.main.live_best is not None)
+        await pilot.press("f6")
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        run = app.main.current_run
+        done = run.status.epochs_done
+        await pilot.press("f2")
+        await until(pilot, lambda: app.query_one(RunsTable).selected() is not None)
+        await pilot.press("f10")
+        await until(pilot, lambda: len(app.main.live) > done + 1)
+        await pilot.press("f6")
+        await until(pilot, lambda: not app.main.training, timeout=10)
+        assert app.main.current_run.path == run.path and app.main.current_run.status.epochs_done > done
+        assert [m.epoch for m in app.main.live] == list(range(1, len(app.main.live) + 1))

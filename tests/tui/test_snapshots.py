@@ -1,15 +1,15 @@
 """SVG snapshots of the main states (pytest --snapshot-update regenerates them).
 
-Deterministic by construction: paths are relative to a fresh working folder, the trainer and run
-store read a fixed clock (run ids, dates, seconds, frames/s), torch uses one thread, and the cursor
-does not blink.
+Deterministic by construction: no training runs here. Runs are fed to the app as fixed events
+(pilot_helpers.feed_run) with real run folders; paths are relative to a fresh working folder, the
+run store reads a fixed clock, and the cursor does not blink.
 """
 
 from __future__ import annotations
 
 from textual.widgets import Input
 
-from .pilot_helpers import ready, train_to_end
+from .pilot_helpers import CURVE, feed_run, ready
 
 
 def test_idle(make_app, snap_compare) -> None:
@@ -28,27 +28,44 @@ def test_invalid_form(make_app, snap_compare) -> None:
     assert snap_compare(make_app("--epochs", "two"), terminal_size=(80, 24), run_before=type_bad_values)
 
 
-def test_finished(make_app, fixed_clock, snap_compare) -> None:
-    async def train(pilot) -> None:
-        await ready(pilot)
-        await train_to_end(pilot)
+async def _finished(pilot) -> None:
+    await ready(pilot)
+    await feed_run(pilot)
 
-    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=train)
+
+def test_finished(make_app, fixed_clock, snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=_finished)
 
 
 def test_finished_small(make_app, fixed_clock, snap_compare) -> None:
-    async def train(pilot) -> None:
-        await ready(pilot)
-        await train_to_end(pilot)
-
-    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=train)
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_finished)
 
 
 def test_history(make_app, fixed_clock, snap_compare) -> None:
-    async def train_then_browse(pilot) -> None:
-        await ready(pilot)
-        await train_to_end(pilot)
+    async def run_then_browse(pilot) -> None:
+        await _finished(pilot)
         await pilot.press("f2")
         await pilot.pause()
 
-    assert snap_compare(make_app("--lr", "0.003"), terminal_size=(120, 36), run_before=train_then_browse)
+    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=run_then_browse)
+
+
+def test_compare(make_app, fixed_clock, snap_compare) -> None:
+    async def compare_three(pilot) -> None:
+        await ready(pilot)
+        for i, lr in enumerate((1e-3, 3e-3, 1e-2)):  # run ids get -2, -3 on the fixed clock
+            curve = [(ta, tl, va + 0.02 * i - 0.004 * i * e, vl) for e, (ta, tl, va, vl) in enumerate(CURVE)]
+            await feed_run(pilot, lr=lr, curve=curve)
+        await pilot.press("f2", "space", "down", "space", "down", "space", "f4")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=compare_three)
+
+
+def test_help(make_app, snap_compare) -> None:
+    async def open_help(pilot) -> None:
+        await ready(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=open_help)

@@ -1,0 +1,134 @@
+"""Modal screens: a yes/no question, the help screen and the comparison of several runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Label, Markdown
+
+from .charts import Chart
+
+if TYPE_CHECKING:
+    from ..runs import Run
+
+
+class Confirm(ModalScreen[bool]):
+    """A question with a yes and a no button (no has the focus; arrow keys move between them)."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"),
+                Binding("left,up", "app.focus_previous", show=False),
+                Binding("right,down", "app.focus_next", show=False)]
+
+    def __init__(self, question: str, yes: str) -> None:
+        super().__init__()
+        self.question, self.yes = question, yes
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="confirm-dialog"):
+            yield Label(self.question, id="confirm-question")
+            yield Button(self.yes, variant="error", id="confirm-yes")
+            yield Button("Cancel", variant="primary", id="confirm-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+
+HELP = """\
+# phonetui
+
+Pick a preset (Enter), edit its values, **F5** trains in the background while the Training tab
+draws the curves; the best model is saved; **F9** predicts the test set and writes the CSV.
+
+| key | action |
+|---|---|
+{keys}
+
+Function keys work wherever the focus is; letters only when no text field has the focus.
+**ctrl+p** opens the command palette: presets, actions and runs by name.
+
+**History**: the runs folder, live while a run trains. Click a header to sort by it (again to
+reverse). **space** marks runs; **F4** compares the marked runs (val curves and the settings
+that differ). **F3** loads a run's config into the form, **F8** deletes a run (after asking).
+
+**Log**: every message of this session, newest last.
+"""
+
+
+class Help(ModalScreen[None]):
+    """Every key and what it does (built from the bindings, so it never goes stale)."""
+
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        rows = "\n".join(f"| `{key}` | {what} |" for key, what in self.keys)
+        with VerticalScroll(id="help-dialog"):
+            yield Markdown(HELP.format(keys=rows))
+            yield Label("Escape closes this screen", id="help-close")
+
+
+def _flat(run: Run) -> dict[str, Any]:
+    d = run.config.to_dict()
+    out: dict[str, Any] = {"preset": d["preset"]}
+    for table in ("model", "training"):
+        out |= {f"{table}.{k}": v for k, v in d[table].items()}
+    return out
+
+
+def differences(runs: list[Run]) -> dict[str, list[Any]]:
+    """The config keys whose values are not the same in every run, with each run's value (None: unset)."""
+    flats = [_flat(r) for r in runs]
+    keys = [k for f in flats for k in f]
+    keys = list(dict.fromkeys(keys))
+    return {k: [f.get(k) for f in flats] for k in keys if len({repr(f.get(k)) for f in flats}) > 1}
+
+
+class Compare(ModalScreen[None]):
+    """Several runs side by side: their val accuracy curves overlaid, and the settings that differ."""
+
+    BINDINGS = [Binding("escape,f4,q", "dismiss", "Close")]
+
+    def __init__(self, runs: list[Run], metrics: dict[str, list]) -> None:
+        super().__init__()
+        self.runs, self.metrics = runs, metrics
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compare-dialog"):
+            yield Label(f"comparing {len(self.runs)} runs · Escape closes", id="compare-title")
+            with Horizontal(id="compare-body"):
+                yield Chart("val accuracy", id="compare-chart")
+                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one(Chart).show({_label(r): [(m.epoch, m.val_acc) for m in self.metrics[r.id] if m.val_acc is not None]
+                                    for r in self.runs})
+        table = self.query_one(DataTable)
+        table.add_column("")
+        for r in self.runs:
+            table.add_column(_label(r))
+        rows = {"best val acc": [_acc(r.status.best_val_acc) for r in self.runs],
+                "test acc": [_acc(r.test_acc) for r in self.runs],
+                "epochs": [f"{r.status.epochs_done}/{r.config.training.epochs}" for r in self.runs]}
+        rows |= {k: ["-" if v is None else str(v) for v in values] for k, values in differences(self.runs).items()}
+        for key, values in rows.items():
+            table.add_row(Text(key, "bold"), *values)
+
+
+def _label(run: Run) -> str:
+    """A short legend name: the run id without its date (time and preset)."""
+    return run.id.split("-", 1)[-1]
+
+
+def _acc(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"

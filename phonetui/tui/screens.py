@@ -1,0 +1,620 @@
+"""The main screen: presets and form on the left; Training, History and Log tabs on the right.
+
+It owns the layout, the bindings and the handlers. Heavy modules (torch, the trainer, prediction,
+data loading) are imported inside thread workers, so the first frame appears before they are
+ready; workers talk back only through messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, OptionList, ProgressBar, RichLog, Static, TabbedContent, TabPane
+
+from .. import presets as preset_store
+from ..config import EDITABLE, RunConfig
+from ..errors import PhonetuiError, one_line
+from .dialogs import Compare, Confirm
+from .form import FIELDS, ConfigForm
+from .messages import (
+    DataFailed,
+    DataLoaded,
+    HistoryLoaded,
+    Predicted,
+    PredictFailed,
+    TorchReady,
+    TrainerEvent,
+    TrainingEnded,
+)
+from .widgets import PresetList, RunsTable, RunView
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def duration(seconds: float) -> str:
+    if seconds == float("inf") or seconds != seconds:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+class MainScreen(Screen):
+    """Choose a preset, edit it, train in a thread, watch, compare runs, export the CSV."""
+
+    BINDINGS = [
+        Binding("f5,s", "start", "Start", key_display="F5/s", tooltip="Train the form's config in the background"),
+        Binding("f6,x", "stop", "Stop", key_display="F6/x", tooltip="Stop the run; its best model is kept"),
+        Binding("f9,p", "predict", "Export", key_display="F9/p", tooltip="Predict the test set, write the CSV"),
+        Binding("f2,t", "switch_tab", "Tab", key_display="F2/t", tooltip="Training / History / Log"),
+        Binding("f3,l", "load_run", "Load", key_display="F3/l", tooltip="Load the selected run's config"),
+        Binding("f4,c", "compare", "Compare", key_display="F4/c", tooltip="Compare the marked runs"),
+        Binding("space", "mark", "Mark", show=False, tooltip="Mark the selected run for comparison"),
+        Binding("f7,b", "sort_best", "Sort", key_display="F7/b", tooltip="Sort the history by best val acc"),
+        Binding("f8,delete", "delete_run", "Delete", key_display="F8", tooltip="Delete the selected run"),
+        Binding("f10,r", "resume", "Resume", key_display="F10/r", tooltip="Continue the selected stopped run"),
+    ]
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__()
+        self.args = args
+        self.runs_dir: Path = args.runs
+        self.presets: dict[str, RunConfig] = {}
+        self.data = None
+        self.data_note = "loading data…"
+        self.devices: frozenset[str] | None = None
+        self.cancel = threading.Event()
+        self.training = False
+        self.train_worker = None
+        self.current_run = None  # the run trained in this session (active or last)
+        self.live: list = []
+        self.live_best: int | None = None
+        self.live_best_acc: float | None = None
+        self.started_at = 0.0
+        self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="data-line")
+        with Horizontal(id="body"):
+            with VerticalScroll(id="left") as left:
+                left.can_focus = False  # its fields scroll into view as they get focus
+                yield PresetList(id="presets")
+                yield ConfigForm(id="form")
+            with TabbedContent(id="tabs"):
+                with TabPane("Training", id="training"):
+                    yield Static("no run yet: F5 starts one", id="run-line")
+                    with Horizontal(id="progress-row"):
+                        yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="progress")
+                        yield Static(id="progress-label")
+                    yield RunView(id="live")
+                with TabPane("History", id="history"):
+                    yield RunsTable(id="runs")
+                    with Vertical(id="picked"):
+                        yield Static("select a run", id="picked-info")
+                        yield RunView(id="picked-view")
+                with TabPane("Log", id="log-tab"):
+                    yield RichLog(id="log", wrap=True, markup=True)
+        yield Static(id="status")
+        yield Footer()
+
+    @property
+    def form(self) -> ConfigForm:
+        return self.query_one(ConfigForm)
+
+    def on_mount(self) -> None:
+        self.show_data_line()
+        self.say("Enter picks a preset · edit the values · F5 trains · F1 shows every key")
+        try:
+            self.presets = preset_store.load_all(self.args.presets)
+        except PhonetuiError as e:
+            self.say(str(e), "error")
+        base = self.presets.get(self.args.preset)
+        if base is None:
+            if self.presets:
+                self.say(f"unknown preset '{self.args.preset}' (known: {', '.join(sorted(self.presets))})", "error")
+            base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
+        self.query_one(PresetList).show(self.presets, base.preset)
+        overrides = {k: str(v) for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
+        self.form.fill(base, f"preset {base.preset}", overrides)
+        self.load_data()
+        self.load_history()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:  # as Stop and quit does: the run ends `stopped`, its best model kept
+            loop.add_signal_handler(sig, self.stop_and_exit)
+
+    # -- messages: the status line, the log, toasts -----------------------------------------------
+
+    def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
+        """Show one line in the status bar (kind: info, ok, error) and keep it in the Log tab;
+        `toast` (and every error) also pops up a notification."""
+        status = self.query_one("#status", Static)
+        status.update(escape(text))
+        status.set_classes(kind)
+        style = {"ok": "green", "error": "bold red"}.get(kind, "")
+        line = escape(text) if not style else f"[{style}]{escape(text)}[/]"
+        self.query_one("#log", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}")
+        if toast or kind == "error":
+            self.notify(text, severity="error" if kind == "error" else "information",
+                        timeout=8 if kind == "error" else 4)
+
+    def show_data_line(self) -> None:
+        if self.data is not None:
+            ratio = self.form.values().get("val_ratio")
+            line = escape(self.data.describe(ratio, self.form.base.model.sequence))
+            line = line.replace("DEMO", "[reverse $warning] DEMO [/]", 1)
+        else:
+            line = escape(self.data_note)
+        torch_note = "loading torch…" if self.devices is None else ", ".join(sorted(self.devices - {"auto"}))
+        self.query_one("#data-line", Static).update(f"{line}  [dim]· {torch_note}[/]")
+
+    # -- background loading ---------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="load")
+    def load_data(self) -> None:
+        """Open the data folder, then import torch and list the devices it can use."""
+        try:
+            from .. import data
+
+            def progress(done: int, total: int) -> None:
+                self.app.call_from_thread(self.say, f"synthesizing the speech demo set (once): {done:,}/{total:,} utterances")
+
+            path = self.args.data or data.default_dir(say=lambda text: self.app.call_from_thread(self.say, text),
+                                                      progress=progress)
+            self.post_message(DataLoaded(data.load(path)))
+        except Exception as e:  # noqa: BLE001 - shown in the data line
+            self.post_message(DataFailed(one_line(e)))
+        try:
+            import torch
+
+            from .. import trainer  # noqa: F401 - imported now so that Start is instant
+
+            devices = {"auto", "cpu"}
+            if torch.cuda.is_available():
+                devices |= {"cuda"} | {f"cuda:{i}" for i in range(torch.cuda.device_count())}
+            if torch.backends.mps.is_available():
+                devices.add("mps")
+            self.post_message(TorchReady(frozenset(devices)))
+        except Exception as e:  # noqa: BLE001
+            self.post_message(TorchReady(frozenset(), one_line(e)))
+
+    def on_data_loaded(self, message: DataLoaded) -> None:
+        self.data, self.data_note = message.data, ""
+        self.form.train_units = message.data.train_units
+        self.form.validate()
+        self.show_data_line()
+        if "still loading" in str(self.query_one("#status", Static).render()):
+            self.say("the data has loaded: F5 trains")
+
+    def on_data_failed(self, message: DataFailed) -> None:
+        self.data_note = message.error
+        self.show_data_line()
+        self.query_one("#data-line").add_class("error")
+        self.say("no data: training and export are off; history still works", "error")
+
+    def on_torch_ready(self, message: TorchReady) -> None:
+        self.devices = message.devices
+        if message.error:
+            self.say(f"torch could not load: {message.error}", "error")
+        self.form.set_devices(message.devices)
+        self.show_data_line()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history")
+    def load_history(self, follow: str | None = None) -> None:
+        """Read the runs folder; `follow`: the run id to put the cursor on."""
+        try:
+            from .. import runs, sweep
+
+            sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)}
+            self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow,
+                                            sweeps={k: v for k, v in sweeps.items() if v[0]}))
+        except Exception as e:  # noqa: BLE001
+            self.post_message(HistoryLoaded([], one_line(e)))
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        table = self.query_one(RunsTable)
+        picked = table.selected()
+        table.show(message.runs, message.follow or (picked.id if picked else None))
+        if message.error:
+            self.say(f"runs folder: {message.error}", "error")
+        new = set(message.sweeps) - set(self.pending_sweeps)
+        self.pending_sweeps = message.sweeps
+        for sweep_id in sorted(new):
+            if not self.training:
+                left, total = message.sweeps[sweep_id]
+                self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them")
+        self.show_picked()
+
+    # -- the form -------------------------------------------------------------------------------
+
+    @on(OptionList.OptionSelected, "#presets")
+    def preset_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.use_preset(event.option.id)
+
+    def use_preset(self, name: str) -> None:
+        cfg = self.presets[name]
+        self.form.fill(cfg, f"preset {cfg.preset}")
+        self.say(f"preset {cfg.preset}: {cfg.description}")
+
+    def on_config_form_changed(self) -> None:
+        self.show_data_line()
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _can_train(self) -> bool:
+        """Whether a run may start now; if not, say why."""
+        if self.training:
+            self.say("a run is already active: stop it first (F6)", "error")
+        elif self.data is None:
+            self.say("cannot start: " + ("the data is still loading" if self.data_note.startswith("loading")
+                                         else f"no data ({self.data_note})"), "error")
+        elif self.devices is None:
+            self.say("cannot start yet: torch is still loading", "error")
+        else:
+            return True
+        return False
+
+    def action_start(self) -> None:
+        """Train the form's config; fields holding comma-separated values make it a sweep of every combination."""
+        if not self._can_train():
+            return
+        if self.form.problems:
+            key, reason = next(iter(self.form.problems.items()))
+            self.say(f"cannot start: {FIELDS[key]} {reason}", "error")
+            self.query_one(f"#f-{key}").focus()
+            return
+        cfg, grid = self.form.config(), self.form.lists()
+        if grid:
+            from .. import sweep
+
+            queue = sweep.create(self.runs_dir, cfg.preset, grid)
+            self.say(f"sweep {queue.id}: {len(queue.trials)} runs of {cfg.preset} over "
+                     + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items()))
+            self._begin(f"sweep {queue.id}")
+            self.train_worker = self.run_sweep(queue, cfg)
+            return
+        self.say(f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, "
+                 f"{cfg.training.epochs} epochs")
+        self._begin(cfg.preset)
+        self.train_worker = self.train(cfg)
+
+    def continue_sweep(self, sweep_id: str) -> None:
+        """Run what is left of a saved sweep (also one started before the app was last closed)."""
+        from .. import sweep
+
+        if not self._can_train():
+            return
+        try:
+            queue = sweep.load(self.runs_dir, sweep_id)
+            base = self.presets.get(queue.preset)
+            if base is None:
+                raise PhonetuiError(f"sweep {sweep_id}: preset '{queue.preset}' not found")
+        except PhonetuiError as e:
+            self.say(str(e), "error")
+            return
+        self.say(f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
+        self._begin(f"sweep {queue.id}")
+        self.train_worker = self.run_sweep(queue, base.with_training(**self.form.values()))
+
+    def action_resume(self) -> None:
+        run = self.query_one(RunsTable).selected() if self.query_one(TabbedContent).active == "history" else None
+        if run is None:
+            self.say("select a stopped or interrupted run in History (F2), then F10 resumes it", "error")
+        elif run.state not in ("stopped", "interrupted", "failed"):
+            self.say(f"{run.id} is {run.state}: only a stopped or interrupted run can be resumed", "error")
+        elif self._can_train():
+            self.say(f"resuming {run.id} from epoch {run.status.epochs_done + 1}")
+            self._begin(run.id)
+            self.train_worker = self.resume(run)
+
+    def _begin(self, what: str) -> None:
+        self.cancel.clear()
+        self.training = True
+        self.live, self.live_best, self.live_best_acc, self.current_run = [], None, None, None
+        with self.app.batch_update():
+            self.query_one("#live", RunView).show([], None)
+            self.query_one("#progress", ProgressBar).update(total=1, progress=0)
+            self.query_one("#progress-label", Static).update("starting…")
+            self.query_one("#run-line", Static).update(f"starting {escape(what)}…")
+            self.query_one(TabbedContent).active = "training"
+
+    def _events(self, event) -> None:
+        self.post_message(TrainerEvent(event))
+
+    @work(thread=True, exit_on_error=False, group="train")
+    def train(self, cfg: RunConfig) -> None:
+        """Run the trainer, forwarding each of its events as a message."""
+        error = None
+        try:
+            from .. import trainer
+
+            trainer.train(cfg, self.data, self.runs_dir, self._events, self.cancel)
+        except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    @work(thread=True, exit_on_error=False, group="train")
+    def resume(self, run) -> None:
+        error = None
+        try:
+            from .. import runs, trainer
+
+            trainer.resume(runs.open_run(run.path), self.data, self._events, self.cancel)
+        except Exception as e:  # noqa: BLE001
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    @work(thread=True, exit_on_error=False, group="train")
+    def run_sweep(self, queue, base: RunConfig) -> None:
+        """Train the sweep's pending trials one after another (each an ordinary run)."""
+        error = None
+        try:
+            from .. import sweep
+
+            def announce(i: int, n: int, trial) -> None:
+                values = ", ".join(f"{FIELDS.get(k, k)} {v}" for k, v in trial.values.items())
+                self.app.call_from_thread(self.say, f"sweep {queue.id}: run {i}/{n} ({values})")
+
+            if sweep.run(queue, base, self.data, self._events, self.cancel, announce):
+                self.app.call_from_thread(self.say, f"sweep {queue.id} finished: History ranks its runs "
+                                          "(F7 sorts by best val acc)", "ok", True)
+        except Exception as e:  # noqa: BLE001
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    def on_trainer_event(self, message: TrainerEvent) -> None:
+        from .. import trainer  # loaded by the worker that sent the event
+
+        e = message.event
+        if isinstance(e, trainer.RunStarted):
+            self.run_started(e)
+        elif isinstance(e, trainer.Progress):
+            self.show_progress(e)
+        elif isinstance(e, trainer.EpochEnd):
+            self.epoch_ended(e)
+        elif isinstance(e, trainer.BestSaved):
+            self.live_best, self.live_best_acc = e.epoch, e.val_acc
+            self.query_one("#live", RunView).show(self.live, self.live_best)
+            self.query_one(RunsTable).update_live(self.current_run.id, len(self.live), e.val_acc)
+            if e.val_acc is not None:
+                self.say(f"saving model with acc {e.val_acc:.3f}", "ok")
+        elif isinstance(e, trainer.Finished):
+            best = e.run.status.best_val_acc
+            at = f": best val acc {best:.4f} at epoch {e.run.status.best_epoch}" if best is not None else ""
+            self.query_one("#progress-label", Static).update(
+                f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
+            self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok", toast=True)
+        elif isinstance(e, trainer.Cancelled):
+            kept = f"the best model (epoch {self.live_best}) is kept" if self.live_best else "no model was saved yet"
+            self.query_one("#progress-label", Static).update("stopped")
+            self.say(f"stopped {e.run.path}: {kept}", "ok", toast=True)
+
+    def run_started(self, e) -> None:
+        self.current_run, self.started_at = e.run, time.monotonic()
+        self.live_best, self.live_best_acc = e.run.status.best_epoch, e.run.status.best_val_acc
+        t, m = e.run.config.training, e.run.config.model
+        self.query_one("#run-line", Static).update(
+            f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
+            f"{escape(e.device)} · {e.n_train:,} train / {e.n_val:,} val rows")
+        self.say(f"training {e.run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows")
+        self.load_history(follow=e.run.id)
+
+    def show_progress(self, e) -> None:
+        """The epoch's progress, the run's elapsed time and its remaining time (epochs still to come
+        estimated from the mean of those done, or from this one's rate before the first ends)."""
+        elapsed = time.monotonic() - self.started_at
+        per_epoch = (sum(m.seconds for m in self.live) / len(self.live)) if self.live else e.total / max(e.frames_per_s, 1e-9)
+        remaining = e.eta_s + (e.epochs - e.epoch) * per_epoch
+        with self.app.batch_update():
+            self.query_one("#progress", ProgressBar).update(total=e.total, progress=e.frames)
+            self.query_one("#progress-label", Static).update(
+                f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · run {duration(elapsed)} elapsed, "
+                f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s")
+
+    def epoch_ended(self, e) -> None:
+        m = e.metrics
+        self.live.append(m)
+        with self.app.batch_update():
+            bar = self.query_one("#progress", ProgressBar)
+            bar.update(progress=bar.total)
+            self.query_one("#progress-label", Static).update(
+                f"epoch {m.epoch}/{e.epochs} done · run {duration(time.monotonic() - self.started_at)} elapsed")
+            self.query_one("#live", RunView).show(self.live, self.live_best)
+            self.query_one(RunsTable).update_live(self.current_run.id, m.epoch, self.live_best_acc)
+        val = "" if m.val_acc is None else f" · val acc {m.val_acc:.4f} loss {m.val_loss:.4f}"
+        self.say(f"epoch {m.epoch}/{e.epochs}: train acc {m.train_acc:.4f} loss {m.train_loss:.4f}{val}")
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        self.training = False
+        self.query_one(RunsTable).live.clear()
+        if message.error:
+            self.query_one("#progress-label", Static).update("failed")
+            self.say(f"training failed: {message.error}", "error")
+        if self.current_run is not None:  # else no run folder was made: the failure line stays
+            self.load_history(follow=self.current_run.id)
+
+    def action_stop(self) -> None:
+        if not self.training:
+            self.say("no run is active")
+            return
+        self.cancel.set()
+        self.say("stopping…")
+
+    # -- history ------------------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def show_picked(self) -> None:
+        run = self.query_one(RunsTable).selected()
+        info = self.query_one("#picked-info", Static)
+        if run is None:
+            info.update("no runs yet" if not self.query_one(RunsTable).row_count else "select a run")
+            self.query_one("#picked-view", RunView).show([], None)
+            return
+        if run.state == "damaged":
+            info.update(escape(f"{run.id}: damaged: {run.reason}"))
+            self.query_one("#picked-view", RunView).show([], None)
+            return
+        t, m = run.config.training, run.config.model
+        metrics, note = [], ""
+        try:
+            metrics = run.metrics()
+        except PhonetuiError as e:
+            note = f" · {e}"
+        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
+        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
+        info.update(escape(line + self._phones_line(run)))
+        self.query_one("#picked-view", RunView).show(metrics, run.status.best_epoch)
+
+    @staticmethod
+    def _phones_line(run) -> str:
+        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
+        from .. import diagnostics
+
+        try:
+            phones, pairs = diagnostics.read(run)
+        except PhonetuiError as e:
+            return f"\n{e}"
+        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
+        if not scored:
+            return ""
+        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
+        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
+        return f"\nweakest phones: {weak} · confused: {confused}"
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        if event.column_key.value != "mark":
+            self.query_one(RunsTable).sort_by(event.column_key.value)
+
+    def action_sort_best(self) -> None:
+        table = self.query_one(RunsTable)
+        table.sort_by("best", True) if table.sort_column != "best" else table.sort_by("id", True)
+        self.query_one(TabbedContent).active = "history"
+        self.say("history sorted by best val acc" if table.sort_column == "best" else "history sorted newest first")
+
+    def action_switch_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        order = ["training", "history", "log-tab"]
+        tabs.active = order[(order.index(tabs.active) + 1) % len(order)]
+        if tabs.active == "history":
+            self.query_one(RunsTable).focus()
+
+    def _picked(self, verb: str, damaged_ok: bool = False):
+        run = self.query_one(RunsTable).selected()
+        if run is None:
+            self.say(f"no run selected: pick one in History (F2) to {verb}", "error")
+        elif run.state == "damaged" and not damaged_ok:
+            self.say(f"cannot {verb}: {run.id} is damaged: {run.reason}", "error")
+            return None
+        return run
+
+    def action_load_run(self) -> None:
+        if run := self._picked("load its config"):
+            self.form.fill(run.config, f"run {run.id}")
+            self.say(f"loaded the config of {run.id} into the form: F5 runs it again")
+
+    def action_mark(self) -> None:
+        if self.query_one(TabbedContent).active == "history" and (run := self.query_one(RunsTable).toggle_mark()):
+            n = len(self.query_one(RunsTable).marked)
+            self.say(f"{'marked' if run.id in self.query_one(RunsTable).marked else 'unmarked'} {run.id} · "
+                     f"{n} marked" + (" · F4 compares them" if n >= 2 else ""))
+
+    def action_compare(self) -> None:
+        table = self.query_one(RunsTable)
+        chosen = [table.runs[i] for i in sorted(table.marked) if i in table.runs and table.runs[i].state != "damaged"]
+        if len(chosen) < 2:
+            self.say("mark at least two runs in History with space, then F4 compares them", "error")
+            return
+        metrics = {}
+        for run in chosen:
+            try:
+                metrics[run.id] = run.metrics()
+            except PhonetuiError:
+                metrics[run.id] = []
+        self.app.push_screen(Compare(chosen, metrics))
+
+    def action_delete_run(self) -> None:
+        run = self._picked("delete it", damaged_ok=True)
+        if run is None:
+            return
+        if self.training and self.current_run is not None and run.path == self.current_run.path:
+            self.say("this run is still training: stop it (F6) first", "error")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                from .. import runs
+
+                try:
+                    runs.delete(run)
+                except PhonetuiError as e:
+                    self.say(str(e), "error")
+                    return
+                self.say(f"deleted {run.path}", "ok", toast=True)
+                self.load_history()
+
+        self.app.push_screen(Confirm(f"Delete run {run.id} and all its files (best model, CSV)?", "Delete"), answer)
+
+    # -- prediction -----------------------------------------------------------------------------
+
+    def action_predict(self) -> None:
+        """Export the selected run on the History tab, else this session's run (never an old run unasked)."""
+        on_history = self.query_one(TabbedContent).active == "history"
+        run = self.query_one(RunsTable).selected() if on_history else self.current_run
+        if run is None:
+            self.say("nothing to export: " + ("no run selected" if on_history else
+                     "no run trained in this session; select one in History (F2), then F9"), "error")
+        elif run.state == "damaged":
+            self.say(f"cannot export: {run.id} is damaged: {run.reason}", "error")
+        elif self.data is None:
+            self.say("cannot export: no data loaded", "error")
+        elif self.training and self.current_run is not None and run.path == self.current_run.path:
+            self.say("this run is still training: stop it (F6) or wait, then export", "error")
+        else:
+            device = self.form.values().get("device", "auto")
+            self.say(f"predicting the test set with the best model of {run.id}…")
+            self.predict(run, device if self.devices and device in self.devices else "auto")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="predict")
+    def predict(self, run, device: str) -> None:
+        try:
+            from ..predict import predict
+
+            self.post_message(Predicted(run, predict(run, self.data, device=device)))
+        except Exception as e:  # noqa: BLE001
+            self.post_message(PredictFailed(one_line(e)))
+
+    def on_predicted(self, message: Predicted) -> None:
+        p = message.prediction
+        acc = f", test acc {p.test_acc:.4f}" if p.test_acc is not None else " (no test labels)"
+        self.say(f"wrote {p.path} ({p.rows:,} rows{acc})", "ok", toast=True)
+        self.load_history()
+
+    def on_predict_failed(self, message: PredictFailed) -> None:
+        self.say(f"export failed: {message.error}", "error")
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="quit")
+    async def stop_and_exit(self) -> None:
+        """Stop the run cleanly (cancel, then wait for the trainer thread) and exit."""
+        self.cancel.set()
+        self.say("stopping the run before quitting…")
+        if self.train_worker is not None:
+            await self.train_worker.wait()
+        self.app.exit()
+
+    def on_unmount(self) -> None:
+        self.cancel.set()
+        for sig in STOP_SIGNALS:
+            asyncio.get_running_loop().remove_signal_handler(sig)

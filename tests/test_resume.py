@@ -1,0 +1,69 @@
+"""Early stopping and resume: patience ends a run as finished; a stopped or killed run continues
+from its last epoch and ends where an uninterrupted run with the same seed ends."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from phonetui import runs, trainer
+from phonetui.cli import main
+from phonetui.errors import PhonetuiError
+
+
+def _numbers(run: runs.Run) -> list[tuple]:
+    return [(m.epoch, m.train_acc, m.train_loss, m.val_acc, m.val_loss, m.lr) for m in run.metrics()]
+
+
+def test_patience_stops_a_run_that_no_longer_improves(tiny, demo, tmp_path) -> None:
+    cfg = tiny.with_training(epochs=50, lr=0.3, patience=2)  # a large lr: val acc stalls within a few epochs
+    run = trainer.train(cfg, demo, tmp_path)
+    done = run.status.epochs_done
+    assert run.state == "finished" and done < 50 and done - run.status.best_epoch == 2
+    assert run.status.message == f"stopped early after epoch {done}: no val acc gain in 2 epochs"
+
+
+def test_a_stopped_run_resumes_to_the_same_metrics(tiny, demo, tmp_path) -> None:
+    cfg = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, dropout=0.2)).with_training(epochs=4)
+    whole = trainer.train(cfg, demo, tmp_path / "a")
+    cancel = threading.Event()
+    stop_in_epoch_3 = lambda e: cancel.set() if isinstance(e, trainer.EpochEnd) and e.metrics.epoch == 2 else None  # noqa: E731
+    cut = trainer.train(cfg, demo, tmp_path / "b", stop_in_epoch_3, cancel)
+    assert cut.state == "stopped" and cut.status.epochs_done == 2
+    events = []
+    resumed = trainer.resume(runs.open_run(cut.path), demo, events.append)
+    assert resumed.state == "finished" and resumed.status.message == "resumed after epoch 2"
+    assert _numbers(resumed) == _numbers(whole)
+    assert [e.metrics.epoch for e in events if isinstance(e, trainer.EpochEnd)] == [1, 2, 3, 4]
+    with pytest.raises(PhonetuiError, match="finished, nothing to resume"):
+        trainer.resume(resumed, demo)
+
+
+def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path) -> None:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--epochs", "400", "--runs", str(tmp_path / "runs")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "runs").glob(f"*/{runs.LAST}")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (path,) = (tmp_path / "runs").iterdir()
+    run = runs.open_run(path)
+    assert run.state == "interrupted"
+    done = run.status.epochs_done
+    config = (path / runs.CONFIG).read_text().replace("epochs = 400", f"epochs = {done + 2}")  # a short rest
+    (path / runs.CONFIG).write_text(config)
+    assert main(["resume", str(path)]) == 0
+    run = runs.open_run(path)
+    assert run.state == "finished" and run.status.epochs_done == done + 2 and len(run.metrics()) == done + 2

@@ -132,3 +132,19 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
                        preexec_fn=lambda: os.umask(umask))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "f").stat().st_mode & 0o777 == mode
+
+
+def test_resuming_takes_the_lock_and_is_refused_while_another_holds_it(tiny, tmp_path):
+    writer = runs.create(tmp_path, tiny, {})
+    with pytest.raises(PhonetuiError, match="still training"):
+        runs.open_run(writer.path).acquire()
+    writer.write_status(status="stopped", epochs_done=2)
+    writer.release()
+    (writer.path / runs.LOCK).unlink()  # a run from before run.lock existed
+    again = runs.open_run(writer.path)
+    again.acquire()
+    assert again.state == "stopped" and again.status.epochs_done == 2 and runs.open_run(writer.path).state == "stopped"
+    again.write_status(status="running")
+    assert runs.open_run(writer.path).state == "running"
+    again.release()
+    assert runs.open_run(writer.path).state == "interrupted"

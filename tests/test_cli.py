@@ -121,7 +121,7 @@ def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir
     by = "the user" if sig == signal.SIGINT else sig.name
     assert run.state == "stopped" and run.status.message == f"stopped by {by}" and run.status.best_epoch >= 1
     assert (run.path / "best.pt").is_file()
-    assert "the best model so far is kept" in out
+    assert "stopped: the best model (epoch " in out
 
 
 def test_stop_before_any_model_says_so(demo, presets_dir, tmp_path, monkeypatch, capsys):

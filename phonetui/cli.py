@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
                                 "With no subcommand, opens the terminal app.")
     p.add_argument("--version", action="version", version=f"phonetui {__version__}")
     _add_run_options(p, sub=False)
+    p.add_argument("--trials", type=int, default=8, help="trials of an Optuna search started in the app (8)")
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a preset headless, printing the course's log lines")
     _add_run_options(t, sub=True)
@@ -55,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--predict", action="store_true", help="export each trial's test-set CSV")
     sw.add_argument("--continue", dest="sweep_id", metavar="ID", help="run what is left of sweep ID")
     sw.add_argument("--list", action="store_true", help="list the sweeps in the runs folder")
+    se = sub.add_parser("search", help="an Optuna study over a preset: ranges LO:HI or lists A,B on any editable "
+                        "flag (e.g. --lr 1e-4:1e-2 --batch-size 128,256), poor trials pruned")
+    _add_run_options(se, sub=True)
+    se.add_argument("--trials", type=int, default=8, help="trials to run now (8)")
+    se.add_argument("--study", help="study name (the preset's name); an existing study continues")
+    se.add_argument("--storage", help="Optuna storage URL (sqlite in the runs folder), e.g. postgresql://user@host/db")
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
@@ -136,12 +143,12 @@ def _data_of(run, args: argparse.Namespace) -> Path:
     return Path(recorded)
 
 
-def _train(start, dataset, export: bool) -> int:
-    """Run start(listen), printing the course's log lines and a progress bar within each epoch."""
+@contextmanager
+def _printer():
+    """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from . import runs, trainer
-    from .predict import predict
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
@@ -158,6 +165,8 @@ def _train(start, dataset, export: bool) -> int:
             console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s)")
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
+        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+            console.print(f"{e.run.status.message}: {e.run.path}")
         elif isinstance(e, trainer.Cancelled):
             saved = (e.run.path / runs.CHECKPOINT).exists()
             console.print(f"stopped: the best model (epoch {e.run.status.best_epoch}) is kept in {e.run.path}" if saved
@@ -166,6 +175,15 @@ def _train(start, dataset, export: bool) -> int:
                 console.print(f"`phonetui resume {e.run.path}` continues it")
 
     with bar:
+        yield listen
+
+
+def _train(start, dataset, export: bool) -> int:
+    """Run start(listen) -> Run with the printer, then report it (and export its CSV if asked)."""
+    from . import runs
+    from .predict import predict
+
+    with _printer() as listen:
         run = start(listen)
     best, at = run.status.best_val_acc, run.status.best_epoch
     console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
@@ -234,6 +252,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return code
     _leaderboard(s)
     return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from . import search
+
+    runs_dir = getattr(args, "runs", Path("runs"))
+    if getattr(args, "preset", None) is None:
+        raise PhonetuiError("search: name a --preset")
+    if args.trials < 1:
+        raise PhonetuiError(f"--trials {args.trials}: must be an integer >= 1")
+    texts = {k: str(text) for k in EDITABLE if (text := getattr(args, k, None)) is not None}
+    space, fixed = search.parse_space(texts)
+    for key in texts:
+        setattr(args, key, None)
+    base = resolve_config(args).with_training(**fixed)
+    study = search.open_study(runs_dir, args.study or base.preset, args.storage)
+    console.print(f"study {study.study_name} ({search.storage_url(runs_dir, args.storage)}): {args.trials} trials of "
+                  f"{base.preset} over " + ", ".join(f"{d.key} {d}" for d in space))
+    dataset = load_data(getattr(args, "data", None))
+
+    def announce(i: int, n: int, values: dict) -> None:
+        console.print(f"[bold]trial {i}/{n}[/]: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                                            for k, v in values.items()))
+
+    with _printer() as listen:
+        finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, announce=announce)
+    table = Table("rank", "trial", "state", *(d.key for d in space), "best val acc", "run", box=None)
+    table.columns[-1].no_wrap = True
+    for rank, row in enumerate(search.leaderboard(study), 1):
+        table.add_row(str(rank), str(row["trial"]), row["state"],
+                      *(f"{row['params'].get(d.key):.3g}" if isinstance(row["params"].get(d.key), float)
+                        else str(row["params"].get(d.key, "-")) for d in space),
+                      "-" if row["value"] is None else f"{row['value']:.4f}", row["run"] or "-")
+    console.print(table)
+    return 0 if finished else 130
 
 
 def _leaderboard(s) -> None:
@@ -346,8 +399,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "resume": cmd_resume, "predict": cmd_predict,
-            "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,
+            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -195,7 +195,7 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt) as e:
         run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
-                         message=str(e) or "stopped by the user")
+                         message=getattr(cancel, "reason", None) or str(e) or "stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line

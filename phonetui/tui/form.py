@@ -34,6 +34,7 @@ class ConfigForm(Vertical):
         self.train_units: Callable[[float, bool], int] | None = None  # rows or utterances left to train on
         self.devices: frozenset[str] | None = None
         self.problems: dict[str, str] = {}
+        self.trials = 8  # an Optuna search's trials (phonetui --trials N)
 
     def compose(self) -> ComposeResult:
         yield Static(id="form-title")
@@ -86,9 +87,14 @@ class ConfigForm(Vertical):
         return self.query_one(f"#f-{key}", Input).value
 
     def items(self, key: str) -> list[str]:
-        """A field's text split at commas: a typed field may hold a list of values (a sweep)."""
+        """A field's text split at commas or a colon: a typed field may hold a list of values (a
+        sweep, or an Optuna search's choices) or a range LO:HI (an Optuna search)."""
         text = self.text(key)
-        return text.split(",") if key not in CHOICES else [text]
+        return text.replace(":", ",", 1).split(",") if key not in CHOICES else [text]
+
+    def ranges(self) -> dict[str, str]:
+        """The fields holding a range LO:HI: any makes Start an Optuna search (lists become its choices)."""
+        return {k: self.text(k) for k in FIELDS if k not in CHOICES and ":" in self.text(k)}
 
     def values(self) -> dict[str, Any]:
         """The parsed value of every valid field (the first one of a list)."""
@@ -117,6 +123,13 @@ class ConfigForm(Vertical):
                 if reason:
                     problems[key] = reason if len(items) == 1 else f"{item.strip() or repr(item)}: {reason}"
                     break
+        for key, text in self.ranges().items():
+            if key not in problems and text.count(":") == 1 and "," not in text:
+                low, high = (check_value(TRAIN_RULES, key, part)[0] for part in text.split(":"))
+                if not low < high:
+                    problems[key] = "a range needs LO < HI"
+            elif key not in problems:
+                problems[key] = "a range is LO:HI"
         values, lists = self.values(), self.lists()
         if self.train_units and "batch_size" in values and "val_ratio" in values:
             seq = self.base.model.sequence
@@ -142,7 +155,9 @@ class ConfigForm(Vertical):
     def _show_title(self) -> None:
         changed = ", ".join(FIELDS[k] for k in self.modified())
         note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
-        if lists := self.lists():
+        if self.ranges():
+            note += f" [$accent]· Optuna search, {self.trials} trials[/]"
+        elif lists := self.lists():
             n = 1
             for values in lists.values():
                 n *= len(values)

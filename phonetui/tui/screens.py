@@ -125,6 +125,7 @@ class MainScreen(Screen):
                 self.say(f"unknown preset '{self.args.preset}' (known: {', '.join(sorted(self.presets))})", "error")
             base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
         self.query_one(PresetList).show(self.presets, base.preset)
+        self.form.trials = max(1, getattr(self.args, "trials", None) or 8)
         overrides = {k: str(v) for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
         self.form.fill(base, f"preset {base.preset}", overrides)
         self.load_data()
@@ -274,6 +275,16 @@ class MainScreen(Screen):
             self.query_one(f"#f-{key}").focus()
             return
         cfg, grid = self.form.config(), self.form.lists()
+        if self.form.ranges():
+            from .. import search
+
+            texts = {k: self.form.text(k) for k in grid} | self.form.ranges()
+            space, _ = search.parse_space(texts)
+            self.say(f"Optuna search: {self.form.trials} trials of {cfg.preset} over "
+                     + ", ".join(f"{FIELDS[d.key]} {d}" for d in space))
+            self._begin(f"Optuna search over {cfg.preset}")
+            self.train_worker = self.run_search(cfg, space)
+            return
         if grid:
             from .. import sweep
 
@@ -355,6 +366,29 @@ class MainScreen(Screen):
         self.post_message(TrainingEnded(error))
 
     @work(thread=True, exit_on_error=False, group="train")
+    def run_search(self, base: RunConfig, space) -> None:
+        """An Optuna study named after the preset (SQLite in the runs folder), trials one after another."""
+        error = None
+        try:
+            from .. import search
+
+            study = search.open_study(self.runs_dir, base.preset)
+
+            def announce(i: int, n: int, values: dict) -> None:
+                shown = ", ".join(f"{FIELDS.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{FIELDS.get(k, k)} {v}"
+                                  for k, v in values.items())
+                self.app.call_from_thread(self.say, f"Optuna trial {i}/{n}: {shown}")
+
+            if search.optimize(study, base, space, self.data, self.runs_dir, self.form.trials, self._events,
+                               self.cancel, announce):
+                best = study.best_trial
+                self.app.call_from_thread(self.say, f"Optuna search finished: best val acc {best.value:.4f} "
+                                          f"(trial {best.number}, run {best.user_attrs.get('run')})", "ok", True)
+        except Exception as e:  # noqa: BLE001
+            error = one_line(e)
+        self.post_message(TrainingEnded(error))
+
+    @work(thread=True, exit_on_error=False, group="train")
     def run_sweep(self, queue, base: RunConfig) -> None:
         """Train the sweep's pending trials one after another (each an ordinary run)."""
         error = None
@@ -394,6 +428,8 @@ class MainScreen(Screen):
             self.query_one("#progress-label", Static).update(
                 f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
             self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok", toast=True)
+        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+            self.say(f"{e.run.id}: {e.run.status.message}")
         elif isinstance(e, trainer.Cancelled):
             kept = f"the best model (epoch {self.live_best}) is kept" if self.live_best else "no model was saved yet"
             self.query_one("#progress-label", Static).update("stopped")

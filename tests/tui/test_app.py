@@ -376,3 +376,19 @@ async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
         await until(pilot, lambda: not app.main.training, timeout=10)
         assert app.main.current_run.path == run.path and app.main.current_run.status.epochs_done > done
         assert [m.epoch for m in app.main.live] == list(range(1, len(app.main.live) + 1))
+
+
+async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
+    app = make_app("--epochs", "2", "--trials", "3")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        field(app, "lr").value = "0.01:0.001"
+        await pilot.pause()
+        assert app.main.form.problems == {"lr": "a range needs LO < HI"}
+        field(app, "lr").value = "0.0005:0.01"
+        field(app, "batch_size").value = "128,256"
+        await pilot.pause()
+        assert "Optuna search, 3 trials" in str(app.query_one("#form-title").render())
+        await train_to_end(pilot)
+        assert app.query_one(RunsTable).row_count == 3 and (workdir / "runs" / "optuna.db").is_file()
+        assert "Optuna search finished: best val acc" in status(app)

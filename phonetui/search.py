@@ -1,0 +1,148 @@
+"""Optuna studies over a preset: every trial an ordinary run, poor trials pruned from their
+per-epoch val accuracy. Storage is SQLite in the runs folder unless an Optuna storage URL is
+given (a database server lets several machines work on one study).
+
+A search space maps training values to "LO:HI" (a range: log-uniform for lr, uniform otherwise,
+integers for integer values) or "A,B,..." (a choice); any other text fixes the value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
+from .errors import PhonetuiError
+
+DB = "optuna.db"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    key: str
+    low: Any = None
+    high: Any = None
+    choices: tuple = ()
+
+    def suggest(self, trial) -> Any:
+        if self.choices:
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if isinstance(self.low, int):
+            return trial.suggest_int(self.key, self.low, self.high)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.key == "lr")
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self.choices)) if self.choices else f"{self.low}:{self.high}"
+
+
+def _value(key: str, text: str) -> Any:
+    value, reason = check_value(TRAIN_RULES, key, text)
+    if reason:
+        raise PhonetuiError(f"--{key.replace('_', '-')} {text.strip() or repr(text)}: {reason}")
+    return value
+
+
+def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]:
+    """(dimensions to search, fixed values) from each flag's text, every value checked by its rule."""
+    space, fixed = [], {}
+    for key, text in texts.items():
+        if key not in EDITABLE:
+            raise PhonetuiError(f"search: '{key}' is not a training value (those are: {', '.join(EDITABLE)})")
+        if ":" in text:
+            low, high = (_value(key, part) for part in text.split(":", 1))
+            if not isinstance(low, (int, float)) or not low < high:
+                raise PhonetuiError(f"--{key.replace('_', '-')} {text}: a range needs numbers LO:HI with LO < HI")
+            space.append(Dimension(key, low, high))
+        elif "," in text:
+            space.append(Dimension(key, choices=tuple(dict.fromkeys(_value(key, t) for t in text.split(",")))))
+        else:
+            fixed[key] = _value(key, text)
+    if not space:
+        raise PhonetuiError("search: give at least one flag a range LO:HI or a list A,B (e.g. --lr 1e-4:1e-2)")
+    return space, fixed
+
+
+def storage_url(runs_dir: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(runs_dir / DB).resolve()}"
+
+
+def open_study(runs_dir: Path, name: str, storage: str | None = None):
+    """The study called `name` (created if new), maximising best val accuracy, median pruning."""
+    import optuna
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=name, storage=storage_url(runs_dir, storage), direction="maximize",
+                                   load_if_exists=True,
+                                   pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    except Exception as e:  # noqa: BLE001 - a bad URL, a missing database driver, an unreachable server
+        raise PhonetuiError(f"optuna storage {storage_url(runs_dir, storage)}: {str(e).splitlines()[0]}") from None
+
+
+class _Stopped(Exception):
+    """The user stopped the study (the trial in progress is recorded as failed)."""
+
+
+class _Either:
+    """The trial's cancel flag: the user's stop or Optuna's pruning, with the reason the run records."""
+
+    def __init__(self, stop: threading.Event, prune: threading.Event) -> None:
+        self.stop, self.prune = stop, prune
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or self.prune.is_set()
+
+    @property
+    def reason(self) -> str | None:
+        return "pruned by Optuna (val acc below the median of earlier trials)" if not self.stop.is_set() else None
+
+
+def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Path, trials: int,
+             listen: Callable = lambda e: None, cancel: threading.Event | None = None,
+             announce: Callable = lambda i, n, values: None) -> bool:
+    """Run `trials` more trials of the study; False when the user stopped it."""
+    import optuna
+
+    from . import trainer
+
+    cancel = cancel or threading.Event()
+    count = itertools.count(1)
+
+    def objective(trial) -> float:
+        values = {d.key: d.suggest(trial) for d in space}
+        announce(next(count), trials, values)
+        pruned = threading.Event()
+
+        def on(e) -> None:
+            if isinstance(e, trainer.RunStarted):
+                trial.set_user_attr("run", e.run.id)
+            elif isinstance(e, trainer.EpochEnd) and e.metrics.val_acc is not None:
+                trial.report(e.metrics.val_acc, e.metrics.epoch)
+                if e.metrics.epoch < e.epochs and trial.should_prune():  # after the last epoch it has run anyway
+                    pruned.set()
+            listen(e)
+
+        run = trainer.train(base.with_training(**values), data, runs_dir, on, _Either(cancel, pruned))
+        if pruned.is_set() and not cancel.is_set():
+            raise optuna.TrialPruned()
+        if run.state != "finished":
+            raise _Stopped(run.status.message or "stopped")
+        best = run.status.best_val_acc
+        return best if best is not None else float("nan")
+
+    try:
+        study.optimize(objective, n_trials=trials, catch=())
+    except _Stopped:
+        return False
+    return True
+
+
+def leaderboard(study) -> list[dict[str, Any]]:
+    """Every trial of the study: number, state, params, run, value; completed ones best first."""
+    rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params, "run": t.user_attrs.get("run"),
+             "value": t.value} for t in study.trials]
+    return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0)))

@@ -35,7 +35,8 @@ from .config import RunConfig, from_dict
 from .errors import PhonetuiError
 from .fileio import FILE_MODE, failed, read_text, write_text
 
-CONFIG, STATUS, LOCK, METRICS, CHECKPOINT, LAST = "config.toml", "status.json", "run.lock", "metrics.csv", "best.pt", "last.pt"
+CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metrics.csv"
+CHECKPOINT, LAST = "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
 STATES = ("running", "finished", "stopped", "failed")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -184,7 +183,8 @@ def test_full_disk_before_the_run_leaves_no_folder(demo, presets_dir, tmp_path, 
 def test_more_bad_values_are_one_line(args, words, demo_dir, presets_dir, capsys):
     args = [a.replace("{data}", str(demo_dir)) for a in args]
     if args[0] == "train":
-        args += ["--presets", str(presets_dir), "--preset", "tiny"] + ([] if "--data" in args else ["--data", str(demo_dir)])
+        args += ["--presets", str(presets_dir), "--preset", "tiny"]
+        args += [] if "--data" in args else ["--data", str(demo_dir)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("phonetui: error: ") and all(w in err for w in words), err

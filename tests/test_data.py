@@ -45,7 +45,8 @@ def test_not_npy(tmp_path, name):
 
 @pytest.mark.parametrize("label, words", [
     ("--1", ["'--1' at row 3", "not an integer"]), ("\u00b2", ["'\u00b2' at row 3", "not an integer"]),
-    ("1_0", ["'1_0'", "not an integer"]), ("12345678901234567890123", ["12345678901234567890123 at row 3", "outside 0..38"]),
+    ("1_0", ["'1_0'", "not an integer"]),
+    ("12345678901234567890123", ["12345678901234567890123 at row 3", "outside 0..38"]),
     ("+39", ["39 at row 3", "outside 0..38"]),
 ])
 def test_label_strings_are_parsed_strictly(tmp_path, label, words):

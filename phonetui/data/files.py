@@ -97,7 +97,8 @@ def _load_npy(path: Path) -> np.ndarray:
     except (ValueError, OSError, EOFError) as e:
         if "allow_pickle" in str(e) or "Python objects" in str(e):
             raise PhonetuiError(f"{path}: holds Python objects (pickled data), which are never loaded") from None
-        raise PhonetuiError(f"{path}: not a usable .npy array ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise PhonetuiError(f"{path}: not a usable .npy array ({reason})") from None
 
 
 def load_features(path: Path, width: int | None = None) -> np.ndarray:

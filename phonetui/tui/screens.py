@@ -567,7 +567,7 @@ class MainScreen(Screen):
 
     def action_compare(self) -> None:
         table = self.query_one(RunsTable)
-        chosen = [table.runs[i] for i in sorted(table.marked) if i in table.runs and table.runs[i].state != "damaged"]
+        chosen = [r for i in sorted(table.marked) if (r := table.runs.get(i)) is not None and r.state != "damaged"]
         if len(chosen) < 2:
             self.say("mark at least two runs in History with space, then F4 compares them", "error")
             return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from rich.table import Table
 
 from . import __version__, presets
 from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
-from .errors import PhonetuiError
+from .errors import PhonetuiError, one_line
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -75,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--train-rows", type=int, help="simulated: train rows (400,000)")
     d.add_argument("--test-rows", type=int, help="simulated: test rows (100,000)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true", help="write even over data that no demo generator made")
     return p
 
 
@@ -125,9 +128,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from . import data, runs, trainer
 
     run = runs.open_run(args.run_dir)
-    dataset = data.load(getattr(args, "data", None) or Path(run.record.get("data", "")))
-    console.print(f"resuming {run.path} ({run.state}, {run.status.get('epochs_done', 0)}/{run.config.training.epochs} epochs)")
+    dataset = data.load(_data_of(run, args))
+    console.print(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
     return _train(lambda listen: trainer.resume(run, dataset, listen), dataset, args.predict)
+
+
+def _data_of(run, args: argparse.Namespace) -> Path:
+    """--data, or the data folder the run recorded."""
+    if getattr(args, "data", None) is not None:
+        return args.data
+    recorded = run.record.get("data")
+    if not isinstance(recorded, str) or not recorded:
+        raise PhonetuiError(f"{run.path / 'config.toml'}: no data folder recorded; pass --data")
+    return Path(recorded)
 
 
 @contextmanager
@@ -135,7 +148,7 @@ def _printer():
     """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import trainer
+    from . import runs, trainer
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
@@ -152,13 +165,13 @@ def _printer():
             console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s)")
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
-        elif isinstance(e, trainer.Cancelled) and e.run.status.get("message", "").startswith("pruned"):
-            console.print(f"{e.run.status['message']}: {e.run.path}")
+        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+            console.print(f"{e.run.status.message}: {e.run.path}")
         elif isinstance(e, trainer.Cancelled):
-            best = e.run.status.get("best_epoch")
-            console.print(f"stopped: the best model (epoch {best}) is kept in {e.run.path}" if best else
-                          "stopped before an epoch ended: no model was saved yet")
-            if e.run.status.get("epochs_done"):
+            saved = (e.run.path / runs.CHECKPOINT).exists()
+            console.print(f"stopped: the best model (epoch {e.run.status.best_epoch}) is kept in {e.run.path}" if saved
+                          else f"stopped before an epoch ended: no model was saved yet ({e.run.path})")
+            if e.run.status.epochs_done:
                 console.print(f"`phonetui resume {e.run.path}` continues it")
 
     with bar:
@@ -167,17 +180,36 @@ def _printer():
 
 def _train(start, dataset, export: bool) -> int:
     """Run start(listen) -> Run with the printer, then report it (and export its CSV if asked)."""
+    from . import runs
     from .predict import predict
 
     with _printer() as listen:
         run = start(listen)
-    best = run.status.get("best_val_acc")
-    console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {run.status['best_epoch']})" if best else ""))
-    if run.status.get("message", "").startswith("stopped early"):
-        console.print(run.status["message"])
-    if export and (run.path / "best.pt").exists():
+    best, at = run.status.best_val_acc, run.status.best_epoch
+    console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
+    if run.status.message.startswith("stopped early"):
+        console.print(run.status.message)
+    if export and (run.path / runs.CHECKPOINT).exists():
         _report(predict(run, dataset, device=run.config.training.device))
-    return 130 if run.status["status"] == "stopped" else 0
+    return 130 if run.status.status == "stopped" else 0
+
+
+@contextmanager
+def _signals_stop():
+    """SIGTERM and SIGHUP stop a command as Ctrl+C does (a KeyboardInterrupt: a training ends `stopped`,
+    temp files are removed); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def stop(signum: int, frame) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -263,8 +295,8 @@ def _leaderboard(s) -> None:
     table = Table("rank", "run", *s.grid, "best val acc", "test acc", "status", box=None)
     table.columns[1].no_wrap = True
     for rank, (trial, run) in enumerate(sweep.leaderboard(s), 1):
-        best = run.status.get("best_val_acc") if run else None
-        test = run.status.get("test_acc") if run else None
+        best = run.status.best_val_acc if run else None
+        test = run.test_acc if run else None
         table.add_row(str(rank), trial.run or "-", *(str(trial.values[k]) for k in s.grid),
                       "-" if best is None else f"{best:.4f}", "-" if test is None else f"{test:.4f}",
                       run.state if run else "not run")
@@ -281,8 +313,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import runs
     from .predict import predict
 
+    _, reason = check_value(TRAIN_RULES, "device", args.device)
+    if reason:
+        raise PhonetuiError(f"--device {args.device}: {reason}")
     run = runs.open_run(args.run_dir)
-    data_dir = getattr(args, "data", None) or Path(run.record.get("data", ""))
+    data_dir = _data_of(run, args)
     _report(predict(run, load_data(data_dir), args.out, args.device))
     return 0
 
@@ -301,11 +336,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.show is not None:
         return _show(runs.open_run(args.show))
     table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
+    damaged = []
     for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
-        t, best = r.config.training, r.status.get("best_val_acc")
-        table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.get('epochs_done', 0)}/{t.epochs}",
+        if isinstance(r, runs.DamagedRun):
+            table.add_row(r.id, "-", "-", "-", "-", "-", r.state)
+            damaged.append(f"{r.path}: damaged: {r.reason}")
+            continue
+        t, best = r.config.training, r.status.best_val_acc
+        table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.epochs_done}/{t.epochs}",
                       "-" if best is None else f"{best:.4f}", r.state)
     console.print(table)
+    for line in damaged:
+        console.print(line)
     return 0
 
 
@@ -316,9 +358,9 @@ def _show(run) -> int:
     phones, pairs = diagnostics.read(run)
     if not phones:
         raise PhonetuiError(f"{run.path}: no per-phone diagnostics yet (they come with the first validated best model)")
-    best = run.status.get("best_val_acc")
+    best = run.status.best_val_acc
     console.print(f"{run.id} · preset {run.config.preset} · best val acc "
-                  f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.get('best_epoch')}")
+                  f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.best_epoch}")
     table = Table("phone", "val frames", "accuracy", box=None)
     for p in sorted(phones, key=lambda p: (p.accuracy is None, p.accuracy or 0)):
         table.add_row(p.phone, f"{p.frames:,}", "-" if p.accuracy is None else f"{p.accuracy:.3f}")
@@ -336,7 +378,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         if args.utterances is not None or args.test_utterances is not None:
             raise PhonetuiError("demo-data: --utterances and --test-utterances are for speech; --simulated takes rows")
         rows = (args.train_rows or data.DEMO_TRAIN_ROWS, args.test_rows or data.DEMO_TEST_ROWS)
-        out = data.make_demo(args.out, *rows, args.seed)
+        out = data.make_demo(args.out, *rows, args.seed, args.force)
         console.print(f"wrote simulated demo data to {out} ({rows[0]:,} train + {rows[1]:,} test rows, seed {args.seed})")
         return 0
     if args.train_rows is not None or args.test_rows is not None:
@@ -345,7 +387,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
     sizes = (args.utterances or data.DEMO_UTTERANCES, args.test_utterances or data.DEMO_TEST_UTTERANCES)
     with _synthesis_bar() as progress:
-        summary = data.make_speech_demo(args.out, *sizes, args.seed, progress)
+        summary = data.make_speech_demo(args.out, *sizes, args.seed, progress, args.force)
     console.print(f"wrote speech demo data to {args.out}: {speech.describe(summary)}, seed {args.seed}")
     return 0
 
@@ -357,16 +399,19 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume, "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs,
-            "demo-data": cmd_demo_data, None: cmd_tui}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,
+            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except PhonetuiError as e:
-        print(f"phonetui: error: {e}", file=sys.stderr)
+        if args.command is None:
+            return cmd_tui(args)
+        with _signals_stop():
+            return COMMANDS[args.command](args)
+    except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
+        print(f"phonetui: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("phonetui: interrupted", file=sys.stderr)

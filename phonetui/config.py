@@ -22,7 +22,8 @@ ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 MODEL_KINDS = ("mlp", "tagger")
@@ -142,11 +143,11 @@ def _in(options: tuple[str, ...]) -> _Rule:
 TRAIN_RULES: dict[str, _Rule] = {
     "lr": _Rule(float, lambda v: 0 < v < 10, "must be > 0 (and < 10)"),
     "batch_size": _Rule(int, lambda v: v >= 1, "must be an integer >= 1"),
-    "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer >= 1"),
+    "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer from 1 to 100000"),
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "smooth": _Rule(int, lambda v: 1 <= v <= 99 and v % 2 == 1, "must be an odd integer from 1 to 99"),
-    "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer >= 0 (0: off)"),
-    "seed": _Rule(int, lambda v: v >= 0, "must be an integer >= 0"),
+    "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer from 0 (off) to 100000"),
+    "seed": _Rule(int, lambda v: 0 <= v < 2**63, "must be an integer from 0 to 2**63 - 1"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "precision": _in(PRECISIONS),
     "optimizer": _in(OPTIMIZERS),
@@ -157,7 +158,7 @@ TRAIN_RULES: dict[str, _Rule] = {
 MODEL_RULES: dict[str, _Rule] = {
     "kind": _in(MODEL_KINDS),
     "hidden": _Rule(list, lambda v: len(v) >= 1 and all(type(h) is int and 1 <= h <= 65536 for h in v),
-                    "must be a non-empty list of layer sizes (integers >= 1)"),
+                    "must be a non-empty list of layer sizes (integers from 1 to 65536)"),
     "activation": _in(ACTIVATIONS),
     "batchnorm": _Rule(bool, lambda v: True, "must be true or false"),
     "dropout": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
@@ -259,8 +260,9 @@ def from_dict(d: dict[str, Any], where: str) -> RunConfig:
         if not isinstance(d.get(table, {}), dict):
             raise PhonetuiError(f"{where}: '{table}' must be a table")
     name = d.get("name", d.get("preset", ""))
-    if not isinstance(name, str) or not name:
-        raise PhonetuiError(f"{where}: 'name' must be a non-empty string")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise PhonetuiError(f"{where}: name = {str(name)[:40]!r}: must be 1 to 64 letters, digits, '.', '_' or '-', "
+                            "starting with a letter or digit (it names run folders)")
     return RunConfig(
         preset=name,
         description=str(d.get("description", "")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 import torch
@@ -73,3 +74,22 @@ def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
     for lo in range(0, len(host), 1 << 18):
         out[lo:lo + (1 << 18)].copy_(host[lo:lo + (1 << 18)])
     return out
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for training on the device (CPU: MemAvailable), or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None

@@ -14,7 +14,8 @@ import numpy as np
 
 from .config import PHONES
 from .errors import PhonetuiError
-from .runs import Run, write_text
+from .fileio import read_text, write_text
+from .runs import Run
 
 PER_PHONE, CONFUSIONS = "per_phone.csv", "confusions.csv"
 TOP_PAIRS = 20
@@ -62,15 +63,14 @@ def write(run: Run, confusion: np.ndarray) -> None:
 
 def read(run: Run) -> tuple[list[PhoneScore], list[Confusion]]:
     """Both files read back (empty lists before the first validated epoch)."""
-    if not (run.path / PER_PHONE).is_file():
+    if not (run.path / PER_PHONE).exists():
         return [], []
+    phone_rows = csv.DictReader(io.StringIO(read_text(run.path / PER_PHONE)))
+    pair_rows = csv.DictReader(io.StringIO(read_text(run.path / CONFUSIONS)))
     try:
-        with open(run.path / PER_PHONE, newline="") as f:
-            phones = [PhoneScore(r["phone"], int(r["frames"]), float(r["accuracy"]) if r["accuracy"] else None)
-                      for r in csv.DictReader(f)]
-        with open(run.path / CONFUSIONS, newline="") as f:
-            pairs = [Confusion(r["true"], r["predicted"], int(r["frames"]), float(r["share"]))
-                     for r in csv.DictReader(f)]
-    except (OSError, KeyError, ValueError, TypeError) as e:
+        phones = [PhoneScore(r["phone"], int(r["frames"]), float(r["accuracy"]) if r["accuracy"] else None)
+                  for r in phone_rows]
+        pairs = [Confusion(r["true"], r["predicted"], int(r["frames"]), float(r["share"])) for r in pair_rows]
+    except (KeyError, ValueError, TypeError) as e:
         raise PhonetuiError(f"{run.path}: malformed diagnostics ({e})") from None
     return phones, pairs

@@ -11,6 +11,7 @@ from . import batches, checkpoint, runs
 from .data import TEST_X, TimitData, utterances
 from .device import keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError
+from .fileio import atomic_write, failed
 from .evaluation import posteriors, smooth
 from .runs import Run
 
@@ -24,7 +25,7 @@ class Prediction:
 
 def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto") -> Prediction:
     """Classify every test row (taggers utterance by utterance), smooth as the run does, write the
-    CSV in row order atomically and note it in the run's status. Matmuls follow the run's precision."""
+    CSV in row order atomically and note it in the run's prediction record. Matmuls follow the run's precision."""
     dev = resolve_device(device)
     keep_freed_memory()
     model, cfg, width = checkpoint.load(run, dev)
@@ -40,9 +41,9 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     table = np.column_stack([np.arange(len(pred)), pred])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write(out, lambda tmp: np.savetxt(tmp, table, fmt="%d", delimiter=",", header="Id,Class", comments=""))
     except OSError as e:
-        raise PhonetuiError(f"{out}: cannot write the CSV ({e.strerror})") from None
+        raise failed(out.parent, "make the folder", e) from None
+    atomic_write(out, lambda tmp: np.savetxt(tmp, table, fmt="%d", delimiter=",", header="Id,Class", comments=""))
     acc = float((pred == data.test_y).mean()) if data.test_y is not None else None
-    run.update_status(prediction=str(out.resolve()), **({"test_acc": acc} if acc is not None else {}))
+    runs.record_prediction(run, out, acc)
     return Prediction(out, len(pred), acc)

@@ -49,6 +49,7 @@ from pathlib import Path
 
 from .config import RunConfig, from_dict
 from .errors import PhonetuiError
+from .fileio import failed, read_text
 
 
 def builtin_dir() -> Path:
@@ -60,10 +61,7 @@ def builtin_dir() -> Path:
 def load_file(path: Path) -> RunConfig:
     """One preset file, checked; any problem raises PhonetuiError naming the file (and key)."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise PhonetuiError(f"{path}: cannot read preset ({e.strerror})") from None
+        data = tomllib.loads(read_text(path, "preset"))
     except tomllib.TOMLDecodeError as e:
         raise PhonetuiError(f"{path}: not valid TOML ({e})") from None
     if "name" not in data:
@@ -78,11 +76,15 @@ def load_all(extra_dirs: list[Path] | None = None) -> dict[str, RunConfig]:
     seen: set[Path] = set()
     for d in dirs:
         if d in (extra_dirs or []) and not d.is_dir():
-            raise PhonetuiError(f"{d}: presets folder not found")
+            raise PhonetuiError(f"{d}: presets folder not found" if not d.exists() else f"{d}: not a folder")
         if not d.is_dir() or d.resolve() in seen:
             continue
         seen.add(d.resolve())
-        for path in sorted(d.glob("*.toml")):
+        try:
+            paths = sorted(d.glob("*.toml"))
+        except OSError as e:
+            raise failed(d, "list the presets folder", e) from None
+        for path in paths:
             preset = load_file(path)
             presets[preset.preset] = preset
     return presets

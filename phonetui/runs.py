@@ -1,35 +1,106 @@
 """The run store: one folder per run under `runs/`, every file written atomically.
 
-    runs/<id>/config.toml     the resolved RunConfig plus a [run] table (data, device, versions)
-    runs/<id>/status.json     status (running/finished/stopped/failed), best epoch and accuracy
-    runs/<id>/metrics.csv     epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
-    runs/<id>/per_phone.csv   per-class val accuracy of best.pt; confusions.csv its most confused pairs
-    runs/<id>/best.pt         {"model": ModelConfig dict, "input_dim", "state_dict", ...}
-    runs/<id>/last.pt         the state at the end of the last epoch (model, optimizer, RNG): resume
-    runs/<id>/prediction.csv  Id,Class once exported
+    runs/<id>/config.toml      the resolved RunConfig plus a [run] table (data, device, versions)
+    runs/<id>/status.json      RunStatus: written only by the training process, which holds run.lock
+    runs/<id>/run.lock         flock-ed by the training process while it lives (a reused pid cannot fake it)
+    runs/<id>/metrics.csv      epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
+    runs/<id>/per_phone.csv    per-class val accuracy of best.pt; confusions.csv its most confused pairs
+    runs/<id>/best.pt          {"model": ModelConfig dict, "input_dim", "state_dict", ...}
+    runs/<id>/last.pt          the state at the end of the last epoch (model, optimizer, RNG): resume
+    runs/<id>/prediction.csv   Id,Class once exported; prediction.json records it (PredictionRecord)
+
+A run folder is made whole in a hidden temp folder beside it and renamed into place, so a folder
+that looks like a run always has its config, status and lock. One that cannot be read back is
+listed as a DamagedRun with the reason.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
 import shutil
-import tempfile
 import time
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 
 from .config import RunConfig, from_dict
 from .errors import PhonetuiError
+from .fileio import FILE_MODE, failed, read_text, write_text
 
-CONFIG, STATUS, METRICS, CHECKPOINT, PREDICTION = "config.toml", "status.json", "metrics.csv", "best.pt", "prediction.csv"
-LAST = "last.pt"
+CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metrics.csv"
+CHECKPOINT, LAST = "best.pt", "last.pt"
+PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
+STATES = ("running", "finished", "stopped", "failed")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _typed(data: dict[str, Any], types: dict[str, tuple[type, ...]], where: Path) -> dict[str, Any]:
+    """`data` checked against {key: accepted types} (bool is never an int here); unknown keys dropped."""
+    if not isinstance(data, dict):
+        raise PhonetuiError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    out = {}
+    for key, kinds in types.items():
+        if key not in data:
+            continue
+        v = data[key]
+        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
+            raise PhonetuiError(f"{where}: '{key}' = {json.dumps(v)[:40]} has the wrong type")
+        out[key] = float(v) if float in kinds and isinstance(v, int) else v
+    return out
+
+
+@dataclass
+class RunStatus:
+    """What status.json holds; `status` is one of STATES."""
+
+    status: str = "running"
+    pid: int = 0
+    epochs_done: int = 0
+    best_epoch: int | None = None
+    best_val_acc: float | None = None
+    started: str = ""
+    ended: str = ""
+    message: str = ""
+
+    @classmethod
+    def parse(cls, data: Any, where: Path) -> RunStatus:
+        """A checked RunStatus from JSON data; the wrong shape or types raise PhonetuiError naming the key."""
+        types: dict[str, tuple[type, ...]] = {"status": (str,), "pid": (int,), "epochs_done": (int,),
+                                              "best_epoch": (int, type(None)), "best_val_acc": (float, int, type(None)),
+                                              "started": (str,), "ended": (str,), "message": (str,)}
+        values = _typed(data, types, where)
+        if "status" not in values:
+            raise PhonetuiError(f"{where}: no 'status'")
+        if values["status"] not in STATES:
+            raise PhonetuiError(f"{where}: unknown status {values['status']!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """The last test-set prediction of a run: the CSV written, test accuracy (with labels), when."""
+
+    path: str
+    test_acc: float | None = None
+    written: str = ""
+
+    @classmethod
+    def parse(cls, data: Any, where: Path) -> PredictionRecord:
+        values = _typed(data, {"path": (str,), "test_acc": (float, int, type(None)), "written": (str,)}, where)
+        if "path" not in values:
+            raise PhonetuiError(f"{where}: no 'path'")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -46,40 +117,36 @@ class EpochMetrics:
     val_acc_raw: float | None = None  # without smoothing, when the run smooths (training.smooth > 1)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temp file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _lock_held(path: Path) -> bool:
+    """Whether some process holds the run's lock (a shared try-lock fails while the trainer holds it)."""
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(path / LOCK, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
         return True
-    return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 @dataclass
 class Run:
-    """A run folder: its config, its record and its status."""
+    """A run folder: its config, its record, its status and its last prediction.
+
+    The Run that runs.create returns holds the run's lock and is the only one that writes its
+    status (write_status); every other copy reads."""
 
     path: Path
     config: RunConfig
     record: dict[str, Any]
-    status: dict[str, Any]
+    status: RunStatus
+    prediction: PredictionRecord | None = None
+    _lock: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -88,14 +155,47 @@ class Run:
     @property
     def state(self) -> str:
         """finished / stopped / failed / running, or interrupted for a running run whose process is gone."""
-        s = self.status.get("status", "unknown")
-        if s == "running" and not _pid_alive(int(self.status.get("pid", 0))):
+        if self.status.status == "running" and self._lock is None and not _lock_held(self.path):
             return "interrupted"
-        return s
+        return self.status.status
 
-    def update_status(self, **changes: Any) -> None:
-        self.status.update(changes)
-        write_text(self.path / STATUS, json.dumps(self.status, indent=1) + "\n")
+    @property
+    def test_acc(self) -> float | None:
+        """The last prediction's test accuracy (None before one, or without test labels)."""
+        return self.prediction.test_acc if self.prediction else None
+
+    def write_status(self, **changes: Any) -> None:
+        """Change and write status.json; only the training process (the lock holder) may."""
+        if self._lock is None:
+            raise RuntimeError(f"{self.path}: only the training process writes {STATUS}")
+        for key, value in changes.items():
+            setattr(self.status, key, value)
+        write_text(self.path / STATUS, json.dumps(asdict(self.status), indent=1) + "\n")
+
+    def acquire(self) -> None:
+        """Become the run's writer (to resume it): take its lock and re-read its status; refused while
+        another process holds the lock."""
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as e:
+            raise failed(self.path / LOCK, "open", e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.status = RunStatus.parse(json.loads(read_text(self.path / STATUS)), self.path / STATUS)
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, BlockingIOError):
+                raise PhonetuiError(f"{self.path}: still training (its process holds {LOCK})") from None
+            if isinstance(e, json.JSONDecodeError):
+                raise PhonetuiError(f"{self.path / STATUS}: not valid JSON ({e})") from None
+            raise
+        self._lock = fd
+
+    def release(self) -> None:
+        """End the training process's hold on the run (after its last status write)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def write_metrics(self, rows: list[EpochMetrics]) -> None:
         out = io.StringIO()
@@ -108,73 +208,135 @@ class Run:
     def metrics(self) -> list[EpochMetrics]:
         """The epochs recorded so far (empty before the first epoch ends)."""
         path = self.path / METRICS
-        if not path.is_file():
+        if not path.exists():
             return []
         try:
-            with open(path, newline="") as f:
-                return [EpochMetrics(int(r["epoch"]), float(r["train_acc"]), float(r["train_loss"]),
-                                     float(r["val_acc"]) if r["val_acc"] else None,
-                                     float(r["val_loss"]) if r["val_loss"] else None,
-                                     float(r["lr"]), float(r["seconds"]),
-                                     float(r["val_acc_raw"]) if r.get("val_acc_raw") else None)
-                        for r in csv.DictReader(f)]
+            return [EpochMetrics(int(r["epoch"]), float(r["train_acc"]), float(r["train_loss"]),
+                                 float(r["val_acc"]) if r["val_acc"] else None,
+                                 float(r["val_loss"]) if r["val_loss"] else None,
+                                 float(r["lr"]), float(r["seconds"]),
+                                 float(r["val_acc_raw"]) if r.get("val_acc_raw") else None)
+                    for r in csv.DictReader(io.StringIO(read_text(path)))]
         except (KeyError, ValueError, TypeError) as e:
             raise PhonetuiError(f"{path}: malformed metrics ({e})") from None
 
 
+@dataclass(frozen=True)
+class DamagedRun:
+    """A folder that looks like a run but cannot be read back; `reason` says why."""
+
+    path: Path
+    reason: str
+    state = "damaged"
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+
+def record_prediction(run: Run, csv_path: Path, test_acc: float | None) -> PredictionRecord:
+    """Note a written prediction in the run's own prediction.json (never in status.json, which the
+    training process may be writing at the same time)."""
+    rec = PredictionRecord(str(csv_path.resolve()), test_acc, _now())
+    write_text(run.path / PREDICTION_RECORD, json.dumps(asdict(rec), indent=1) + "\n")
+    run.prediction = rec
+    return rec
+
+
 def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
-    """A new run folder named <date>-<time>-<preset>, with its config written and status 'running'."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    """A new run folder named <date>-<time>-<preset>, status 'running', its lock held by this process.
+
+    Made whole in a hidden temp folder and renamed into place; on any failure nothing is left."""
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.preset}"
+    tmp = runs_dir / f".new-{base}-{os.getpid()}"
+    status = RunStatus(pid=os.getpid(), started=record.get("started", ""))
+    lock = None
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        lock = os.open(tmp / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        write_text(tmp / CONFIG, tomli_w.dumps(config.to_dict() | {"run": record}))
+        write_text(tmp / STATUS, json.dumps(asdict(status), indent=1) + "\n")
+        path = _move_into_place(tmp, runs_dir, base)
+    except OSError as e:
+        raise failed(Path(e.filename or runs_dir), "make a run folder", e) from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            if lock is not None:
+                os.close(lock)
+    return Run(path, config, record, status, None, lock)
+
+
+def _move_into_place(tmp: Path, runs_dir: Path, base: str) -> Path:
+    """Rename the finished temp folder to `base`, or `base-2`, `base-3`... when taken."""
     for n in range(1, 1000):
-        path = runs_dir / (f"{stamp}-{config.preset}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
+        path = runs_dir / (base + (f"-{n}" if n > 1 else ""))
+        if path.exists():
             continue
-    else:
-        raise PhonetuiError(f"{runs_dir}: cannot make a new run folder")
-    run = Run(path, config, record, {})
-    write_text(path / CONFIG, tomli_w.dumps(config.to_dict() | {"run": record}))
-    run.update_status(status="running", pid=os.getpid(), started=record.get("started", ""),
-                      epochs_done=0, best_epoch=None, best_val_acc=None, message="")
-    return run
+        try:
+            tmp.rename(path)  # fails if another process took the name meanwhile (its folder is not empty)
+            return path
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise PhonetuiError(f"{runs_dir}: cannot make a new run folder (too many named {base})")
 
 
 def open_run(path: Path) -> Run:
-    """A run folder read back; one that is not a run raises PhonetuiError naming what is missing."""
+    """A run folder read back; one that is not a run, or is damaged, raises PhonetuiError saying why."""
     if not path.is_dir():
-        raise PhonetuiError(f"{path}: run folder not found")
-    for name in (CONFIG, STATUS):
-        if not (path / name).is_file():
-            raise PhonetuiError(f"{path}: not a run folder (no {name})")
+        raise PhonetuiError(f"{path}: run folder not found" if not path.exists() else f"{path}: not a folder")
+    if not (path / CONFIG).exists() and not (path / STATUS).exists():
+        raise PhonetuiError(f"{path}: not a run folder (no {CONFIG} or {STATUS})")
     try:
-        with open(path / CONFIG, "rb") as f:
-            data = tomllib.load(f)
-        status = json.loads((path / STATUS).read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PhonetuiError(f"{path}: damaged run record ({e})") from None
+        data = tomllib.loads(read_text(path / CONFIG))
+        status = RunStatus.parse(json.loads(read_text(path / STATUS)), path / STATUS)
+    except tomllib.TOMLDecodeError as e:
+        raise PhonetuiError(f"{path / CONFIG}: not valid TOML ({e})") from None
+    except json.JSONDecodeError as e:
+        raise PhonetuiError(f"{path / STATUS}: not valid JSON ({e})") from None
     record = data.pop("run", {})
-    return Run(path, from_dict(data, str(path / CONFIG)), record, status)
-
-
-def list_runs(runs_dir: Path) -> list[Run]:
-    """Every run under runs_dir, newest first; folders that are not runs are skipped."""
-    if not runs_dir.is_dir():
-        return []
-    runs = []
-    for p in sorted(runs_dir.iterdir(), reverse=True):
+    if not isinstance(record, dict):
+        raise PhonetuiError(f"{path / CONFIG}: 'run' must be a table")
+    config = from_dict(data, str(path / CONFIG))
+    prediction = None
+    if (path / PREDICTION_RECORD).exists():
+        raw = read_text(path / PREDICTION_RECORD)
         try:
+            prediction = PredictionRecord.parse(json.loads(raw), path / PREDICTION_RECORD)
+        except json.JSONDecodeError as e:
+            raise PhonetuiError(f"{path / PREDICTION_RECORD}: not valid JSON ({e})") from None
+    return Run(path, config, record, status, prediction)
+
+
+def list_runs(runs_dir: Path) -> list[Run | DamagedRun]:
+    """Every run under runs_dir, newest first: readable ones as Run, the others as DamagedRun.
+    Folders without a config or status (and hidden ones, such as runs being made) are skipped."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise PhonetuiError(f"{runs_dir}: not a folder")
+    try:
+        entries = sorted(runs_dir.iterdir(), reverse=True) if runs_dir.exists() else []
+    except OSError as e:
+        raise failed(runs_dir, "list the runs folder", e) from None
+    runs: list[Run | DamagedRun] = []
+    for p in entries:
+        try:
+            if p.name.startswith(".") or not p.is_dir() or not any((p / n).exists() for n in (CONFIG, STATUS)):
+                continue
             runs.append(open_run(p))
-        except PhonetuiError:
-            continue
+        except PhonetuiError as e:
+            runs.append(DamagedRun(p, str(e).removeprefix(f"{p}/").removeprefix(f"{p}: ")))
+        except OSError as e:
+            runs.append(DamagedRun(p, f"cannot read ({e.strerror})"))
     return runs
 
 
-def delete(run: Run) -> None:
+def delete(run: Run | DamagedRun) -> None:
     """Remove a run folder and everything in it; refused while its training is alive."""
-    if run.state == "running":
+    if run.state == "running" or _lock_held(run.path):
         raise PhonetuiError(f"{run.path}: still training (stop it first)")
     try:
         shutil.rmtree(run.path)

@@ -130,8 +130,8 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
         if pruned.is_set() and not cancel.is_set():
             raise optuna.TrialPruned()
         if run.state != "finished":
-            raise _Stopped(run.status.get("message", "stopped"))
-        best = run.status.get("best_val_acc")
+            raise _Stopped(run.status.message or "stopped")
+        best = run.status.best_val_acc
         return best if best is not None else float("nan")
 
     try:

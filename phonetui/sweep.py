@@ -135,7 +135,7 @@ def leaderboard(sweep: Sweep) -> list[tuple[Trial, Any]]:
         except PhonetuiError:
             run = None
         rows.append((t, run))
-    return sorted(rows, key=lambda r: -(r[1].status.get("best_val_acc") or -1.0) if r[1] else 2.0)
+    return sorted(rows, key=lambda r: -(r[1].status.best_val_acc or -1.0) if r[1] else 2.0)
 
 
 def track(sweep: Sweep, trial: Trial, listen=lambda e: None):

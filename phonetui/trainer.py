@@ -4,7 +4,8 @@ Batches (phonetui.batches: rows for frame models, whole utterances for taggers) 
 tensors that already live on the training device (the GPU when the data fits; on the CPU the
 memory-mapped file), so there is no per-sample Dataset or DataLoader. Metrics accumulate on the
 device and are read once per epoch; the best model is saved with its per-phone diagnostics.
-`cancel` is checked between batches; Ctrl+C does the same; either way the best model stays saved.
+`cancel` is checked between batches; Ctrl+C (and, from the CLI, SIGTERM or SIGHUP) does the same;
+either way the best model stays saved.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from . import __version__, batches, checkpoint, diagnostics, models, runs
 from .config import RunConfig, fit_problems
 from .data import TEST_X, TRAIN_X, TimitData, utterances
-from .device import keep_freed_memory, resolve_device, use_bf16
+from .device import free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
 from .runs import EpochMetrics, Run
@@ -148,6 +149,7 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     t = cfg.training
     device = resolve_device(t.device)
     n_train, n_val = _check(cfg, data)
+    _check_fits_memory(cfg, data.width, device)
     bf16 = use_bf16(t.precision, device, t.batch_size)
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
               "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,
@@ -172,7 +174,13 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
         raise PhonetuiError(f"{data.path}: not the data {run.id} trained on ({n_train:,} train / {n_val:,} val rows "
                             f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
     device = resolve_device(cfg.training.device)
-    run.update_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
+    _check_fits_memory(cfg, data.width, device)
+    run.acquire()
+    try:
+        run.write_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
+    except BaseException:
+        run.release()
+        raise
     return _run(cfg, data, run, device, bool(run.record.get("bf16_autocast")), n_train, n_val, listen,
                 cancel or threading.Event(), fast, state)
 
@@ -181,22 +189,39 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
          listen: Listener, cancel: threading.Event, fast: FastPaths, state: dict | None) -> Run:
     """The loop, with every way it can end recorded in the run's status."""
     keep_freed_memory()
-    listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
     try:
+        listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
-    except (_Stop, KeyboardInterrupt):
-        run.update_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
-                          message=getattr(cancel, "reason", None) or "stopped by the user")
+        run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
+    except (_Stop, KeyboardInterrupt) as e:
+        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                         message=getattr(cancel, "reason", None) or str(e) or "stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
         message = one_line(e)
-        run.update_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
+        try:
+            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
+        except PhonetuiError:
+            pass  # the disk is full: with the lock released the run shows as interrupted
         listen(Failed(run, message))
         raise PhonetuiError(message) from e
-    run.update_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
+    finally:
+        run.release()
     listen(Finished(run))
     return run
+
+
+TRAIN_BYTES_PER_PARAM = 16  # fp32 weights, gradients and Adam's two moments
+
+
+def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None:
+    """Refuse, before allocating, a model whose weights and optimizer state alone exceed free memory."""
+    params = cfg.model.param_count(width)
+    need, free = params * TRAIN_BYTES_PER_PARAM, free_memory(device)
+    if free is not None and need > free:
+        raise PhonetuiError(f"model {cfg.model.summary()} ({params:,} parameters) needs {need / 2**30:,.1f} GiB "
+                            f"for weights, gradients and Adam state, but {device} has {free / 2**30:,.1f} GiB free")
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int,
@@ -274,10 +299,10 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))
         since_best = 0 if improved else since_best + 1
-        run.update_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
+        run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
         checkpoint.save_state(run, {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                                     "batch_rng": gen.get_state(), "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
-            run.update_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
+            run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
             return

@@ -48,10 +48,13 @@ def demo(demo_dir: Path) -> data.TimitData:
     return data.load(demo_dir)
 
 
+TINY = RunConfig("tiny", "test", ModelConfig(hidden=(128, 64), activation="relu", batchnorm=True),
+                 TrainConfig(lr=3e-3, batch_size=128, epochs=3, val_ratio=0.2, device="cpu", precision="fp32"))
+
+
 @pytest.fixture
 def tiny() -> RunConfig:
-    return RunConfig("tiny", "test", ModelConfig(hidden=(128, 64), activation="relu", batchnorm=True),
-                     TrainConfig(lr=3e-3, batch_size=128, epochs=3, val_ratio=0.2, device="cpu", precision="fp32"))
+    return TINY
 
 
 @pytest.fixture

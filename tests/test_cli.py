@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from phonetui import runs
@@ -62,22 +64,6 @@ def test_bad_data_file_names_it(tmp_path, capsys):
     assert f"{tmp_path / 'train_label_11.npy'}: label 'x' at row 0 is not an integer" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(demo_dir, presets_dir, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets",
-                             str(presets_dir), "--preset", "tiny", "--epochs", "1000", "--runs", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("*/best.pt")) and time.time() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "stopped: the best model (epoch " in out and "Traceback" not in err
-    assert "`phonetui resume " in out
-    (run,) = runs.list_runs(tmp_path)
-    assert run.state == "stopped" and (run.path / "best.pt").is_file() and run.status["best_epoch"] >= 1
-
-
 def test_core_never_imports_textual():
     code = ("import sys, phonetui.cli, phonetui.trainer, phonetui.predict, phonetui.data, phonetui.runs, "
             "phonetui.presets, phonetui.models, phonetui.data.simulated, phonetui.data.speech; "
@@ -103,11 +89,123 @@ def test_demo_data_command_writes_a_marked_loadable_set(tmp_path, capsys):
     assert "--utterances and --test-utterances are for speech" in capsys.readouterr().err
 
 
-def test_demo_data_never_overwrites_real_data(tmp_path, capsys):
+def test_demo_data_never_overwrites_real_data_unless_forced(tmp_path, capsys):
     from phonetui import data
 
     real = write_set(tmp_path / "real")
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / data.TEST_Y, np.zeros(3, np.int64))
     before = (real / data.TRAIN_X).read_bytes()
-    assert main(["demo-data", "--simulated", "--out", str(real), "--train-rows", "200", "--test-rows", "20"]) == 2
-    assert "not a phonetui demo set" in capsys.readouterr().err
-    assert (real / data.TRAIN_X).read_bytes() == before
+    for out in (real, tmp_path / "labels"):
+        assert main(["demo-data", "--simulated", "--out", str(out), "--train-rows", "200", "--test-rows", "20"]) == 2
+        assert "not a phonetui demo set" in capsys.readouterr().err
+    assert (real / data.TRAIN_X).read_bytes() == before and (tmp_path / "labels" / data.TEST_Y).exists()
+    assert main(["demo-data", "--simulated", "--out", str(real), "--train-rows", "200", "--test-rows", "20",
+                 "--force"]) == 0
+    assert data.load(real).demo == "simulated"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir, presets_dir, tmp_path, sig):
+    proc = subprocess.Popen([sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets",
+                             str(presets_dir), "--preset", "tiny", "--epochs", "1000", "--runs", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("*/best.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    (run,) = runs.list_runs(tmp_path)
+    by = "the user" if sig == signal.SIGINT else sig.name
+    assert run.state == "stopped" and run.status.message == f"stopped by {by}" and run.status.best_epoch >= 1
+    assert (run.path / "best.pt").is_file()
+    assert "stopped: the best model (epoch " in out
+
+
+def test_stop_before_any_model_says_so(demo, presets_dir, tmp_path, monkeypatch, capsys):
+    from phonetui import trainer
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_loop", interrupted)
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--runs", str(tmp_path), "--predict"]) == 130
+    out = capsys.readouterr().out
+    assert "no model was saved yet" in out and "best model so far" not in out
+    assert runs.list_runs(tmp_path)[0].state == "stopped"
+
+
+def test_full_disk_while_saving_fails_the_run_in_one_line(demo, presets_dir, tmp_path, monkeypatch, capsys):
+    from phonetui import checkpoint
+
+    def full(state, tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_save", full)
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.strip().endswith("best.pt: cannot write (No space left on device)"), err
+    (run,) = runs.list_runs(tmp_path)
+    assert run.state == "failed" and run.status.message.endswith("No space left on device)")
+    assert [p.name for p in run.path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_full_disk_before_the_run_leaves_no_folder(demo, presets_dir, tmp_path, monkeypatch, capsys):
+    from phonetui import fileio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", full)
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--runs", str(tmp_path / "runs")]) == 2
+    assert "config.toml: cannot write (No space left on device)" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--seed", "9" * 23], ["--seed 999", "from 0 to 2**63 - 1"]),
+    (["train", "--epochs", "100001"], ["--epochs 100001", "from 1 to 100000"]),
+    (["train", "--runs", "{data}/train_11.npy"], ["train_11.npy", "cannot make a run folder"]),
+    (["train", "--data", "{data}/train_11.npy"], ["train_11.npy: not a folder"]),
+    (["runs", "--runs", "{data}/train_11.npy"], ["train_11.npy: not a folder"]),
+    (["predict", "{data}"], ["not a run folder (no config.toml or status.json)"]),
+    (["demo-data", "--simulated", "--out", "{data}/train_11.npy"], ["train_11.npy: not a folder"]),
+    (["demo-data", "--simulated", "--out", "{data}", "--train-rows", "9" * 20], ["at most 4,000,000 rows"]),
+    (["demo-data", "--out", "{data}", "--utterances", "9" * 12], ["at most 10,000 utterances"]),
+    (["demo-data", "--simulated", "--out", "{data}", "--seed", "-1"], ["--seed -1: must be an integer from 0"]),
+    (["train", "--device", "cuda:" + "9" * 20], ["must be auto, cpu, cuda, cuda:N or mps"]),
+    (["predict", "{data}", "--device", "weird"], ["--device weird: must be auto, cpu"]),
+])
+def test_more_bad_values_are_one_line(args, words, demo_dir, presets_dir, capsys):
+    args = [a.replace("{data}", str(demo_dir)) for a in args]
+    if args[0] == "train":
+        args += ["--presets", str(presets_dir), "--preset", "tiny"]
+        args += [] if "--data" in args else ["--data", str(demo_dir)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("phonetui: error: ") and all(w in err for w in words), err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(demo_dir, tmp_path, capsys):
+    (tmp_path / "huge.toml").write_text('name = "huge"\n[model]\nhidden = [65536, 65536, 65536]\n')
+    assert main(["train", "--data", str(demo_dir), "--presets", str(tmp_path), "--preset", "huge",
+                 "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "model 65536-65536-65536 sigmoid (8,620,802,087 parameters) needs 128.5 GiB" in err and " GiB free" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_damaged_runs_are_listed_beside_good_ones(tiny, tmp_path, capsys):
+    good, bad = runs.create(tmp_path, tiny, {}), runs.create(tmp_path, tiny, {})
+    good.write_status(status="finished")
+    good.release(), bad.release()
+    (bad.path / runs.STATUS).write_text("[]")
+    assert main(["runs", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "finished" in out and "damaged: status.json: expected a JSON object, got list" in out
+    assert main(["predict", str(bad.path)]) == 2
+    assert capsys.readouterr().err == f"phonetui: error: {bad.path / runs.STATUS}: expected a JSON object, got list\n"

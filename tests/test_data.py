@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +43,73 @@ def test_not_npy(tmp_path, name):
     fails(tmp_path, name, "not a .npy")
 
 
+@pytest.mark.parametrize("label, words", [
+    ("--1", ["'--1' at row 3", "not an integer"]), ("\u00b2", ["'\u00b2' at row 3", "not an integer"]),
+    ("1_0", ["'1_0'", "not an integer"]),
+    ("12345678901234567890123", ["12345678901234567890123 at row 3", "outside 0..38"]),
+    ("+39", ["39 at row 3", "outside 0..38"]),
+])
+def test_label_strings_are_parsed_strictly(tmp_path, label, words):
+    y = np.array(["5"] * 50, dtype="<U30")
+    y[3] = label
+    write_set(tmp_path, y=y)
+    fails(tmp_path, data.TRAIN_Y, *words)
+
+
+@pytest.mark.parametrize("y, shown", [(np.array([1.0] * 49 + [1e30]), "1e+30"),
+                                      (np.array([1] * 49 + [2**64 - 1], np.uint64), "18446744073709551615")])
+def test_huge_numeric_labels_are_shown_as_they_are(tmp_path, y, shown):
+    write_set(tmp_path, y=y)
+    fails(tmp_path, data.TRAIN_Y, f"label {shown} at row 49 is outside 0..38")
+
+
+def test_npz_renamed_to_npy_is_named(tmp_path):
+    write_set(tmp_path)
+    np.savez(tmp_path / "x.npz", x=np.zeros((50, 429), np.float32))
+    (tmp_path / "x.npz").rename(tmp_path / data.TRAIN_X)
+    fails(tmp_path, data.TRAIN_X, "a .npz archive, not a .npy array")
+
+
+@pytest.mark.parametrize("content, words", [(b"0,1\n", ["text", "not a .npy"]), (b"", ["an empty file"]),
+                                            (b"\x80\x04K\x01.", ["pickled data"]),
+                                            (b"\x93NUMPY\x01\x00", ["not a usable .npy array"])])
+def test_files_that_are_not_npy_say_what_they_are(tmp_path, content, words):
+    write_set(tmp_path)
+    (tmp_path / data.TEST_X).write_bytes(content)
+    fails(tmp_path, data.TEST_X, *words)
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
+def test_a_fifo_or_folder_is_not_a_regular_file(tmp_path, make):
+    write_set(tmp_path)
+    (tmp_path / data.TEST_X).unlink()
+    make(tmp_path / data.TEST_X)
+    fails(tmp_path, data.TEST_X, "not a regular file")
+
+
+def test_unreadable_folder_or_file_is_named(tmp_path, monkeypatch):
+    write_set(tmp_path)
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(files.os, "listdir", denied)
+        fails(tmp_path, f"{tmp_path}: cannot read the data folder (Permission denied)")
+    real_open = open
+
+    def no_read(path, *args, **kwargs):
+        if str(path).endswith(data.TRAIN_Y):
+            denied(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_read)
+    fails(tmp_path, f"{tmp_path / data.TRAIN_Y}: cannot read (Permission denied)")
+
+
 def test_pickled_objects_are_refused(tmp_path):
     write_set(tmp_path, y=np.array([object()] * 50))
-    fails(tmp_path, data.TRAIN_Y, "not a .npy")
+    fails(tmp_path, data.TRAIN_Y, "Python objects")
 
 
 def test_wrong_ndim(tmp_path):

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from phonetui import runs, trainer
+from phonetui import checkpoint, fileio, runs, trainer
 from phonetui.errors import PhonetuiError
-from phonetui import checkpoint
 from phonetui.predict import predict
+from tests.conftest import TINY
 
 
 @pytest.fixture
 def trained(tiny, demo, tmp_path):
     return trainer.train(tiny.with_training(epochs=2), demo, tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def one_epoch(demo, tmp_path_factory):
+    """A one-epoch run shared by the tests below (each puts back what it changes)."""
+    return trainer.train(TINY.with_training(epochs=1), demo, tmp_path_factory.mktemp("runs"))
 
 
 def test_csv_format_order_and_accuracy(trained, demo):
@@ -29,7 +37,7 @@ def test_csv_format_order_and_accuracy(trained, demo):
         expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
     assert (table[:, 1] == expected).all()
     assert p.test_acc == pytest.approx((expected == demo.test_y).mean())
-    assert runs.open_run(trained.path).status["test_acc"] == pytest.approx(p.test_acc)
+    assert runs.open_run(trained.path).prediction.test_acc == pytest.approx(p.test_acc)
 
 
 def test_out_path_and_no_labels(trained, demo, tmp_path):
@@ -44,10 +52,44 @@ def test_run_without_model_is_refused(trained, demo):
         predict(trained, demo)
 
 
-def test_damaged_checkpoint_is_one_line(trained, demo):
-    (trained.path / runs.CHECKPOINT).write_bytes(b"not a checkpoint")
-    with pytest.raises(PhonetuiError, match="damaged checkpoint"):
-        predict(trained, demo)
+@pytest.mark.parametrize("cut, reason", [(None, "damaged checkpoint (Weights only load failed)"), (0, "(empty file)"),
+                                         (1, "damaged checkpoint"), (3000, "damaged checkpoint"),
+                                         (-100, "damaged checkpoint")])
+def test_damaged_checkpoint_is_one_line(one_epoch, demo, cut, reason):
+    path = one_epoch.path / runs.CHECKPOINT
+    good = path.read_bytes()
+    path.write_bytes(b"not a checkpoint" if cut is None else good[:cut])
+    try:
+        with pytest.raises(PhonetuiError) as e:
+            predict(one_epoch, demo)
+        assert str(e.value).startswith(f"{path}: ") and reason in str(e.value) and "\n" not in str(e.value)
+    finally:
+        path.write_bytes(good)
+
+
+def test_a_checkpoint_that_is_not_a_file_is_named(one_epoch, demo):
+    path = one_epoch.path / runs.CHECKPOINT
+    good = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    try:
+        with pytest.raises(PhonetuiError, match=f"^{path}: not a regular file$"):
+            predict(one_epoch, demo)
+    finally:
+        path.unlink()
+        path.write_bytes(good)
+
+
+def test_prediction_never_rewrites_the_training_status(one_epoch, demo):
+    before = (one_epoch.path / runs.STATUS).read_bytes()
+    predict(one_epoch, demo)
+    assert (one_epoch.path / runs.STATUS).read_bytes() == before
+    assert runs.open_run(one_epoch.path).prediction.path == str((one_epoch.path / runs.PREDICTION).resolve())
+
+
+def test_csv_honours_the_umask(one_epoch, demo, tmp_path):
+    p = predict(one_epoch, demo, tmp_path / "shared.csv")
+    assert p.path.stat().st_mode & 0o777 == fileio.FILE_MODE
 
 
 def test_prediction_uses_the_runs_precision(tiny, demo, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -55,10 +57,16 @@ def test_user_folder_adds_and_overrides(tmp_path):
     ('name = "x"\n[model]\nbatchnorm = "yes"\n', ["model.batchnorm"]),
     ('description = "no name"\n', ["name"]),
     ('name = "x"\n[training\n', ["not valid TOML"]),
+    ('name = "a/b"\n', ["name = 'a/b'", "letters, digits"]),
+    ('name = ".."\n', ["name = '..'"]),
+    ('name = "x"\n[training]\nseed = -1\n', ["training.seed", "2**63 - 1"]),
+    ('name = "x"\n[training]\nepochs = 100001\n', ["training.epochs", "from 1 to 100000"]),
+    ('name = "x"\n[model]\nhidden = [65537]\n', ["model.hidden", "integers from 1 to 65536"]),
+    (b'name = "\xe9"\n', ["not UTF-8 text (byte 0xe9 at offset 8)"]),
 ])
 def test_bad_preset_names_file_and_key(tmp_path, text, words):
     path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(PhonetuiError) as e:
         presets.load_all([tmp_path])
     assert str(path) in str(e.value)
@@ -76,7 +84,7 @@ def test_unknown_preset_lists_known():
     ("batch_size", "64", True), ("batch_size", "0", False), ("batch_size", "6.5", False),
     ("epochs", "1", True), ("epochs", "0", False),
     ("val_ratio", "0", True), ("val_ratio", "0.99", True), ("val_ratio", "1", False), ("val_ratio", "-0.1", False),
-    ("seed", "7", True), ("seed", "-1", False),
+    ("seed", "7", True), ("seed", "-1", False), ("seed", str(2**63 - 1), True), ("seed", str(2**63), False),
     ("device", "cuda:1", True), ("device", "gpu", False),
     ("precision", "bf16", True), ("precision", "fp16", False),
 ])
@@ -92,3 +100,9 @@ def test_dropout_drops_p_and_rescales_in_training_only():
     assert set(out.unique().tolist()) == {0.0, 2.0} and abs((out == 0).float().mean().item() - 0.5) < 0.01
     assert torch.equal(d.eval()(x), x)
     assert any(isinstance(m, models.Dropout) for m in models.build(presets.load_all()["wide-deep"].model, 429))
+
+
+def test_a_preset_that_is_not_a_regular_file_is_named(tmp_path):
+    os.mkfifo(tmp_path / "fifo.toml")
+    with pytest.raises(PhonetuiError, match="fifo.toml: not a regular file"):
+        presets.load_all([tmp_path])

@@ -25,9 +25,9 @@ def _numbers(run: runs.Run) -> list[tuple]:
 def test_patience_stops_a_run_that_no_longer_improves(tiny, demo, tmp_path) -> None:
     cfg = tiny.with_training(epochs=50, lr=0.3, patience=2)  # a large lr: val acc stalls within a few epochs
     run = trainer.train(cfg, demo, tmp_path)
-    done = run.status["epochs_done"]
-    assert run.state == "finished" and done < 50 and done - run.status["best_epoch"] == 2
-    assert run.status["message"] == f"stopped early after epoch {done}: no val acc gain in 2 epochs"
+    done = run.status.epochs_done
+    assert run.state == "finished" and done < 50 and done - run.status.best_epoch == 2
+    assert run.status.message == f"stopped early after epoch {done}: no val acc gain in 2 epochs"
 
 
 def test_a_stopped_run_resumes_to_the_same_metrics(tiny, demo, tmp_path) -> None:
@@ -36,10 +36,10 @@ def test_a_stopped_run_resumes_to_the_same_metrics(tiny, demo, tmp_path) -> None
     cancel = threading.Event()
     stop_in_epoch_3 = lambda e: cancel.set() if isinstance(e, trainer.EpochEnd) and e.metrics.epoch == 2 else None  # noqa: E731
     cut = trainer.train(cfg, demo, tmp_path / "b", stop_in_epoch_3, cancel)
-    assert cut.state == "stopped" and cut.status["epochs_done"] == 2
+    assert cut.state == "stopped" and cut.status.epochs_done == 2
     events = []
     resumed = trainer.resume(runs.open_run(cut.path), demo, events.append)
-    assert resumed.state == "finished" and resumed.status["message"] == "resumed after epoch 2"
+    assert resumed.state == "finished" and resumed.status.message == "resumed after epoch 2"
     assert _numbers(resumed) == _numbers(whole)
     assert [e.metrics.epoch for e in events if isinstance(e, trainer.EpochEnd)] == [1, 2, 3, 4]
     with pytest.raises(PhonetuiError, match="finished, nothing to resume"):
@@ -61,9 +61,9 @@ def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path) 
     (path,) = (tmp_path / "runs").iterdir()
     run = runs.open_run(path)
     assert run.state == "interrupted"
-    done = run.status["epochs_done"]
+    done = run.status.epochs_done
     config = (path / runs.CONFIG).read_text().replace("epochs = 400", f"epochs = {done + 2}")  # a short rest
     (path / runs.CONFIG).write_text(config)
     assert main(["resume", str(path)]) == 0
     run = runs.open_run(path)
-    assert run.state == "finished" and run.status["epochs_done"] == done + 2 and len(run.metrics()) == done + 2
+    assert run.state == "finished" and run.status.epochs_done == done + 2 and len(run.metrics()) == done + 2

@@ -35,6 +35,6 @@ def test_a_study_on_sqlite_prunes_and_continues(tiny, demo, tmp_path) -> None:
         run = runs.open_run(runs_dir / row["run"])
         assert run.config.training.lr == pytest.approx(row["params"]["lr"])
         if row["state"] == "pruned":
-            assert run.status["message"].startswith("pruned by Optuna")
+            assert run.status.message.startswith("pruned by Optuna")
     done = [r["value"] for r in board if r["state"] == "complete"]
     assert done == sorted(done, reverse=True)

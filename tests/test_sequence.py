@@ -58,7 +58,7 @@ def test_shuffled_rows_refuse_a_tagger_before_any_run_folder(tagger, tmp_path) -
         trainer.train(tagger, shuffled, tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
     frame = RunConfig("f", "", ModelConfig(hidden=(16,)), TrainConfig(epochs=1, batch_size=32, device="cpu"))
-    assert trainer.train(frame, shuffled, tmp_path / "runs").status["status"] == "finished"
+    assert trainer.train(frame, shuffled, tmp_path / "runs").status.status == "finished"
 
 
 def test_test_rows_that_do_not_chain_refuse_a_tagger(tagger, demo, tmp_path) -> None:
@@ -99,7 +99,7 @@ def test_tagger_learns_records_its_split_and_predicts_in_row_order(tagger, demo,
     assert started.n_train == demo.n_train(0.2, by_utterance=True)
     assert run.record["val_rows"] == len(demo.train_x) - started.n_train
     majority = np.bincount(demo.train_y).max() / len(demo.train_y)
-    assert run.status["best_val_acc"] > majority + 0.2
+    assert run.status.best_val_acc > majority + 0.2
     p = predict(run, demo)
     table = np.loadtxt(p.path, delimiter=",", skiprows=1, dtype=np.int64)
     assert (table[:, 0] == np.arange(len(demo.test_x))).all()
@@ -141,7 +141,7 @@ def test_per_phone_diagnostics_of_the_best_model(tiny, demo, tmp_path, capsys) -
     assert [r["phone"] for r in phones] == list(PHONES)
     assert sum(int(r["frames"]) for r in phones) == run.record["val_rows"]
     correct = sum(int(r["correct"]) for r in phones)
-    assert correct / run.record["val_rows"] == pytest.approx(run.status["best_val_acc"])
+    assert correct / run.record["val_rows"] == pytest.approx(run.status.best_val_acc)
     with open(run.path / "confusions.csv", newline="") as f:
         pairs = list(csv.DictReader(f))
     counts = [int(r["frames"]) for r in pairs]

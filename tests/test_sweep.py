@@ -33,6 +33,6 @@ def test_a_sweep_is_saved_and_continues_where_it_stopped(tiny, demo, tmp_path) -
     assert sweep.run(reopened, tiny, demo, announce=lambda i, n, t: announced.append((i, n, t.values["lr"])))
     assert announced == [(1, 1, 1e-2)] and not sweep.load(runs_dir, s.id).pending()
     board = sweep.leaderboard(sweep.load(runs_dir, s.id))
-    accs = [run.status["best_val_acc"] for _, run in board]
+    accs = [run.status.best_val_acc for _, run in board]
     assert accs == sorted(accs, reverse=True) and all(run.state == "finished" for _, run in board)
     assert [s.id for s in sweep.list_sweeps(runs_dir)] == [s.id]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonetui import data, device, models, runs, trainer
+from phonetui import checkpoint, data, device, models, runs, trainer
 from phonetui.config import parse_model
 from phonetui.errors import PhonetuiError
 from tests.conftest import write_set
@@ -33,9 +33,9 @@ def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
     kinds = [type(e).__name__ for e in events if not isinstance(e, trainer.Progress)]
     assert kinds[0] == "RunStarted" and kinds[-1] == "Finished" and kinds.count("EpochEnd") == 3
     majority = np.bincount(demo.train_y[demo.n_train(0.2):]).max() / (len(demo.train_y) - demo.n_train(0.2))
-    best = run.status["best_val_acc"]
+    best = run.status.best_val_acc
     assert best > majority + 0.25, (best, majority)
-    assert run.status["status"] == "finished" and run.status["epochs_done"] == 3
+    assert run.status.status == "finished" and run.status.epochs_done == 3
     with open(run.path / runs.METRICS) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds", "val_acc_raw"]
@@ -50,7 +50,7 @@ def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
 def test_trains_on_course_data_that_is_not_a_demo_set(tiny, tmp_path):
     real = data.load(write_set(tmp_path / "timit_11", rows=400))
     run = trainer.train(tiny.with_training(epochs=1), real, tmp_path / "runs")
-    assert run.status["status"] == "finished" and runs.open_run(run.path).record["demo_data"] == "none"
+    assert run.status.status == "finished" and runs.open_run(run.path).record["demo_data"] == "none"
 
 
 def test_progress_events_within_an_epoch(tiny, demo, tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_same_seed_same_metrics(tiny, demo, tmp_path):
 def test_best_checkpoint_round_trip(tiny, demo, tmp_path):
     run, events = run_collect(tiny, demo, tmp_path)
     saved = [e for e in events if isinstance(e, trainer.BestSaved)]
-    assert saved and saved[-1].epoch == run.status["best_epoch"]
+    assert saved and saved[-1].epoch == run.status.best_epoch
     state = torch.load(run.path / runs.CHECKPOINT, weights_only=True)
     model = models.build(parse_model(state["model"]), state["input_dim"])
     model.load_state_dict(state["state_dict"])
@@ -84,7 +84,7 @@ def test_best_checkpoint_round_trip(tiny, demo, tmp_path):
     n = demo.n_train(0.2)
     with torch.no_grad():
         acc = (model(torch.from_numpy(demo.train_x[n:])).argmax(1).numpy() == demo.train_y[n:]).mean()
-    assert acc == pytest.approx(state["val_acc"], abs=1e-6) == pytest.approx(run.status["best_val_acc"], abs=1e-6)
+    assert acc == pytest.approx(state["val_acc"], abs=1e-6) == pytest.approx(run.status.best_val_acc, abs=1e-6)
 
 
 def test_no_validation_keeps_the_last_epoch(tiny, demo, tmp_path):
@@ -105,7 +105,7 @@ def test_cancel_between_batches_keeps_the_best_model(tiny, demo, tmp_path, monke
 
     run, events = run_collect(tiny.with_training(epochs=50), demo, tmp_path, cancel, on)
     assert isinstance(events[-1], trainer.Cancelled)
-    assert run.status["status"] == "stopped" and run.status["epochs_done"] == 1
+    assert run.status.status == "stopped" and run.status.epochs_done == 1
     assert (run.path / runs.CHECKPOINT).is_file() and len(run.metrics()) == 1
     stalled = [e for e in events if isinstance(e, trainer.Progress) and e.epoch == 2]
     assert len(stalled) == 1  # stopped at the very next batch
@@ -135,8 +135,8 @@ def test_failure_inside_the_loop_is_one_line_and_keeps_what_was_saved(tiny, demo
         trainer.train(tiny, demo, tmp_path / "runs", listen)
     assert isinstance(events[-1], trainer.Failed) and "No space left" in events[-1].message
     run = runs.open_run(events[-1].run.path)
-    assert run.status["status"] == "failed" and run.state == "failed"
-    assert (run.path / runs.CHECKPOINT).is_file() and run.status["best_epoch"] == 1
+    assert run.status.status == "failed" and run.state == "failed"
+    assert (run.path / runs.CHECKPOINT).is_file() and run.status.best_epoch == 1
 
 
 def test_compile_failure_falls_back_to_eager_with_the_same_result(tiny, demo, tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
     with pytest.raises(PhonetuiError, match="out of memory on the training device: lower batch_size"):
         trainer.train(tiny, demo, tmp_path / "runs", listen)
     (run,) = runs.list_runs(tmp_path / "runs")
-    assert run.state == "failed" and "out of memory" in run.status["message"]
+    assert run.state == "failed" and "out of memory" in run.status.message
 
 
 @pytest.mark.parametrize("amx", [True, False])
@@ -181,6 +181,19 @@ def test_bf16_autocast_learns_like_fp32_and_is_recorded(tiny, demo, tmp_path):
     assert events[0].device == "cpu, bf16 autocast" and bf16.record["bf16_autocast"] is True
     assert fp32.record["bf16_autocast"] is False
     assert [m.val_acc for m in bf16.metrics()] != [m.val_acc for m in fp32.metrics()]  # it did run in bf16
-    assert bf16.status["best_val_acc"] == pytest.approx(fp32.status["best_val_acc"], abs=0.03)
+    assert bf16.status.best_val_acc == pytest.approx(fp32.status.best_val_acc, abs=0.03)
     state = torch.load(bf16.path / runs.CHECKPOINT, weights_only=True)["state_dict"]
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_a_status_that_cannot_be_written_ends_as_interrupted_not_running(tiny, demo, tmp_path, monkeypatch):
+    """A full disk for best.pt and status.json alike: one line, and the lock (not the stale status) decides."""
+    def full(*args, **kwargs):
+        raise PhonetuiError("status.json: cannot write (No space left on device)")
+
+    monkeypatch.setattr(checkpoint, "_save", full)
+    monkeypatch.setattr(runs.Run, "write_status", full)
+    with pytest.raises(PhonetuiError, match="No space left on device"):
+        trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
+    (run,) = runs.list_runs(tmp_path)
+    assert run.status.status == "running" and run.state == "interrupted"

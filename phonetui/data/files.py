@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..config import FRAME_DIM, N_CLASSES
 from ..errors import PhonetuiError
+from ..fileio import check_regular, failed, read_text, write_text
 from . import speech, utterances
 
 TRAIN_X, TRAIN_Y, TEST_X, TEST_Y = "train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy"
@@ -71,13 +73,32 @@ class TimitData:
                 f"{len(self.utterance_starts):,} utterances, {N_CLASSES} classes")
 
 
+_MAGIC = {b"\x93NUMPY": None, b"PK\x03\x04": "a .npz archive, not a .npy array (save each array with np.save)",
+          b"\x80": "pickled data, which is never loaded"}
+
+
 def _load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise PhonetuiError(f"{path}: missing file")
+    """A .npy file memory-mapped; anything else is refused saying what it is."""
+    check_regular(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise failed(path, "read", e) from None
+    kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), "unknown")
+    if not head:
+        kind = "an empty file"
+    elif kind == "unknown":
+        kind = "text or some other format, not a .npy array" if head.isascii() else "not a .npy array file"
+    if kind is not None:
+        raise PhonetuiError(f"{path}: {kind}")
     try:
         return np.load(path, mmap_mode="c", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise PhonetuiError(f"{path}: not a .npy array file ({str(e).splitlines()[0]})") from None
+        if "allow_pickle" in str(e) or "Python objects" in str(e):
+            raise PhonetuiError(f"{path}: holds Python objects (pickled data), which are never loaded") from None
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise PhonetuiError(f"{path}: not a usable .npy array ({reason})") from None
 
 
 def load_features(path: Path, width: int | None = None) -> np.ndarray:
@@ -107,34 +128,50 @@ def load_labels(path: Path, rows: int) -> np.ndarray:
         raise PhonetuiError(f"{path}: labels must be 1-D, got shape {y.shape}")
     if len(y) != rows:
         raise PhonetuiError(f"{path}: {len(y):,} labels for {rows:,} feature rows")
+    where = f"{path}: label"
     if y.dtype.kind in "US":
-        text = y.astype(str)
-        bad = ~np.char.isdigit(np.char.lstrip(text, "-")) if len(y) else np.zeros(0, bool)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise PhonetuiError(f"{path}: label {str(text[i])!r} at row {i} is not an integer")
-        y = text.astype(np.int64)
-    elif y.dtype.kind == "f":
+        return _parse_text_labels(y, where)
+    if y.dtype.kind == "f":
         bad = ~(np.isfinite(y) & (y == np.round(y)))
         if bad.any():
             i = int(np.argmax(bad))
-            raise PhonetuiError(f"{path}: label {y[i]} at row {i} is not an integer")
-        y = y.astype(np.int64)
-    elif y.dtype.kind in "iu":
-        y = y.astype(np.int64)
-    else:
+            raise PhonetuiError(f"{where} {y[i]} at row {i} is not an integer")
+    elif y.dtype.kind not in "iu":
         raise PhonetuiError(f"{path}: labels must be integers or integer strings, got {y.dtype}")
-    out = (y < 0) | (y >= N_CLASSES)
+    out = (y < 0) | (y >= N_CLASSES)  # before any cast, so a huge value is shown as it is
     if out.any():
         i = int(np.argmax(out))
-        raise PhonetuiError(f"{path}: label {y[i]} at row {i} is outside 0..{N_CLASSES - 1}")
-    return y
+        raise PhonetuiError(f"{where} {y[i]:g} at row {i} is outside 0..{N_CLASSES - 1}" if y.dtype.kind == "f"
+                            else f"{where} {y[i]} at row {i} is outside 0..{N_CLASSES - 1}")
+    return y.astype(np.int64)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _parse_text_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Integer strings ('36', ASCII digits with an optional sign) as int64, each checked once per distinct value."""
+    values, inverse = np.unique(y.astype(str), return_inverse=True)
+    parsed = np.zeros(len(values), np.int64)
+    for k, text in enumerate(values.tolist()):
+        stripped = text.strip()
+        row = int(np.argmax(inverse == k))
+        if not _INTEGER.match(stripped):
+            raise PhonetuiError(f"{where} {text[:40]!r} at row {row} is not an integer")
+        if not 0 <= int(stripped) < N_CLASSES:
+            raise PhonetuiError(f"{where} {stripped[:40]} at row {row} is outside 0..{N_CLASSES - 1}")
+        parsed[k] = int(stripped)
+    return parsed[inverse.reshape(-1)]
 
 
 def load(path: Path) -> TimitData:
     """Open and check a data folder (all problems raise PhonetuiError naming the file)."""
     if not path.is_dir():
-        raise PhonetuiError(f"{path}: data folder not found")
+        raise PhonetuiError(f"{path}: data folder not found" if not path.exists() else f"{path}: not a folder")
+    try:
+        os.listdir(path)
+    except OSError as e:
+        raise failed(path, "read the data folder", e) from None
     train_x = load_features(path / TRAIN_X)
     train_y = load_labels(path / TRAIN_Y, len(train_x))
     test_x = load_features(path / TEST_X, train_x.shape[1])
@@ -146,48 +183,70 @@ def load(path: Path) -> TimitData:
 
 def demo_kind(path: Path) -> str | None:
     """Which generator made the data in `path` (from its marker file), or None for real data."""
-    try:
-        marker = json.loads((path / DEMO_MARKER).read_text())
-    except FileNotFoundError:
+    if not (path / DEMO_MARKER).exists():
         return None
-    except (OSError, ValueError):
+    try:
+        marker = json.loads(read_text(path / DEMO_MARKER))
+    except (PhonetuiError, ValueError):
         return "demo"
     kind = marker.get("kind", "simulated") if isinstance(marker, dict) else None
     return DEMO_KINDS.get(kind, "demo")
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to write a demo set over a folder of data that no demo generator made."""
-    if (out / DEMO_MARKER).exists() or not any((out / f).exists() for f in (TRAIN_X, TRAIN_Y, TEST_X)):
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse to write a demo set over a folder of .npy files that no demo generator made (unless forced)."""
+    if out.exists() and not out.is_dir():
+        raise PhonetuiError(f"{out}: not a folder")
+    if force or (out / DEMO_MARKER).exists() or not out.exists():
         return
-    raise PhonetuiError(f"{out}: holds data that is not a phonetui demo set; choose another --out")
+    try:
+        found = sorted(p.name for p in out.glob("*.npy"))
+    except OSError as e:
+        raise failed(out, "read", e) from None
+    if found:
+        raise PhonetuiError(f"{out}: holds .npy files that are not a phonetui demo set ({', '.join(found[:3])}); "
+                            "choose another --out, or --force to replace them")
 
 
 _DEMO_FILES = (TEST_Y, DEMO_MARKER, speech.UTTERANCES)
+DEMO_MAX_ROWS, DEMO_MAX_UTTERANCES = 4_000_000, 10_000  # per split: about 7 GB of features, held in memory
 
 
-def make_demo(out: Path, train_rows: int, test_rows: int, seed: int) -> Path:
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise PhonetuiError(f"demo-data: --seed {seed}: must be an integer from 0 to 2**63 - 1")
+
+
+def make_demo(out: Path, train_rows: int, test_rows: int, seed: int, force: bool = False) -> Path:
     """Generate a simulated demo set (see phonetui.data.simulated) and mark it as demo data."""
     from . import simulated
 
     if train_rows < 100 or test_rows < 1:
         raise PhonetuiError(f"demo-data: need at least 100 train rows and 1 test row, got {train_rows} / {test_rows}")
-    _check_out(out)
+    if max(train_rows, test_rows) > DEMO_MAX_ROWS:
+        raise PhonetuiError(f"demo-data: at most {DEMO_MAX_ROWS:,} rows per split, got {train_rows:,} / {test_rows:,}")
+    _check_seed(seed)
+    _check_out(out, force)
     simulated.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed, replaces=_DEMO_FILES)
     marker = {"generator": "phonetui.data.simulated", "kind": "simulated", "train_rows": train_rows,
               "test_rows": test_rows, "seed": seed}
-    (out / DEMO_MARKER).write_text(json.dumps(marker) + "\n")
+    write_text(out / DEMO_MARKER, json.dumps(marker) + "\n")
     return out
 
 
-def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int, progress=None) -> dict:
+def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int, progress=None,
+                     force: bool = False) -> dict:
     """Synthesize a speech demo set (see phonetui.data.speech), mark it, and return its summary."""
     if utterances < 2 or test_utterances < 1:
         raise PhonetuiError(f"demo-data: need at least 2 train utterances and 1 test utterance, "
                             f"got {utterances} / {test_utterances}")
-    _check_out(out)
+    if max(utterances, test_utterances) > DEMO_MAX_UTTERANCES:
+        raise PhonetuiError(f"demo-data: at most {DEMO_MAX_UTTERANCES:,} utterances per split, "
+                            f"got {utterances:,} / {test_utterances:,}")
+    _check_seed(seed)
+    _check_out(out, force)
     summary = speech.generate(out, utterances, test_utterances, seed, progress, replaces=_DEMO_FILES)
-    (out / DEMO_MARKER).write_text(json.dumps(speech.marker(summary, seed)) + "\n")
+    write_text(out / DEMO_MARKER, json.dumps(speech.marker(summary, seed)) + "\n")
     return summary
 
 

@@ -117,9 +117,9 @@ class Compare(ModalScreen[None]):
         table.add_column("")
         for r in self.runs:
             table.add_column(_label(r))
-        rows = {"best val acc": [_acc(r.status.get("best_val_acc")) for r in self.runs],
-                "test acc": [_acc(r.status.get("test_acc")) for r in self.runs],
-                "epochs": [f"{r.status.get('epochs_done', 0)}/{r.config.training.epochs}" for r in self.runs]}
+        rows = {"best val acc": [_acc(r.status.best_val_acc) for r in self.runs],
+                "test acc": [_acc(r.test_acc) for r in self.runs],
+                "epochs": [f"{r.status.epochs_done}/{r.config.training.epochs}" for r in self.runs]}
         rows |= {k: ["-" if v is None else str(v) for v in values] for k, values in differences(self.runs).items()}
         for key, values in rows.items():
             table.add_row(Text(key, "bold"), *values)

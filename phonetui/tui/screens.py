@@ -8,6 +8,8 @@ ready; workers talk back only through messages.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import threading
 import time
 from pathlib import Path
@@ -36,6 +38,9 @@ from .messages import (
     TrainingEnded,
 )
 from .widgets import PresetList, RunsTable, RunView
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def duration(seconds: float) -> str:
@@ -125,6 +130,9 @@ class MainScreen(Screen):
         self.form.fill(base, f"preset {base.preset}", overrides)
         self.load_data()
         self.load_history()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:  # as Stop and quit does: the run ends `stopped`, its best model kept
+            loop.add_signal_handler(sig, self.stop_and_exit)
 
     # -- messages: the status line, the log, toasts -----------------------------------------------
 
@@ -316,7 +324,7 @@ class MainScreen(Screen):
         elif run.state not in ("stopped", "interrupted", "failed"):
             self.say(f"{run.id} is {run.state}: only a stopped or interrupted run can be resumed", "error")
         elif self._can_train():
-            self.say(f"resuming {run.id} from epoch {run.status.get('epochs_done', 0) + 1}")
+            self.say(f"resuming {run.id} from epoch {run.status.epochs_done + 1}")
             self._begin(run.id)
             self.train_worker = self.resume(run)
 
@@ -415,13 +423,13 @@ class MainScreen(Screen):
             if e.val_acc is not None:
                 self.say(f"saving model with acc {e.val_acc:.3f}", "ok")
         elif isinstance(e, trainer.Finished):
-            best = e.run.status.get("best_val_acc")
-            at = f": best val acc {best:.4f} at epoch {e.run.status['best_epoch']}" if best is not None else ""
+            best = e.run.status.best_val_acc
+            at = f": best val acc {best:.4f} at epoch {e.run.status.best_epoch}" if best is not None else ""
             self.query_one("#progress-label", Static).update(
                 f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
             self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok", toast=True)
-        elif isinstance(e, trainer.Cancelled) and e.run.status.get("message", "").startswith("pruned"):
-            self.say(f"{e.run.id}: {e.run.status['message']}")
+        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+            self.say(f"{e.run.id}: {e.run.status.message}")
         elif isinstance(e, trainer.Cancelled):
             kept = f"the best model (epoch {self.live_best}) is kept" if self.live_best else "no model was saved yet"
             self.query_one("#progress-label", Static).update("stopped")
@@ -429,7 +437,7 @@ class MainScreen(Screen):
 
     def run_started(self, e) -> None:
         self.current_run, self.started_at = e.run, time.monotonic()
-        self.live_best, self.live_best_acc = e.run.status.get("best_epoch"), e.run.status.get("best_val_acc")
+        self.live_best, self.live_best_acc = e.run.status.best_epoch, e.run.status.best_val_acc
         t, m = e.run.config.training, e.run.config.model
         self.query_one("#run-line", Static).update(
             f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
@@ -468,7 +476,8 @@ class MainScreen(Screen):
         if message.error:
             self.query_one("#progress-label", Static).update("failed")
             self.say(f"training failed: {message.error}", "error")
-        self.load_history(follow=self.current_run.id if self.current_run else None)
+        if self.current_run is not None:  # else no run folder was made: the failure line stays
+            self.load_history(follow=self.current_run.id)
 
     def action_stop(self) -> None:
         if not self.training:
@@ -487,16 +496,20 @@ class MainScreen(Screen):
             info.update("no runs yet" if not self.query_one(RunsTable).row_count else "select a run")
             self.query_one("#picked-view", RunView).show([], None)
             return
+        if run.state == "damaged":
+            info.update(escape(f"{run.id}: damaged: {run.reason}"))
+            self.query_one("#picked-view", RunView).show([], None)
+            return
         t, m = run.config.training, run.config.model
         metrics, note = [], ""
         try:
             metrics = run.metrics()
         except PhonetuiError as e:
             note = f" · {e}"
-        test = f" · test acc {run.status['test_acc']:.4f}" if run.status.get("test_acc") is not None else ""
+        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
         line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
         info.update(escape(line + self._phones_line(run)))
-        self.query_one("#picked-view", RunView).show(metrics, run.status.get("best_epoch"))
+        self.query_one("#picked-view", RunView).show(metrics, run.status.best_epoch)
 
     @staticmethod
     def _phones_line(run) -> str:
@@ -532,10 +545,13 @@ class MainScreen(Screen):
         if tabs.active == "history":
             self.query_one(RunsTable).focus()
 
-    def _picked(self, verb: str):
+    def _picked(self, verb: str, damaged_ok: bool = False):
         run = self.query_one(RunsTable).selected()
         if run is None:
             self.say(f"no run selected: pick one in History (F2) to {verb}", "error")
+        elif run.state == "damaged" and not damaged_ok:
+            self.say(f"cannot {verb}: {run.id} is damaged: {run.reason}", "error")
+            return None
         return run
 
     def action_load_run(self) -> None:
@@ -551,7 +567,7 @@ class MainScreen(Screen):
 
     def action_compare(self) -> None:
         table = self.query_one(RunsTable)
-        chosen = [table.runs[i] for i in sorted(table.marked) if i in table.runs]
+        chosen = [r for i in sorted(table.marked) if (r := table.runs.get(i)) is not None and r.state != "damaged"]
         if len(chosen) < 2:
             self.say("mark at least two runs in History with space, then F4 compares them", "error")
             return
@@ -564,7 +580,7 @@ class MainScreen(Screen):
         self.app.push_screen(Compare(chosen, metrics))
 
     def action_delete_run(self) -> None:
-        run = self._picked("delete it")
+        run = self._picked("delete it", damaged_ok=True)
         if run is None:
             return
         if self.training and self.current_run is not None and run.path == self.current_run.path:
@@ -594,6 +610,8 @@ class MainScreen(Screen):
         if run is None:
             self.say("nothing to export: " + ("no run selected" if on_history else
                      "no run trained in this session; select one in History (F2), then F9"), "error")
+        elif run.state == "damaged":
+            self.say(f"cannot export: {run.id} is damaged: {run.reason}", "error")
         elif self.data is None:
             self.say("cannot export: no data loaded", "error")
         elif self.training and self.current_run is not None and run.path == self.current_run.path:
@@ -634,3 +652,5 @@ class MainScreen(Screen):
 
     def on_unmount(self) -> None:
         self.cancel.set()
+        for sig in STOP_SIGNALS:
+            asyncio.get_running_loop().remove_signal_handler(sig)

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, OptionList
 from textual.widgets.option_list import Option
 
 from ..config import RunConfig
+from ..runs import DamagedRun
 from .charts import RunCharts
 
 if TYPE_CHECKING:
@@ -78,11 +79,15 @@ class RunView(Vertical):
                 table.move_cursor(row=len(metrics) - 1)
 
 
-def _sort_key(run: Run, column: str) -> Any:
+def _sort_key(run: Run | DamagedRun, column: str) -> Any:
+    if isinstance(run, DamagedRun):
+        return {"id": run.id, "preset": "", "best": -2.0, "test": -2.0, "status": run.state, "lr": 0.0, "batch": 0,
+                "epochs": -1}.get(column, run.id)
     s, t = run.status, run.config.training
-    return {"id": run.id, "preset": run.config.preset, "best": s.get("best_val_acc") or -1.0,
-            "test": s.get("test_acc") or -1.0, "status": run.state, "lr": t.lr, "batch": t.batch_size,
-            "epochs": s.get("epochs_done", 0)}.get(column, run.id)
+    best, test = s.best_val_acc, run.test_acc
+    return {"id": run.id, "preset": run.config.preset, "best": -1.0 if best is None else best,
+            "test": -1.0 if test is None else test, "status": run.state, "lr": t.lr, "batch": t.batch_size,
+            "epochs": s.epochs_done}.get(column, run.id)
 
 
 class RunsTable(DataTable):
@@ -95,7 +100,7 @@ class RunsTable(DataTable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_column, self.descending = "id", True
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, Run | DamagedRun] = {}
         self.marked: set[str] = set()
         self.live: dict[str, tuple[int, float | None]] = {}  # run id -> (epochs done, best val acc) while training
 
@@ -111,7 +116,7 @@ class RunsTable(DataTable):
         picked = self.selected()
         self.show(list(self.runs.values()), picked.id if picked else None)
 
-    def show(self, runs: list[Run], keep: str | None = None) -> None:
+    def show(self, runs: list[Run | DamagedRun], keep: str | None = None) -> None:
         """Fill the table (sorted as chosen), keeping the cursor on run id `keep` when it is there."""
         self.runs = {r.id: r for r in runs}
         self.marked &= set(self.runs)
@@ -126,11 +131,13 @@ class RunsTable(DataTable):
             if keep in self.runs:
                 self.move_cursor(row=self.get_row_index(keep))
 
-    def _cells(self, r: Run) -> list[str]:
+    def _cells(self, r: Run | DamagedRun) -> list[str]:
+        if isinstance(r, DamagedRun):
+            return [" ", r.id, "-", r.state, "-", "-", "-", "-", "-"]
         t, s = r.config.training, r.status
-        epochs, best = self.live.get(r.id, (s.get("epochs_done", 0), s.get("best_val_acc")))
+        epochs, best = self.live.get(r.id, (s.epochs_done, s.best_val_acc))
         return ["✓" if r.id in self.marked else " ", r.id, r.config.preset, "training" if r.id in self.live else r.state,
-                _num(best, ".4f"), _num(s.get("test_acc"), ".4f"), f"{epochs}/{t.epochs}", f"{t.lr:g}", str(t.batch_size)]
+                _num(best, ".4f"), _num(r.test_acc, ".4f"), f"{epochs}/{t.epochs}", f"{t.lr:g}", str(t.batch_size)]
 
     def update_live(self, run_id: str, epochs: int, best: float | None) -> None:
         """Show the active run's progress without reading the runs folder again."""
@@ -139,14 +146,14 @@ class RunsTable(DataTable):
             for key, cell in zip(self.HEADERS, self._cells(self.runs[run_id])):
                 self.update_cell(run_id, key, cell)
 
-    def toggle_mark(self) -> Run | None:
+    def toggle_mark(self) -> Run | DamagedRun | None:
         run = self.selected()
         if run is not None:
             self.marked ^= {run.id}
             self.update_cell(run.id, "mark", "✓" if run.id in self.marked else " ")
         return run
 
-    def selected(self) -> Run | None:
+    def selected(self) -> Run | DamagedRun | None:
         if not self.row_count:
             return None
         return self.runs.get(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)

@@ -65,9 +65,10 @@ async def feed_run(pilot: Pilot, lr: float = 1e-3, epochs: int = 5, curve=CURVE,
         if va > best:
             best = va
             post(trainer.BestSaved(epoch, va, run.path / runs.CHECKPOINT))
-            run.update_status(best_epoch=epoch, best_val_acc=va)
-        run.update_status(epochs_done=epoch)
-    run.update_status(status=end)
+            run.write_status(best_epoch=epoch, best_val_acc=va)
+        run.write_status(epochs_done=epoch)
+    run.write_status(status=end)
+    run.release()
     post(trainer.Finished(run) if end == "finished" else trainer.Cancelled(run))
     main.post_message(TrainingEnded(None))
     await until(pilot, lambda: not main.training)

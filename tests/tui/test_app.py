@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +70,7 @@ async def test_flags_prefill_and_modified(make_app) -> None:
         await ready(pilot)
         assert field(app, "lr").value == "0.01"
         assert str(app.query_one("#form-title").render()) == "preset tiny · modified: lr, epochs"
-        assert app.main.form.problems == {"epochs": "must be an integer >= 1"}
+        assert app.main.form.problems == {"epochs": "must be an integer from 1 to 100000"}
         assert field(app, "epochs").has_class("-invalid")
 
 
@@ -80,7 +82,7 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         field(app, "batch_size").value = "5000"
         await pilot.pause()
         assert app.main.form.problems == {"batch_size": "larger than the 2,400 training rows",
-                                          "epochs": "must be an integer >= 1",
+                                          "epochs": "must be an integer from 1 to 100000",
                                           "device": "not available here (have auto, cpu)"}
         await pilot.press("f5")
         assert status(app) == "cannot start: batch size larger than the 2,400 training rows"
@@ -153,7 +155,7 @@ async def test_stop_keeps_best_model(make_app) -> None:
         await pilot.press("x")
         await until(pilot, lambda: not app.main.training, timeout=10)
         run = app.main.current_run
-        assert run.state == "stopped" and run.status["epochs_done"] < 400
+        assert run.state == "stopped" and run.status.epochs_done < 400
         assert (run.path / "best.pt").exists()
         assert "the best model (epoch" in status(app)
 
@@ -174,6 +176,18 @@ async def test_quit_while_training_asks_then_stops(make_app) -> None:
         await pilot.click("#confirm-yes")
         await until(pilot, lambda: not app.is_running, timeout=10)
     assert main.current_run.state == "stopped"
+
+
+async def test_sigterm_stops_the_run_and_quits(make_app) -> None:
+    app = make_app("--epochs", "400", "--batch-size", "32")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        main = app.main
+        await until(pilot, lambda: main.current_run is not None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await until(pilot, lambda: not app.is_running, timeout=10)
+    assert main.current_run.state == "stopped" and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 async def test_failure_in_worker_keeps_app_running(make_app, workdir: Path) -> None:
@@ -197,6 +211,31 @@ async def test_bad_data_folder_keeps_history(make_app, workdir: Path) -> None:
         assert status(app) == "cannot start: no data (nowhere: data folder not found)"
         await pilot.press("f2")
         assert str(app.query_one("#picked-info").render()) == "no runs yet"
+
+
+async def test_damaged_runs_show_in_history_beside_good_ones(make_app, workdir: Path) -> None:
+    from phonetui import runs
+    from tests.conftest import TINY
+
+    good, bad = runs.create(workdir / "runs", TINY, {}), runs.create(workdir / "runs", TINY, {})
+    good.write_status(status="finished")
+    good.release(), bad.release()
+    (bad.path / runs.STATUS).write_text('{"status": "running", "pid": "12"}')
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 2 and str(table.get_row(good.id)[3]) == "finished"
+        assert str(table.get_row(bad.id)[3]) == "damaged"
+        await pilot.press("f2")
+        table.move_cursor(row=table.get_row_index(bad.id))
+        await pilot.pause()
+        assert str(app.query_one("#picked-info").render()) == \
+            f"{bad.id}: damaged: status.json: 'pid' = \"12\" has the wrong type"
+        await pilot.press("f3")
+        assert status(app).startswith(f"cannot load its config: {bad.id} is damaged")
+        await pilot.press("f9")
+        assert status(app).startswith(f"cannot export: {bad.id} is damaged")
 
 
 async def test_tiny_terminal_does_not_crash(make_app) -> None:
@@ -328,14 +367,14 @@ async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
         await pilot.press("f6")
         await until(pilot, lambda: not app.main.training, timeout=10)
         run = app.main.current_run
-        done = run.status["epochs_done"]
+        done = run.status.epochs_done
         await pilot.press("f2")
         await until(pilot, lambda: app.query_one(RunsTable).selected() is not None)
         await pilot.press("f10")
         await until(pilot, lambda: len(app.main.live) > done + 1)
         await pilot.press("f6")
         await until(pilot, lambda: not app.main.training, timeout=10)
-        assert app.main.current_run.path == run.path and app.main.current_run.status["epochs_done"] > done
+        assert app.main.current_run.path == run.path and app.main.current_run.status.epochs_done > done
         assert [m.epoch for m in app.main.live] == list(range(1, len(app.main.live) + 1))
 
 

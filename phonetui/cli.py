@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__, presets
 from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
@@ -335,9 +335,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     if args.show is not None:
         return _show(runs.open_run(args.show))
-    table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)
+    listed = runs.list_runs(getattr(args, "runs", Path("runs")))
+    table = Table(Column("id", no_wrap=True, min_width=max((len(r.id) for r in listed), default=2)),
+                  "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)  # ids never cut
     damaged = []
-    for r in runs.list_runs(getattr(args, "runs", Path("runs"))):
+    for r in listed:
         if isinstance(r, runs.DamagedRun):
             table.add_row(r.id, "-", "-", "-", "-", "-", r.state)
             damaged.append(f"{r.path}: damaged: {r.reason}")

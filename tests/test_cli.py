@@ -209,3 +209,14 @@ def test_damaged_runs_are_listed_beside_good_ones(tiny, tmp_path, capsys):
     assert "finished" in out and "damaged: status.json: expected a JSON object, got list" in out
     assert main(["predict", str(bad.path)]) == 2
     assert capsys.readouterr().err == f"phonetui: error: {bad.path / runs.STATUS}: expected a JSON object, got list\n"
+
+
+def test_runs_never_cuts_run_ids(tiny, demo, tmp_path, monkeypatch, capsys):
+    from rich.console import Console
+
+    from phonetui import cli, trainer
+
+    run = trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
+    monkeypatch.setattr(cli, "console", Console(width=40, highlight=False))
+    assert main(["runs", "--runs", str(tmp_path)]) == 0
+    assert run.id in capsys.readouterr().out

@@ -18,9 +18,9 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, OptionList, ProgressBar, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
 from ..config import EDITABLE, RunConfig
@@ -37,17 +37,11 @@ from .messages import (
     TrainerEvent,
     TrainingEnded,
 )
-from .widgets import PresetList, RunsTable, RunView
+from .panels import RunDetails, TrainingPanel
+from .widgets import PresetList, RunsTable
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def duration(seconds: float) -> str:
-    if seconds == float("inf") or seconds != seconds:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 class MainScreen(Screen):
@@ -78,10 +72,6 @@ class MainScreen(Screen):
         self.training = False
         self.train_worker = None
         self.current_run = None  # the run trained in this session (active or last)
-        self.live: list = []
-        self.live_best: int | None = None
-        self.live_best_acc: float | None = None
-        self.started_at = 0.0
         self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
 
     def compose(self) -> ComposeResult:
@@ -93,16 +83,10 @@ class MainScreen(Screen):
                 yield ConfigForm(id="form")
             with TabbedContent(id="tabs"):
                 with TabPane("Training", id="training"):
-                    yield Static("no run yet: F5 starts one", id="run-line")
-                    with Horizontal(id="progress-row"):
-                        yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="progress")
-                        yield Static(id="progress-label")
-                    yield RunView(id="live")
+                    yield TrainingPanel(id="panel")
                 with TabPane("History", id="history"):
                     yield RunsTable(id="runs")
-                    with Vertical(id="picked"):
-                        yield Static("select a run", id="picked-info")
-                        yield RunView(id="picked-view")
+                    yield RunDetails(id="picked")
                 with TabPane("Log", id="log-tab"):
                     yield RichLog(id="log", wrap=True, markup=True)
         yield Static(id="status")
@@ -111,6 +95,10 @@ class MainScreen(Screen):
     @property
     def form(self) -> ConfigForm:
         return self.query_one(ConfigForm)
+
+    @property
+    def panel(self) -> TrainingPanel:
+        return self.query_one(TrainingPanel)
 
     def on_mount(self) -> None:
         self.show_data_line()
@@ -330,14 +318,9 @@ class MainScreen(Screen):
 
     def _begin(self, what: str) -> None:
         self.cancel.clear()
-        self.training = True
-        self.live, self.live_best, self.live_best_acc, self.current_run = [], None, None, None
-        with self.app.batch_update():
-            self.query_one("#live", RunView).show([], None)
-            self.query_one("#progress", ProgressBar).update(total=1, progress=0)
-            self.query_one("#progress-label", Static).update("starting…")
-            self.query_one("#run-line", Static).update(f"starting {escape(what)}…")
-            self.query_one(TabbedContent).active = "training"
+        self.training, self.current_run = True, None
+        self.panel.begin(what)
+        self.query_one(TabbedContent).active = "training"
 
     def _events(self, event) -> None:
         self.post_message(TrainerEvent(event))
@@ -409,72 +392,42 @@ class MainScreen(Screen):
     def on_trainer_event(self, message: TrainerEvent) -> None:
         from .. import trainer  # loaded by the worker that sent the event
 
-        e = message.event
+        e, panel, table = message.event, self.panel, self.query_one(RunsTable)
         if isinstance(e, trainer.RunStarted):
-            self.run_started(e)
+            self.current_run = e.run
+            panel.started(e)
+            self.say(f"training {e.run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows")
+            self.load_history(follow=e.run.id)
         elif isinstance(e, trainer.Progress):
-            self.show_progress(e)
+            panel.progress(e)
         elif isinstance(e, trainer.EpochEnd):
-            self.epoch_ended(e)
+            m = e.metrics
+            panel.epoch(e)
+            table.update_live(self.current_run.id, m.epoch, panel.best_acc)
+            val = "" if m.val_acc is None else f" · val acc {m.val_acc:.4f} loss {m.val_loss:.4f}"
+            self.say(f"epoch {m.epoch}/{e.epochs}: train acc {m.train_acc:.4f} loss {m.train_loss:.4f}{val}")
         elif isinstance(e, trainer.BestSaved):
-            self.live_best, self.live_best_acc = e.epoch, e.val_acc
-            self.query_one("#live", RunView).show(self.live, self.live_best)
-            self.query_one(RunsTable).update_live(self.current_run.id, len(self.live), e.val_acc)
+            panel.best(e)
+            table.update_live(self.current_run.id, len(panel.live), e.val_acc)
             if e.val_acc is not None:
                 self.say(f"saving model with acc {e.val_acc:.3f}", "ok")
         elif isinstance(e, trainer.Finished):
             best = e.run.status.best_val_acc
             at = f": best val acc {best:.4f} at epoch {e.run.status.best_epoch}" if best is not None else ""
-            self.query_one("#progress-label", Static).update(
-                f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
+            panel.finished()
             self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok", toast=True)
         elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
             self.say(f"{e.run.id}: {e.run.status.message}")
         elif isinstance(e, trainer.Cancelled):
-            kept = f"the best model (epoch {self.live_best}) is kept" if self.live_best else "no model was saved yet"
-            self.query_one("#progress-label", Static).update("stopped")
+            kept = f"the best model (epoch {panel.best_epoch}) is kept" if panel.best_epoch else "no model was saved yet"
+            panel.ended("stopped")
             self.say(f"stopped {e.run.path}: {kept}", "ok", toast=True)
-
-    def run_started(self, e) -> None:
-        self.current_run, self.started_at = e.run, time.monotonic()
-        self.live_best, self.live_best_acc = e.run.status.best_epoch, e.run.status.best_val_acc
-        t, m = e.run.config.training, e.run.config.model
-        self.query_one("#run-line", Static).update(
-            f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
-            f"{escape(e.device)} · {e.n_train:,} train / {e.n_val:,} val rows")
-        self.say(f"training {e.run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows")
-        self.load_history(follow=e.run.id)
-
-    def show_progress(self, e) -> None:
-        """The epoch's progress, the run's elapsed time and its remaining time (epochs still to come
-        estimated from the mean of those done, or from this one's rate before the first ends)."""
-        elapsed = time.monotonic() - self.started_at
-        per_epoch = (sum(m.seconds for m in self.live) / len(self.live)) if self.live else e.total / max(e.frames_per_s, 1e-9)
-        remaining = e.eta_s + (e.epochs - e.epoch) * per_epoch
-        with self.app.batch_update():
-            self.query_one("#progress", ProgressBar).update(total=e.total, progress=e.frames)
-            self.query_one("#progress-label", Static).update(
-                f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · run {duration(elapsed)} elapsed, "
-                f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s")
-
-    def epoch_ended(self, e) -> None:
-        m = e.metrics
-        self.live.append(m)
-        with self.app.batch_update():
-            bar = self.query_one("#progress", ProgressBar)
-            bar.update(progress=bar.total)
-            self.query_one("#progress-label", Static).update(
-                f"epoch {m.epoch}/{e.epochs} done · run {duration(time.monotonic() - self.started_at)} elapsed")
-            self.query_one("#live", RunView).show(self.live, self.live_best)
-            self.query_one(RunsTable).update_live(self.current_run.id, m.epoch, self.live_best_acc)
-        val = "" if m.val_acc is None else f" · val acc {m.val_acc:.4f} loss {m.val_loss:.4f}"
-        self.say(f"epoch {m.epoch}/{e.epochs}: train acc {m.train_acc:.4f} loss {m.train_loss:.4f}{val}")
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         self.training = False
         self.query_one(RunsTable).live.clear()
         if message.error:
-            self.query_one("#progress-label", Static).update("failed")
+            self.panel.ended("failed")
             self.say(f"training failed: {message.error}", "error")
         if self.current_run is not None:  # else no run folder was made: the failure line stays
             self.load_history(follow=self.current_run.id)
@@ -490,42 +443,8 @@ class MainScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#runs")
     def show_picked(self) -> None:
-        run = self.query_one(RunsTable).selected()
-        info = self.query_one("#picked-info", Static)
-        if run is None:
-            info.update("no runs yet" if not self.query_one(RunsTable).row_count else "select a run")
-            self.query_one("#picked-view", RunView).show([], None)
-            return
-        if run.state == "damaged":
-            info.update(escape(f"{run.id}: damaged: {run.reason}"))
-            self.query_one("#picked-view", RunView).show([], None)
-            return
-        t, m = run.config.training, run.config.model
-        metrics, note = [], ""
-        try:
-            metrics = run.metrics()
-        except PhonetuiError as e:
-            note = f" · {e}"
-        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
-        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
-        info.update(escape(line + self._phones_line(run)))
-        self.query_one("#picked-view", RunView).show(metrics, run.status.best_epoch)
-
-    @staticmethod
-    def _phones_line(run) -> str:
-        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
-        from .. import diagnostics
-
-        try:
-            phones, pairs = diagnostics.read(run)
-        except PhonetuiError as e:
-            return f"\n{e}"
-        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
-        if not scored:
-            return ""
-        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
-        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
-        return f"\nweakest phones: {weak} · confused: {confused}"
+        table = self.query_one(RunsTable)
+        self.query_one(RunDetails).show(table.selected(), "select a run" if table.row_count else "no runs yet")
 
     @on(DataTable.HeaderSelected, "#runs")
     def header_clicked(self, event: DataTable.HeaderSelected) -> None:

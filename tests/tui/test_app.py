@@ -144,7 +144,7 @@ async def test_stop_keeps_best_model(make_app) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.main.live_best is not None)
+        await until(pilot, lambda: app.main.panel.best_epoch is not None)
         table = app.query_one(RunsTable)  # History follows the run live, without reading the folder again
         await until(pilot, lambda: table.row_count == 1)
         row = lambda: table.get_row(app.main.current_run.id)  # noqa: E731
@@ -363,7 +363,7 @@ async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await pilot.press("f5")
-        await until(pilot, lambda: app.main.live_best is not None)
+        await until(pilot, lambda: app.main.panel.best_epoch is not None)
         await pilot.press("f6")
         await until(pilot, lambda: not app.main.training, timeout=10)
         run = app.main.current_run
@@ -371,11 +371,11 @@ async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
         await pilot.press("f2")
         await until(pilot, lambda: app.query_one(RunsTable).selected() is not None)
         await pilot.press("f10")
-        await until(pilot, lambda: len(app.main.live) > done + 1)
+        await until(pilot, lambda: len(app.main.panel.live) > done + 1)
         await pilot.press("f6")
         await until(pilot, lambda: not app.main.training, timeout=10)
         assert app.main.current_run.path == run.path and app.main.current_run.status.epochs_done > done
-        assert [m.epoch for m in app.main.live] == list(range(1, len(app.main.live) + 1))
+        assert [m.epoch for m in app.main.panel.live] == list(range(1, len(app.main.panel.live) + 1))
 
 
 async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:

@@ -1,0 +1,134 @@
+"""The tabs' contents that keep their own state: the training panel (the run being trained, its
+progress and curves) and a selected run's details in History."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, Static
+
+from ..errors import PhonetuiError
+from .widgets import RunView
+
+if TYPE_CHECKING:
+    from ..runs import EpochMetrics
+
+
+def duration(seconds: float) -> str:
+    if seconds == float("inf") or seconds != seconds:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+class TrainingPanel(Vertical):
+    """The run being trained: a line naming it (id, model, lr, batch, device, split), the epoch's
+    progress with the epoch's and the run's times, and its curves and epoch table, from its events."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.live: list[EpochMetrics] = []
+        self.best_epoch: int | None = None
+        self.best_acc: float | None = None
+        self.started_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("no run yet: F5 starts one", id="run-line")
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="progress")
+            yield Static(id="progress-label")
+        yield RunView(id="live")
+
+    def _label(self, text: str) -> None:
+        self.query_one("#progress-label", Static).update(text)
+
+    def begin(self, what: str) -> None:
+        self.live, self.best_epoch, self.best_acc = [], None, None
+        with self.app.batch_update():
+            self.query_one(RunView).show([], None)
+            self.query_one(ProgressBar).update(total=1, progress=0)
+            self._label("starting…")
+            self.query_one("#run-line", Static).update(f"starting {escape(what)}…")
+
+    def started(self, e) -> None:
+        """RunStarted (a resumed run brings its best epoch; its earlier epochs follow as EpochEnd)."""
+        self.started_at = time.monotonic()
+        self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
+        t, m = e.run.config.training, e.run.config.model
+        self.query_one("#run-line", Static).update(
+            f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
+            f"{escape(e.device)} · {e.n_train:,} train / {e.n_val:,} val rows")
+
+    def progress(self, e) -> None:
+        """The epoch's progress, the run's elapsed time and its remaining time (epochs still to come
+        estimated from the mean of those done, or from this one's rate before the first ends)."""
+        elapsed = time.monotonic() - self.started_at
+        per_epoch = (sum(m.seconds for m in self.live) / len(self.live)) if self.live else e.total / max(e.frames_per_s, 1e-9)
+        remaining = e.eta_s + (e.epochs - e.epoch) * per_epoch
+        with self.app.batch_update():
+            self.query_one(ProgressBar).update(total=e.total, progress=e.frames)
+            self._label(f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · run {duration(elapsed)} elapsed, "
+                        f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s")
+
+    def epoch(self, e) -> None:
+        self.live.append(e.metrics)
+        with self.app.batch_update():
+            bar = self.query_one(ProgressBar)
+            bar.update(progress=bar.total)
+            self._label(f"epoch {e.metrics.epoch}/{e.epochs} done · run {duration(time.monotonic() - self.started_at)} elapsed")
+            self.query_one(RunView).show(self.live, self.best_epoch)
+
+    def best(self, e) -> None:
+        self.best_epoch, self.best_acc = e.epoch, e.val_acc
+        self.query_one(RunView).show(self.live, self.best_epoch)
+
+    def finished(self) -> None:
+        self._label(f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
+
+    def ended(self, how: str) -> None:
+        self._label(how)
+
+
+class RunDetails(Vertical):
+    """A run picked in History: one line about it, its weakest phones, its curves and epoch table."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("select a run", id="picked-info")
+        yield RunView(id="picked-view")
+
+    def show(self, run, empty: str = "select a run") -> None:
+        info, view = self.query_one("#picked-info", Static), self.query_one(RunView)
+        if run is None or run.state == "damaged":
+            info.update(empty if run is None else escape(f"{run.id}: damaged: {run.reason}"))
+            view.show([], None)
+            return
+        t, m = run.config.training, run.config.model
+        metrics, note = [], ""
+        try:
+            metrics = run.metrics()
+        except PhonetuiError as e:
+            note = f" · {e}"
+        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
+        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
+        info.update(escape(line + self._phones_line(run)))
+        view.show(metrics, run.status.best_epoch)
+
+    @staticmethod
+    def _phones_line(run) -> str:
+        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
+        from .. import diagnostics
+
+        try:
+            phones, pairs = diagnostics.read(run)
+        except PhonetuiError as e:
+            return f"\n{e}"
+        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
+        if not scored:
+            return ""
+        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
+        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
+        return f"\nweakest phones: {weak} · confused: {confused}"

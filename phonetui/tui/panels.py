@@ -37,6 +37,7 @@ class TrainingPanel(Vertical):
         self.started_at = 0.0
 
     def compose(self) -> ComposeResult:
+        yield Static(id="queue-line")
         yield Static("no run yet: F5 starts one", id="run-line")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="progress")
@@ -46,9 +47,16 @@ class TrainingPanel(Vertical):
     def _label(self, text: str) -> None:
         self.query_one("#progress-label", Static).update(text)
 
+    def queue(self, text: str) -> None:
+        """The sweep or search this run belongs to, and where it stands ('' for a single run)."""
+        line = self.query_one("#queue-line", Static)
+        line.update(escape(text))
+        line.display = bool(text)
+
     def begin(self, what: str) -> None:
         self.live, self.best_epoch, self.best_acc = [], None, None
         with self.app.batch_update():
+            self.queue("")
             self.query_one(RunView).show([], None)
             self.query_one(ProgressBar).update(total=1, progress=0)
             self._label("starting…")

@@ -360,7 +360,10 @@ class MainScreen(Screen):
             def announce(i: int, n: int, values: dict) -> None:
                 shown = ", ".join(f"{FIELDS.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{FIELDS.get(k, k)} {v}"
                                   for k, v in values.items())
+                done = sum(t.state.name == "COMPLETE" for t in study.trials)
                 self.app.call_from_thread(self.say, f"Optuna trial {i}/{n}: {shown}")
+                self.app.call_from_thread(self.panel.queue, f"Optuna study {study.study_name}: trial {i} of {n} "
+                                          f"({shown}) · {done} complete in the study so far")
 
             if search.optimize(study, base, space, self.data, self.runs_dir, self.form.trials, self._events,
                                self.cancel, announce):
@@ -381,6 +384,8 @@ class MainScreen(Screen):
             def announce(i: int, n: int, trial) -> None:
                 values = ", ".join(f"{FIELDS.get(k, k)} {v}" for k, v in trial.values.items())
                 self.app.call_from_thread(self.say, f"sweep {queue.id}: run {i}/{n} ({values})")
+                total = len(queue.trials)
+                self.app.call_from_thread(self.panel.queue, f"sweep {queue.id}: run {total - n + i} of {total} ({values})")
 
             if sweep.run(queue, base, self.data, self._events, self.cancel, announce):
                 self.app.call_from_thread(self.say, f"sweep {queue.id} finished: History ranks its runs "

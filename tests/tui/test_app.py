@@ -145,6 +145,10 @@ async def test_stop_keeps_best_model(make_app) -> None:
         await ready(pilot)
         await pilot.press("f5")
         await until(pilot, lambda: app.main.panel.best_epoch is not None)
+        run_line = str(app.query_one("#run-line").render())
+        app.main.form.fill(app.main.presets["baseline"], "preset baseline")  # F3 / a preset mid-run: the form only
+        await pilot.pause()
+        assert str(app.query_one("#run-line").render()) == run_line and "batch 32" in run_line
         table = app.query_one(RunsTable)  # History follows the run live, without reading the folder again
         await until(pilot, lambda: table.row_count == 1)
         row = lambda: table.get_row(app.main.current_run.id)  # noqa: E731
@@ -350,7 +354,10 @@ async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: P
         field(app, "lr").value = "0.001, 0.003"
         await pilot.pause()
         assert "sweep of 2 runs" in str(app.query_one("#form-title").render())
-        await train_to_end(pilot)
+        await pilot.press("f5")
+        queue_line = app.query_one("#queue-line")
+        await until(pilot, lambda: "run 2 of 2 (lr 0.003)" in str(queue_line.render()))
+        await until(pilot, lambda: not app.main.training)
         table = app.query_one(RunsTable)
         assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
         app.main.continue_sweep(old.id)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, Markdown
+from textual.widgets import Button, DataTable, Label
 
 from .charts import Chart
 
@@ -72,6 +72,8 @@ class Help(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # imported on first use: it pulls in a Markdown parser
+
         rows = "\n".join(f"| `{key}` | {what} |" for key, what in self.keys)
         with VerticalScroll(id="help-dialog"):
             yield Markdown(HELP.format(keys=rows))

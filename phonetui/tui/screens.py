@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import threading
 import time
@@ -119,8 +120,8 @@ class MainScreen(Screen):
         self.load_data()
         self.load_history()
         loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:  # as Stop and quit does: the run ends `stopped`, its best model kept
-            loop.add_signal_handler(sig, self.stop_and_exit)
+        loop.add_signal_handler(signal.SIGTERM, self.stop_and_exit)  # as Stop and quit: the run ends `stopped`
+        loop.add_signal_handler(signal.SIGHUP, self.hang_up)
 
     # -- messages: the status line, the log, toasts -----------------------------------------------
 
@@ -573,6 +574,16 @@ class MainScreen(Screen):
         if self.train_worker is not None:
             await self.train_worker.wait()
         self.app.exit()
+
+    @work(exclusive=True, group="quit")
+    async def hang_up(self) -> None:
+        """SIGHUP: the terminal is gone. Stop the run as Stop and quit does, then end the process
+        at once: there is nothing left to draw, and Textual's shutdown would wait forever on its
+        output to the closed terminal."""
+        self.cancel.set()
+        if self.train_worker is not None:
+            await self.train_worker.wait()
+        os._exit(128 + signal.SIGHUP)
 
     def on_unmount(self) -> None:
         self.cancel.set()

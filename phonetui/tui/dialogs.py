@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label
 
@@ -108,9 +108,8 @@ class Compare(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-dialog"):
             yield Label(f"comparing {len(self.runs)} runs · Escape closes", id="compare-title")
-            with Horizontal(id="compare-body"):
-                yield Chart("val accuracy", id="compare-chart")
-                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+            yield Chart("val accuracy", id="compare-chart")
+            yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one(Chart).show({_label(r): [(m.epoch, m.val_acc) for m in self.metrics[r.id] if m.val_acc is not None]

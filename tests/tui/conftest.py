@@ -81,19 +81,25 @@ class FixedClock:
         return self.now
 
     @staticmethod
+    def monotonic() -> float:
+        return 0.0  # the app's elapsed and remaining times read 0:00
+
+    @staticmethod
     def strftime(fmt: str) -> str:
         return time.strftime(fmt, time.struct_time((2021, 3, 1, 12, 0, 0, 0, 60, 0)))
 
 
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """Deterministic run ids, dates, epoch seconds and frames/s (for snapshots)."""
+    """Deterministic run ids, dates, epoch seconds, frames/s and the app's run times (for snapshots)."""
     import phonetui.runs
     import phonetui.trainer
+    import phonetui.tui.panels
 
     clock = FixedClock()
     monkeypatch.setattr(phonetui.trainer, "time", clock)
     monkeypatch.setattr(phonetui.runs, "time", clock)
+    monkeypatch.setattr(phonetui.tui.panels, "time", clock)
     return clock
 
 

@@ -2,7 +2,8 @@
 
 Deterministic by construction: no training runs here. Runs are fed to the app as fixed events
 (pilot_helpers.feed_run) with real run folders; paths are relative to a fresh working folder, the
-run store reads a fixed clock, and the cursor does not blink.
+run store and the app's run times read a fixed clock, toasts are cleared before the picture, and
+the cursor does not blink.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def test_invalid_form(make_app, snap_compare) -> None:
 async def _finished(pilot) -> None:
     await ready(pilot)
     await feed_run(pilot)
+    pilot.app.clear_notifications()  # toasts expire on the wall clock: keep them out of snapshots
+    await pilot.pause()
 
 
 def test_finished(make_app, fixed_clock, snap_compare) -> None:
@@ -56,6 +59,7 @@ def test_compare(make_app, fixed_clock, snap_compare) -> None:
         for i, lr in enumerate((1e-3, 3e-3, 1e-2)):  # run ids get -2, -3 on the fixed clock
             curve = [(ta, tl, va + 0.02 * i - 0.004 * i * e, vl) for e, (ta, tl, va, vl) in enumerate(CURVE)]
             await feed_run(pilot, lr=lr, curve=curve)
+        pilot.app.clear_notifications()
         await pilot.press("f2", "space", "down", "space", "down", "space", "f4")
         await pilot.pause()
 

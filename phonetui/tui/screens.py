@@ -447,6 +447,13 @@ class MainScreen(Screen):
 
     # -- history ------------------------------------------------------------------------------
 
+    @on(TabbedContent.TabActivated)
+    def tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        """The presets and form sit beside Training only: History and Log get the whole width."""
+        self.query_one("#left").display = event.pane.id == "training"
+        if event.pane.id == "history":
+            self.show_picked()
+
     @on(DataTable.RowHighlighted, "#runs")
     def show_picked(self) -> None:
         table = self.query_one(RunsTable)
@@ -482,6 +489,7 @@ class MainScreen(Screen):
     def action_load_run(self) -> None:
         if run := self._picked("load its config"):
             self.form.fill(run.config, f"run {run.id}")
+            self.query_one(TabbedContent).active = "training"
             self.say(f"loaded the config of {run.id} into the form: F5 runs it again")
 
     def action_mark(self) -> None:

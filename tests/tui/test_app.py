@@ -127,10 +127,11 @@ async def test_history_loads_config_back(make_app, workdir: Path) -> None:
         table = app.query_one(RunsTable)
         assert table.row_count == 1 and table.selected().config.training.lr == 0.003
         await pilot.press("f2")
-        assert app.query_one("#tabs").active == "history"
+        assert app.query_one("#tabs").active == "history" and not app.query_one("#left").display  # full width
         assert app.query_one("#picked-view DataTable").row_count == 1
         await pilot.press("l")
         assert field(app, "lr").value == "0.003" and field(app, "epochs").value == "1"
+        assert app.query_one("#tabs").active == "training" and app.query_one("#left").display
         assert "run " + table.selected().id in str(app.query_one("#form-title").render())
         await pilot.press("b")
         assert table.sort_column == "best"

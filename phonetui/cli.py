@@ -205,9 +205,14 @@ def _signals_stop():
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl+C stops too when the process was started with it ignored or blocked (a background job,
+    # a parent that masked it): both are inherited, and would leave a training deaf to it.
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for s, handler in old.items():
             signal.signal(s, handler)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -107,8 +108,10 @@ def test_demo_data_never_overwrites_real_data_unless_forced(tmp_path, capsys):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir, presets_dir, tmp_path, sig):
-    proc = subprocess.Popen([sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets",
-                             str(presets_dir), "--preset", "tiny", "--epochs", "1000", "--runs", str(tmp_path)],
+    # started with the three signals ignored, as a background job of a script would be: still stops
+    cmd = shlex.join([sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets",
+                      str(presets_dir), "--preset", "tiny", "--epochs", "1000", "--runs", str(tmp_path)])
+    proc = subprocess.Popen(["sh", "-c", f"trap '' INT TERM HUP; exec {cmd}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(tmp_path.glob("*/best.pt")) and time.time() < deadline:

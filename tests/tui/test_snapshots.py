@@ -33,7 +33,8 @@ async def _finished(pilot) -> None:
     await ready(pilot)
     await feed_run(pilot)
     pilot.app.clear_notifications()  # toasts expire on the wall clock: keep them out of snapshots
-    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.2)  # let resizes (the epoch table's short headers) settle on a slow machine
 
 
 def test_finished(make_app, fixed_clock, snap_compare) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from . import __version__, presets
-from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
+from .config import EDITABLE, RunConfig, flag_value
 from .errors import PhonetuiError, one_line
 
 console = Console(highlight=False, soft_wrap=True)
@@ -88,10 +88,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     for key in EDITABLE:
         text = getattr(args, key, None)
         if text is not None:
-            value, reason = check_value(TRAIN_RULES, key, text)
-            if reason:
-                raise PhonetuiError(f"--{key.replace('_', '-')} {text}: {reason}")
-            changes[key] = value
+            changes[key] = flag_value(key, text)
     return cfg.with_training(**changes)
 
 
@@ -318,9 +315,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import runs
     from .predict import predict
 
-    _, reason = check_value(TRAIN_RULES, "device", args.device)
-    if reason:
-        raise PhonetuiError(f"--device {args.device}: {reason}")
+    flag_value("device", args.device)
     run = runs.open_run(args.run_dir)
     data_dir = _data_of(run, args)
     _report(predict(run, load_data(data_dir), args.out, args.device))

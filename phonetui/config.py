@@ -209,6 +209,15 @@ def check_value(rules: dict[str, _Rule], key: str, value: Any) -> tuple[Any, str
     return (parsed, None) if rule.ok(parsed) else (None, rule.reason)
 
 
+def flag_value(key: str, text: str) -> Any:
+    """The value typed for training flag --key (or one item of a sweep or search list), or a
+    PhonetuiError naming the flag and the text."""
+    value, reason = check_value(TRAIN_RULES, key, text)
+    if reason:
+        raise PhonetuiError(f"--{key.replace('_', '-')} {text.strip() or repr(text)}: {reason}")
+    return value
+
+
 def fit_problems(batch_size: int, n_train: int, batchnorm: bool, unit: str = "rows") -> dict[str, str]:
     """Reasons, by field, why these values cannot train on `n_train` rows or utterances (`unit`)."""
     if n_train < 1:

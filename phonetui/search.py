@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
+from .config import EDITABLE, RunConfig, flag_value
 from .errors import PhonetuiError
 
 DB = "optuna.db"
@@ -38,13 +38,6 @@ class Dimension:
         return ",".join(map(str, self.choices)) if self.choices else f"{self.low}:{self.high}"
 
 
-def _value(key: str, text: str) -> Any:
-    value, reason = check_value(TRAIN_RULES, key, text)
-    if reason:
-        raise PhonetuiError(f"--{key.replace('_', '-')} {text.strip() or repr(text)}: {reason}")
-    return value
-
-
 def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]:
     """(dimensions to search, fixed values) from each flag's text, every value checked by its rule."""
     space, fixed = [], {}
@@ -52,14 +45,14 @@ def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]
         if key not in EDITABLE:
             raise PhonetuiError(f"search: '{key}' is not a training value (those are: {', '.join(EDITABLE)})")
         if ":" in text:
-            low, high = (_value(key, part) for part in text.split(":", 1))
+            low, high = (flag_value(key, part) for part in text.split(":", 1))
             if not isinstance(low, (int, float)) or not low < high:
                 raise PhonetuiError(f"--{key.replace('_', '-')} {text}: a range needs numbers LO:HI with LO < HI")
             space.append(Dimension(key, low, high))
         elif "," in text:
-            space.append(Dimension(key, choices=tuple(dict.fromkeys(_value(key, t) for t in text.split(",")))))
+            space.append(Dimension(key, choices=tuple(dict.fromkeys(flag_value(key, t) for t in text.split(",")))))
         else:
-            fixed[key] = _value(key, text)
+            fixed[key] = flag_value(key, text)
     if not space:
         raise PhonetuiError("search: give at least one flag a range LO:HI or a list A,B (e.g. --lr 1e-4:1e-2)")
     return space, fixed

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value
+from .config import EDITABLE, RunConfig, flag_value
 from .errors import PhonetuiError
 from .runs import write_text
 
@@ -29,9 +29,7 @@ def parse_grid(texts: dict[str, str]) -> dict[str, list[Any]]:
             raise PhonetuiError(f"sweep: '{key}' is not a training value a sweep can vary (those are: {', '.join(EDITABLE)})")
         values = []
         for item in str(text).split(","):
-            value, reason = check_value(TRAIN_RULES, key, item)
-            if reason:
-                raise PhonetuiError(f"--{key.replace('_', '-')} {item.strip() or repr(item)}: {reason}")
+            value = flag_value(key, item)
             if value not in values:
                 values.append(value)
         grid[key] = values

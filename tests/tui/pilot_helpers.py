@@ -29,6 +29,12 @@ async def ready(pilot: Pilot) -> None:
         field.cursor_blink = False
 
 
+async def train_until_best(pilot: Pilot) -> None:
+    """Press F5 and wait until the run has saved its first best model (the run goes on)."""
+    await pilot.press("f5")
+    await until(pilot, lambda: pilot.app.main.panel.best_epoch is not None)
+
+
 async def train_to_end(pilot: Pilot) -> None:
     """Press F5 and wait until the run has ended."""
     app, main = pilot.app, pilot.app.main

@@ -16,7 +16,7 @@ from phonetui.tui.dialogs import Compare, Confirm, Help
 from phonetui.tui.messages import DataLoaded
 from phonetui.tui.widgets import RunsTable, RunView
 
-from .pilot_helpers import feed_run, ready, train_to_end, until
+from .pilot_helpers import feed_run, ready, train_to_end, train_until_best, until
 
 
 def field(app: PhonetuiApp, key: str) -> Input:
@@ -144,8 +144,7 @@ async def test_stop_keeps_best_model(make_app) -> None:
     app = make_app("--epochs", "400", "--batch-size", "32")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
-        await until(pilot, lambda: app.main.panel.best_epoch is not None)
+        await train_until_best(pilot)
         run_line = str(app.query_one("#run-line").render())
         app.main.form.fill(app.main.presets["baseline"], "preset baseline")  # F3 / a preset mid-run: the form only
         await pilot.pause()
@@ -370,8 +369,7 @@ async def test_resume_a_stopped_run_in_the_app(make_app) -> None:
     app = make_app("--epochs", "400", "--batch-size", "32")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
-        await until(pilot, lambda: app.main.panel.best_epoch is not None)
+        await train_until_best(pilot)
         await pilot.press("f6")
         await until(pilot, lambda: not app.main.training, timeout=10)
         run = app.main.current_run

@@ -51,6 +51,7 @@ class ModelConfig:
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
     time_mask: int = 0  # tagger, training only: widest of the zeroed time spans (one per 50 frames; 0: none)
     feature_mask: int = 0  # tagger, training only: widest of 2 zeroed bands of the 39 per-frame values (0: none)
+    warp: float = 0.0  # tagger, training only: VTLP, spectra stretched by a factor in 1 +- warp (0: none)
 
     @property
     def sequence(self) -> bool:
@@ -67,6 +68,7 @@ class ModelConfig:
             return f"{'-'.join(map(str, self.hidden))} {self.activation}" + (" +BN" if self.batchnorm else "")
         cell = ("Bi" if self.bidirectional else "") + self.cell.upper()
         masks = ", masked" if self.time_mask or self.feature_mask else ""
+        masks += f", VTLP {self.warp:g}" if self.warp else ""
         return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}{masks}"
 
     def param_count(self, width: int = 11 * FRAME_DIM) -> int:
@@ -171,10 +173,11 @@ MODEL_RULES: dict[str, _Rule] = {
     "normalize": _Rule(bool, lambda v: True, "must be true or false"),
     "time_mask": _Rule(int, lambda v: 0 <= v <= 100, "must be an integer from 0 (none) to 100 frames"),
     "feature_mask": _Rule(int, lambda v: 0 <= v <= FRAME_DIM, f"must be an integer from 0 (none) to {FRAME_DIM}"),
+    "warp": _Rule(float, lambda v: 0 <= v <= 0.3, "must be in [0, 0.3] (0: none)"),
 }
 MODEL_KEYS = {"mlp": ("kind", "hidden", "activation", "batchnorm", "dropout"),
               "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout",
-                         "time_mask", "feature_mask")}
+                         "time_mask", "feature_mask", "warp")}
 
 
 def _coerce(value: Any, kind: type) -> Any:

@@ -11,7 +11,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from .config import CONV_WIDTH, FRAME_DIM, N_CLASSES, ModelConfig
+from .augment import spec_augment, vtlp
+from .config import CONV_WIDTH, N_CLASSES, ModelConfig
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -55,31 +56,8 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
 
-def spans(lengths: torch.Tensor, count: int, widest: int, size: int | None = None) -> torch.Tensor:
-    """(B, size) mask, True in `count` spans of random width 0..widest placed inside each row's length
-    (`size`: the mask's width, by default the longest length)."""
-    size = size or int(lengths.max())
-    width = torch.randint(0, widest + 1, (len(lengths), count))
-    start = (torch.rand(len(lengths), count) * (lengths[:, None] - width + 1).clamp(min=1)).long()
-    t = torch.arange(size)[None, None, :]
-    return ((t >= start[..., None]) & (t < (start + width)[..., None])).any(1)
-
-
-def spec_augment(x: torch.Tensor, lengths: torch.Tensor, time_mask: int, feature_mask: int) -> torch.Tensor:
-    """SpecAugment-style masking of padded utterances (B, T, D) on the CPU-side `lengths`: spans of up
-    to `time_mask` frames (one per 50 frames of the longest) and 2 bands of up to `feature_mask` of
-    each frame's 39 values (in every frame of a window) set to 0, the mean of normalised features."""
-    if time_mask:
-        gaps = spans(lengths, max(1, x.shape[1] // 50), time_mask, x.shape[1])
-        x = x * ~gaps.to(x.device)[:, :, None]
-    if feature_mask:
-        bands = spans(torch.full((x.shape[0],), FRAME_DIM), 2, feature_mask)
-        x = x * ~bands.repeat(1, x.shape[2] // FRAME_DIM).to(x.device)[:, None, :]
-    return x
-
-
 class Tagger(nn.Module):
-    """[per-utterance normalisation] -> [masks, when training] -> [Conv1d + ReLU] -> LSTM/GRU layers
+    """[per-utterance normalisation] -> [VTLP and masks, when training] -> [Conv1d + ReLU] -> LSTM/GRU layers
     -> Linear, per frame.
 
     Input: zero-padded utterances (B, T, D) and their lengths (B,); output: logits of the valid
@@ -92,7 +70,7 @@ class Tagger(nn.Module):
     def __init__(self, cfg: ModelConfig, width: int) -> None:
         super().__init__()
         self.normalize = cfg.normalize
-        self.time_mask, self.feature_mask = cfg.time_mask, cfg.feature_mask
+        self.time_mask, self.feature_mask, self.warp = cfg.time_mask, cfg.feature_mask, cfg.warp
         d = cfg.input_dim(width)
         self.conv = nn.Conv1d(d, cfg.conv, CONV_WIDTH, padding=CONV_WIDTH // 2) if cfg.conv else None
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
@@ -111,6 +89,8 @@ class Tagger(nn.Module):
             mean = x.sum(1, keepdim=True) / n
             std = ((((x - mean) * mask) ** 2).sum(1, keepdim=True) / n).sqrt()
             x = (x - mean) / (std + 1e-5) * mask
+        if self.training and self.warp:
+            x = vtlp(x, lengths, self.warp)
         if self.training and (self.time_mask or self.feature_mask):
             x = spec_augment(x, lengths.cpu(), self.time_mask, self.feature_mask)
         if self.conv is not None:

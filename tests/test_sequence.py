@@ -15,7 +15,8 @@ from phonetui.config import PHONES, ModelConfig, RunConfig, TrainConfig, parse_m
 from phonetui.data import frames, utterances
 from phonetui.errors import PhonetuiError
 from phonetui.evaluation import smooth
-from phonetui.models import build, spec_augment
+from phonetui.augment import spec_augment, vtlp, warp_matrix
+from phonetui.models import build
 from phonetui.predict import predict
 from tests.conftest import write_set
 
@@ -171,3 +172,22 @@ def test_masks_zero_spans_inside_each_utterance_and_bands_in_every_frame() -> No
     assert (bands == bands[0]).all() and 1 <= bands[0].sum() <= 12
     model = build(ModelConfig(kind="tagger", layers=1, size=8, input="window", time_mask=10, feature_mask=6), 429).eval()
     assert torch.equal(model(x, lengths), model(x, lengths))  # evaluation never masks
+
+
+def test_vtlp_moves_formants_and_keeps_padding_and_spread() -> None:
+    dct = frames.cepstra()
+    assert np.allclose(warp_matrix(1.0), np.eye(13), atol=1e-5)
+    peak = 5 * np.exp(-0.5 * ((np.arange(frames.N_MELS) - 10) / 1.5) ** 2)  # a formant at mel band 10
+    moved = {f: int((np.linalg.pinv(dct) @ warp_matrix(f) @ dct @ peak).argmax()) for f in (0.9, 1.0, 1.1)}
+    assert moved[0.9] < moved[1.0] == 10 < moved[1.1]
+    torch.manual_seed(0)
+    x, lengths = torch.randn(3, 40, 39).repeat(1, 1, 11), torch.tensor([40, 25, 1])
+    x[1, 25:], x[2, 1:] = 0, 0
+    y = vtlp(x, lengths, 0.1)
+    assert not torch.equal(y, x) and (y[1, 25:] == 0).all() and (y[2, 1:] == 0).all()
+    assert torch.allclose(y[0].std(0), x[0].std(0), atol=1e-4) and torch.allclose(y[1, :25].std(0), x[1, :25].std(0), atol=1e-4)
+    assert torch.allclose(y[..., :39].repeat(1, 1, 11), y, atol=1e-6)  # every frame of a window is mapped alike
+    model = build(ModelConfig(kind="tagger", layers=1, size=8, warp=0.1), 39).eval()
+    assert torch.equal(model(x[..., :39], lengths), model(x[..., :39], lengths))  # evaluation never warps
+    with pytest.raises(PhonetuiError, match=r"model.warp = 0.5: must be in \[0, 0.3\]"):
+        parse_model({"kind": "tagger", "warp": 0.5})

@@ -18,6 +18,24 @@ N_STATIC = 13
 N_FEAT = 3 * N_STATIC
 CONTEXT = 5  # frames either side of the centre
 ROW_DIM = (2 * CONTEXT + 1) * N_FEAT
+N_MELS, LIFTER, BAND_HZ = 26, 22, (20, 8000)  # the statics: HTK-style MFCCs c0..c12 of 26 mel bands
+
+
+def mel(hz: np.ndarray | float) -> np.ndarray | float:
+    """Hertz to mel."""
+    return 2595 * np.log10(1 + hz / 700)
+
+
+def mel_edges() -> np.ndarray:
+    """The N_MELS + 2 band edges in Hz (each band's centre is the next edge), evenly spaced in mel."""
+    return 700 * (10 ** (np.linspace(mel(BAND_HZ[0]), mel(BAND_HZ[1]), N_MELS + 2) / 2595) - 1)
+
+
+def cepstra() -> np.ndarray:
+    """Liftered DCT-II (13, N_MELS): log mel energies to the statics c0..c12."""
+    k = np.arange(N_STATIC)[:, None]
+    dct = np.cos(np.pi * k * (np.arange(N_MELS) + 0.5) / N_MELS) * np.sqrt(2 / N_MELS)
+    return dct * (1 + LIFTER / 2 * np.sin(np.pi * np.arange(N_STATIC) / LIFTER))[:, None]
 
 
 def deltas(x: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ DIALECTS = ("en-us", "en-us", "en-us", "en-us-nyc")  # 3 in 4 speakers general A
 UTTERANCES = "utterances.tsv"  # one line per utterance, beside the .npy files
 _SHARD = 64  # utterances spoken by one worker process
 _TEST_SHARE = 5  # 1 in 5 voice variants and sentences is held out for the test set
-_WIN_S, _NFFT, _MELS, _LIFTER = 0.025, 1024, 26, 22
+_WIN_S, _NFFT = 0.025, 1024
 
 
 def available() -> str | None:
@@ -260,15 +260,11 @@ class Espeak:
 def _mel_dct(rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hamming window, mel filterbank (26, NFFT/2+1) and liftered DCT-II (13, 26) for a sample rate."""
     win = np.hamming(int(_WIN_S * rate))
-    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
-    edges = 700 * (10 ** (np.linspace(mel(20), mel(8000), _MELS + 2) / 2595) - 1)
+    edges = frames.mel_edges()
     bins = np.fft.rfftfreq(_NFFT, 1 / rate)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     bank = np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
-    k = np.arange(frames.N_STATIC)[:, None]
-    dct = np.cos(np.pi * k * (np.arange(_MELS) + 0.5) / _MELS) * np.sqrt(2 / _MELS)
-    lifter = 1 + _LIFTER / 2 * np.sin(np.pi * np.arange(frames.N_STATIC) / _LIFTER)
-    return win, bank, dct * lifter[:, None]
+    return win, bank, frames.cepstra()
 
 
 def frame_starts(n_samples: int, rate: int) -> np.ndarray:

@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     dataset = load_data(args.data)
     console.print(f"{dataset.describe(cfg.training.val_ratio)}")
-    return _train(lambda listen: trainer.train(cfg, dataset, args.runs, listen), dataset, args.predict)
+    return _train(lambda listen: trainer.train(cfg, dataset, args.runs, listen, args.stop), dataset, args.predict)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -127,7 +127,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = runs.open_run(args.run_dir)
     dataset = data.load(_data_of(run, args))
     console.print(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
-    return _train(lambda listen: trainer.resume(run, dataset, listen), dataset, args.predict)
+    return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop), dataset, args.predict)
 
 
 def _data_of(run, args: argparse.Namespace) -> Path:
@@ -191,23 +191,36 @@ def _train(start, dataset, export: bool) -> int:
     return 130 if run.status.status == "stopped" else 0
 
 
+class Stop(threading.Event):
+    """Set, with the reason a stopped run records, when Ctrl+C, SIGTERM or SIGHUP asks a command to stop."""
+
+    reason = "stopped by the user"
+
+
 @contextmanager
 def _signals_stop():
-    """SIGTERM and SIGHUP stop a command as Ctrl+C does (a KeyboardInterrupt: a training ends `stopped`,
-    temp files are removed); the old handlers come back after."""
+    """Ctrl+C, SIGTERM and SIGHUP stop a command: each sets the yielded Stop, which a training checks
+    between batches, and raises KeyboardInterrupt (a training ends `stopped`, temp files are removed,
+    and whatever else runs is cut short). The flag stops a training even where the exception is lost
+    (raised inside a finaliser, say). The old handlers and signal mask come back after."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    def stop(signum: int, frame) -> None:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    # Ctrl+C stops too when the process was started with it ignored or blocked (a background job,
-    # a parent that masked it): both are inherited, and would leave a training deaf to it.
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
-    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    def handle(signum: int, frame) -> None:
+        if signum != signal.SIGINT:
+            stop.reason = f"stopped by {signal.Signals(signum).name}"
+        stop.set()
+        raise KeyboardInterrupt(stop.reason)
+
+    # Installed for Ctrl+C too, and unblocked, for a process started with them ignored or blocked (a
+    # background job, a parent that masked them): both are inherited, and would leave a training deaf.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handle) for s in signals}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     try:
-        yield
+        yield stop
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for s, handler in old.items():
@@ -247,7 +260,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for i, trial in enumerate(left, 1):
         cfg = s.config(base, trial)
         console.print(f"[bold]trial {i}/{len(left)}[/]: " + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
-        code = _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen)), dataset,
+        code = _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen), args.stop), dataset,
                       args.predict)
         if code:
             console.print(f"sweep stopped; `phonetui sweep --continue {s.id}` runs what is left")
@@ -279,7 +292,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                                                             for k, v in values.items()))
 
     with _printer() as listen:
-        finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, announce=announce)
+        finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, args.stop,
+                                   announce=announce)
     table = Table("rank", "trial", "state", *(d.key for d in space), "best val acc", "run", box=None)
     table.columns[-1].no_wrap = True
     for rank, row in enumerate(search.leaderboard(study), 1):
@@ -410,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command is None:
             return cmd_tui(args)
-        with _signals_stop():
+        with _signals_stop() as args.stop:
             return COMMANDS[args.command](args)
     except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
         print(f"phonetui: error: {one_line(e)}", file=sys.stderr)

@@ -91,7 +91,9 @@ class _Either:
 
     @property
     def reason(self) -> str | None:
-        return "pruned by Optuna (val acc below the median of earlier trials)" if not self.stop.is_set() else None
+        if self.stop.is_set():
+            return getattr(self.stop, "reason", None)
+        return "pruned by Optuna (val acc below the median of earlier trials)"
 
 
 def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Path, trials: int,

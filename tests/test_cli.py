@@ -126,6 +126,29 @@ def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir
     assert "stopped: the best model (epoch " in out
 
 
+def test_a_signal_whose_exception_is_lost_still_stops_the_training(demo, presets_dir, tmp_path, monkeypatch, capsys):
+    # a handler's KeyboardInterrupt can be raised where Python drops it (inside a finaliser, say): the
+    # stop flag it also sets ends the training at the next batch, with the signal as the reason
+    from phonetui import trainer
+
+    class Swallowing(trainer.Progress):
+        def __init__(self, *args) -> None:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+            super().__init__(*args)
+
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(trainer, "Progress", Swallowing)
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--epochs", "2", "--runs", str(tmp_path)]) == 130
+    (run,) = runs.list_runs(tmp_path)
+    assert run.state == "stopped" and run.status.message == "stopped by SIGTERM" and run.status.epochs_done == 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the old handler is back
+
+
 def test_stop_before_any_model_says_so(demo, presets_dir, tmp_path, monkeypatch, capsys):
     from phonetui import trainer
 

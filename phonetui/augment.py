@@ -2,7 +2,7 @@
 
 SpecAugment-style masks, and vocal tract length perturbation (VTLP) done on the cepstra: the
 course's 39 values are 13 MFCCs with deltas and delta-deltas, all linear in the log mel spectrum,
-so stretching that spectrum along frequency is one 13 x 13 matrix per utterance.
+so warping that spectrum along frequency is one 13 x 13 matrix per utterance.
 """
 
 from __future__ import annotations
@@ -39,29 +39,42 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, time_mask: int, feature
     return x
 
 
-@functools.lru_cache(maxsize=256)
-def warp_matrix(factor: float) -> np.ndarray:
-    """(13, 13) map of the statics c0..c12 to those of the same log mel spectrum stretched by `factor`
-    along frequency (> 1: formants move up, as for a shorter vocal tract): back to the mel bands
-    through the DCT's pseudo-inverse, each band read at its centre / factor, and forward again."""
-    centres = frames.mel(frames.mel_edges()[1:-1])
-    source = frames.mel(np.clip(frames.mel_edges()[1:-1] / factor, *frames.mel_edges()[[1, -2]]))
-    pos = np.interp(source, centres, np.arange(frames.N_MELS))
-    low = np.minimum(pos.astype(int), frames.N_MELS - 2)
+WARP_HZ = (500, 3000)  # where a warp's two factors apply: the first formant's range, the third's
+
+
+@functools.cache
+def _bands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band centres in Hz and mel, and the DCT's pseudo-inverse (cepstra back to log mel energies)."""
+    hz = frames.mel_edges()[1:-1]
+    return hz, frames.mel(hz), np.linalg.pinv(frames.cepstra())
+
+
+def warp_matrix(low: float, high: float | None = None) -> np.ndarray:
+    """(13, 13) map of the statics c0..c12 to those of the same log mel spectrum warped along
+    frequency: stretched by `low` up to WARP_HZ[0] and by `high` (default: `low`) from WARP_HZ[1],
+    the log factor linear in mel between (> 1 moves formants up, as a shorter vocal tract does;
+    speakers differ in each formant's scale). Back to the mel bands through the DCT's pseudo-inverse,
+    each band read where the warp takes it from, and forward again."""
+    hz, mels, back = _bands()
+    knots = frames.mel(np.array(WARP_HZ, dtype=float))
+    factor = np.exp(np.interp(mels, knots, np.log([low, low if high is None else high])))
+    source = np.maximum.accumulate(np.clip(hz / factor, hz[0], hz[-1]))
+    pos = np.interp(frames.mel(source), mels, np.arange(frames.N_MELS))
+    below = np.minimum(pos.astype(int), frames.N_MELS - 2)
     resample = np.zeros((frames.N_MELS, frames.N_MELS))
     rows = np.arange(frames.N_MELS)
-    resample[rows, low], resample[rows, low + 1] = 1 - (pos - low), pos - low
-    dct = frames.cepstra()
-    return (dct @ resample @ np.linalg.pinv(dct)).astype(np.float32)
+    resample[rows, below], resample[rows, below + 1] = 1 - (pos - below), pos - below
+    return (frames.cepstra() @ resample @ back).astype(np.float32)
 
 
 def vtlp(x: torch.Tensor, lengths: torch.Tensor, warp: float) -> torch.Tensor:
-    """Each utterance's statics, deltas and delta-deltas (in every frame of a window) mapped by
-    warp_matrix of a factor drawn from [1 - warp, 1 + warp], then each value rescaled to its old
-    spread over the utterance (rows are normalised per utterance); padding stays 0."""
+    """Each utterance's statics, deltas and delta-deltas (in every frame of a window) mapped by a
+    warp_matrix whose two factors are drawn independently, log-uniform in [1 / (1 + warp), 1 + warp];
+    then each value rescaled to its old spread over the utterance (rows are normalised per
+    utterance); padding stays 0."""
     b, t, d = x.shape
-    factors = (1 + (torch.rand(b) * 2 - 1) * warp).tolist()
-    maps = torch.from_numpy(np.stack([warp_matrix(round(f, 3)) for f in factors])).to(x)
+    factors = ((torch.rand(b, 2) * 2 - 1) * np.log1p(warp)).exp().tolist()
+    maps = torch.from_numpy(np.stack([warp_matrix(low, high) for low, high in factors])).to(x)
     y = torch.einsum("btgc,bdc->btgd", x.reshape(b, t, d // frames.N_STATIC, frames.N_STATIC), maps).reshape(b, t, d)
     mask = (torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
     n = lengths.to(x.device, x.dtype)[:, None, None]

@@ -51,7 +51,7 @@ class ModelConfig:
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
     time_mask: int = 0  # tagger, training only: widest of the zeroed time spans (one per 50 frames; 0: none)
     feature_mask: int = 0  # tagger, training only: widest of 2 zeroed bands of the 39 per-frame values (0: none)
-    warp: float = 0.0  # tagger, training only: VTLP, spectra stretched by a factor in 1 +- warp (0: none)
+    warp: float = 0.0  # tagger, training only: VTLP, spectra warped by factors in [1/(1+warp), 1+warp] (0: none)
 
     @property
     def sequence(self) -> bool:
@@ -173,7 +173,7 @@ MODEL_RULES: dict[str, _Rule] = {
     "normalize": _Rule(bool, lambda v: True, "must be true or false"),
     "time_mask": _Rule(int, lambda v: 0 <= v <= 100, "must be an integer from 0 (none) to 100 frames"),
     "feature_mask": _Rule(int, lambda v: 0 <= v <= FRAME_DIM, f"must be an integer from 0 (none) to {FRAME_DIM}"),
-    "warp": _Rule(float, lambda v: 0 <= v <= 0.3, "must be in [0, 0.3] (0: none)"),
+    "warp": _Rule(float, lambda v: 0 <= v <= 1, "must be in [0, 1] (0: none)"),
 }
 MODEL_KEYS = {"mlp": ("kind", "hidden", "activation", "batchnorm", "dropout"),
               "tagger": ("kind", "cell", "layers", "size", "bidirectional", "conv", "input", "normalize", "dropout",

@@ -22,7 +22,7 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     dropout = 0.0                      # between recurrent layers and before the output layer
     time_mask = 0                      # training only: zero spans of up to this many frames (1 per 50)
     feature_mask = 0                   # training only: zero 2 bands of up to this many of the 39 values
-    warp = 0.0                         # training only: VTLP, stretch each spectrum by 1 +- up to this
+    warp = 0.0                         # training only: VTLP, warp spectra by factors up to 1 + this
     [training]
     lr = 1e-4                          # > 0
     batch_size = 64                    # >= 1: rows (mlp) or utterances (tagger) per batch

@@ -180,6 +180,7 @@ def test_vtlp_moves_formants_and_keeps_padding_and_spread() -> None:
     peak = 5 * np.exp(-0.5 * ((np.arange(frames.N_MELS) - 10) / 1.5) ** 2)  # a formant at mel band 10
     moved = {f: int((np.linalg.pinv(dct) @ warp_matrix(f) @ dct @ peak).argmax()) for f in (0.9, 1.0, 1.1)}
     assert moved[0.9] < moved[1.0] == 10 < moved[1.1]
+    assert np.allclose(warp_matrix(1.1), warp_matrix(1.1, 1.1)) and not np.allclose(warp_matrix(1.1), warp_matrix(1.1, 0.9))
     torch.manual_seed(0)
     x, lengths = torch.randn(3, 40, 39).repeat(1, 1, 11), torch.tensor([40, 25, 1])
     x[1, 25:], x[2, 1:] = 0, 0
@@ -189,5 +190,5 @@ def test_vtlp_moves_formants_and_keeps_padding_and_spread() -> None:
     assert torch.allclose(y[..., :39].repeat(1, 1, 11), y, atol=1e-6)  # every frame of a window is mapped alike
     model = build(ModelConfig(kind="tagger", layers=1, size=8, warp=0.1), 39).eval()
     assert torch.equal(model(x[..., :39], lengths), model(x[..., :39], lengths))  # evaluation never warps
-    with pytest.raises(PhonetuiError, match=r"model.warp = 0.5: must be in \[0, 0.3\]"):
-        parse_model({"kind": "tagger", "warp": 0.5})
+    with pytest.raises(PhonetuiError, match=r"model.warp = 1.5: must be in \[0, 1\]"):
+        parse_model({"kind": "tagger", "warp": 1.5})

@@ -7,8 +7,10 @@ the footer is drawn; the time from launch is reported (best and median of 5 laun
 Keys: the app runs under Textual's Pilot while `baseline` trains on the data (small epochs, so
 charts and the live History redraw during the presses); F2 (switch tab) is pressed repeatedly, and
 the time until the app has handled it and is idle again is reported (median, 95th percentile,
-max), with the frames/s training reached meanwhile; then the run's whole epochs are timed against
-the same run headless in the same process (what the CLI runs).
+max), with the frames/s training reached meanwhile.
+Training speed: the same `baseline` run is started from the app (F5, then left open on the Training
+tab with its live charts, as a user watching it would) and from the CLI (`phonetui train`), each in
+its own 120x36 tmux pane, alternately, `--repeats` times; the runs' epoch times are compared.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from phonetui import data
 from phonetui.cli import parser
 
 
+def _exe() -> str:
+    return shutil.which("phonetui") or f"{sys.executable} -m phonetui"
+
+
 def first_frame_seconds(data_dir: Path, launches: int = 5) -> list[float]:
     """Seconds from launch until the footer ('Start') is on screen, per launch."""
     times = []
-    exe = shutil.which("phonetui") or f"{sys.executable} -m phonetui"
+    exe = _exe()
     for i in range(launches):
         name = f"phonetui-bench-{i}"
         start = time.perf_counter()
@@ -50,16 +56,32 @@ def first_frame_seconds(data_dir: Path, launches: int = 5) -> list[float]:
     return times
 
 
-EPOCHS = 3  # whole epochs timed in the app and headless
+EPOCHS = 3  # epochs of each timed run
 
 
-def headless_epoch_seconds(data_dir: Path) -> list[float]:
-    """Seconds per epoch of the same `baseline` run without the app (what the CLI runs)."""
-    from phonetui import presets, trainer
+def tmux_run_seconds(data_dir: Path, app: bool) -> float:
+    """Seconds of the epochs of one `baseline` run, from the app (F5 pressed until the run starts,
+    then left alone) or from the CLI, in a 120x36 tmux pane."""
+    from phonetui import runs
 
-    cfg = presets.load_all([])["baseline"].with_training(epochs=EPOCHS)
-    run = trainer.train(cfg, data.load(data_dir), Path(tempfile.mkdtemp()))
-    return [m.seconds for m in run.metrics()]
+    runs_dir = Path(tempfile.mkdtemp())
+    flags = f"--data {data_dir} --runs {runs_dir} --preset baseline --epochs {EPOCHS}"
+    name = f"phonetui-speed-{'app' if app else 'cli'}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
+                    f"{_exe()} {flags}" if app else f"{_exe()} train {flags}"], check=True)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            found = runs.list_runs(runs_dir)
+            if found and found[0].status.status in ("finished", "failed", "stopped"):
+                return sum(m.seconds for m in found[0].metrics())
+            if app and not found:  # until the data and torch have loaded, F5 only says so
+                subprocess.run(["tmux", "send-keys", "-t", name, "F5"], check=False)
+            time.sleep(0.5)
+        raise TimeoutError(f"{name}: the run did not end")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+        shutil.rmtree(runs_dir, ignore_errors=True)
 
 
 async def key_latencies(data_dir: Path, presses: int) -> dict:
@@ -70,7 +92,6 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
     fps: list[float] = []
     args = parser().parse_args(["--data", str(data_dir), "--runs", tempfile.mkdtemp(), "--preset", "baseline",
                                 "--epochs", str(EPOCHS)])
-    seconds: dict[int, float] = {}  # by epoch (the hook can see a message twice)
     handled: list[float] = []
 
     switch_tab = MainScreen.action_switch_tab
@@ -85,8 +106,6 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
     def hook(message) -> None:
         if type(message).__name__ == "TrainerEvent" and isinstance(message.event, trainer.Progress):
             fps.append(message.event.frames_per_s)
-        if type(message).__name__ == "TrainerEvent" and isinstance(message.event, trainer.EpochEnd):
-            seconds[message.event.metrics.epoch] = message.event.metrics.seconds
 
     async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
         while app.main.devices is None or app.main.data is None:
@@ -100,32 +119,42 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
             await pilot.press("f2")
             lat.append(handled[-1] - start)
             await pilot.pause(0.1)
-        while app.main.training:  # the run's remaining epochs, with charts and History redrawn after each
+        app.main.action_stop()
+        while app.main.training:
             await pilot.pause(0.05)
     lat.sort()
     return {"presses": presses, "median_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[int(0.95 * len(lat)) - 1],
-            "max_ms": 1000 * lat[-1], "training_frames_per_s": statistics.median(fps),
-            "app_epoch_s": [seconds[e] for e in sorted(seconds)]}
+            "max_ms": 1000 * lat[-1], "training_frames_per_s": statistics.median(fps)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path)
     p.add_argument("--presses", type=int, default=40)
+    p.add_argument("--parts", default="first-frame,keys,speed", help="what to measure (all three by default)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs from the app and from the CLI (3 each)")
     p.add_argument("--json", type=Path, default=Path("bench/tui_latency.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data or data.make_demo(Path(tmp) / "demo", 60_000, 20_000, seed=0)
-        frames = first_frame_seconds(data_dir)
-        keys = asyncio.run(key_latencies(data_dir, args.presses))
-        keys["headless_epoch_s"] = headless_epoch_seconds(data_dir)
-    result = {"first_frame_s": frames, "keys_while_training": keys}
+        result = {}
+        if "first-frame" in args.parts:
+            result["first_frame_s"] = frames = first_frame_seconds(data_dir)
+            print(f"first frame: best {min(frames):.2f} s, median {statistics.median(frames):.2f} s over {len(frames)} launches")
+        if "keys" in args.parts:
+            result["keys_while_training"] = keys = asyncio.run(key_latencies(data_dir, args.presses))
+            print(f"F2 while training baseline ({keys['training_frames_per_s']:,.0f} frames/s): median {keys['median_ms']:.0f} ms, "
+                  f"p95 {keys['p95_ms']:.0f} ms, max {keys['max_ms']:.0f} ms over {keys['presses']} presses")
+        if "speed" in args.parts:
+            result["training_speed"] = speed = {"app_s": [], "cli_s": []}
+            for _ in range(args.repeats):
+                speed["cli_s"].append(tmux_run_seconds(data_dir, app=False))
+                speed["app_s"].append(tmux_run_seconds(data_dir, app=True))
+            app_s, cli_s = statistics.median(speed["app_s"]), statistics.median(speed["cli_s"])
+            print(f"{EPOCHS} epochs of baseline, median of {args.repeats}: {app_s:.1f} s from the app, {cli_s:.1f} s from the "
+                  f"CLI (app/CLI {app_s / cli_s:.3f}; app {', '.join(f'{v:.1f}' for v in speed['app_s'])}; "
+                  f"CLI {', '.join(f'{v:.1f}' for v in speed['cli_s'])})")
     args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"first frame: best {min(frames):.2f} s, median {statistics.median(frames):.2f} s over {len(frames)} launches")
-    print(f"F2 while training baseline ({keys['training_frames_per_s']:,.0f} frames/s): median {keys['median_ms']:.0f} ms, "
-          f"p95 {keys['p95_ms']:.0f} ms, max {keys['max_ms']:.0f} ms over {keys['presses']} presses")
-    app_s, cli_s = sum(keys["app_epoch_s"]), sum(keys["headless_epoch_s"])
-    print(f"{EPOCHS} epochs of baseline: {app_s:.1f} s in the app, {cli_s:.1f} s headless (app/headless {app_s / cli_s:.3f})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,15 @@ def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: in
     return path
 
 
+def saved_best(run: Run) -> tuple[int, float | None] | None:
+    """The epoch and val acc of the model in best.pt; None where there is none or it cannot be read."""
+    try:
+        state = torch.load(run.path / runs.CHECKPOINT, map_location="cpu", weights_only=True)
+        return int(state["epoch"]), None if state["val_acc"] < 0 else float(state["val_acc"])
+    except Exception:  # noqa: BLE001 - missing or damaged: no model to record
+        return None
+
+
 def _save(state: dict, tmp: Path) -> None:
     with open(tmp, "wb") as f:  # a Python file, so a full disk is an OSError naming no torch internals
         torch.save(state, f)

@@ -194,14 +194,14 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt) as e:
-        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), **_on_disk(run),
                          message=getattr(cancel, "reason", None) or str(e) or "stopped by the user")
         listen(Cancelled(run))
         return run
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
         message = one_line(e)
         try:
-            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message)
+            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message, **_on_disk(run))
         except PhonetuiError:
             pass  # the disk is full: with the lock released the run shows as interrupted
         listen(Failed(run, message))
@@ -210,6 +210,16 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
         run.release()
     listen(Finished(run))
     return run
+
+
+def _on_disk(run: Run) -> dict:
+    """The epochs and best model the run's files hold, for its last status: a stop or failure inside an
+    epoch's bookkeeping (metrics, best.pt, then status.json) can come after the files and before the
+    status that records them."""
+    fields = {"epochs_done": len(run.metrics())}
+    if best := checkpoint.saved_best(run):
+        fields["best_epoch"], fields["best_val_acc"] = best
+    return fields
 
 
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights, gradients and Adam's two moments

@@ -149,6 +149,21 @@ def test_a_signal_whose_exception_is_lost_still_stops_the_training(demo, presets
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the old handler is back
 
 
+def test_a_stop_between_saving_the_best_model_and_the_status_still_records_it(demo, presets_dir, tmp_path, monkeypatch):
+    # the race behind a flaky signal test: best.pt was written, the status not yet
+    from phonetui import diagnostics
+
+    def interrupted(*args):
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    monkeypatch.setattr(diagnostics, "write", interrupted)  # runs after best.pt, before status.json
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--runs", str(tmp_path)]) == 130
+    (run,) = runs.list_runs(tmp_path)
+    assert run.state == "stopped" and run.status.epochs_done == 1 and run.status.best_epoch == 1
+    assert run.status.best_val_acc == run.metrics()[0].val_acc
+
+
 def test_stop_before_any_model_says_so(demo, presets_dir, tmp_path, monkeypatch, capsys):
     from phonetui import trainer
 

@@ -35,6 +35,25 @@ async def _finished(pilot) -> None:
     pilot.app.clear_notifications()  # toasts expire on the wall clock: keep them out of snapshots
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.2)  # let resizes (the epoch table's short headers) settle on a slow machine
+    await _scrolled_to_cursor(pilot)
+
+
+async def _scrolled_to_cursor(pilot) -> None:
+    """Wait (up to 5 s) for each epoch table's cursor, on the last epoch, to have been scrolled into
+    view (by the table or the panels around it, which then sit at their ends): that scroll happens
+    after a refresh, which a busy machine can leave for after the picture."""
+    for table in pilot.app.query("RunView DataTable"):
+        if not table.row_count:
+            continue
+        scrollers = [w for w in table.ancestors_with_self if hasattr(w, "max_scroll_y")]
+        for _ in range(100):
+            if all(w.scroll_y >= w.max_scroll_y for w in scrollers):
+                break
+            await pilot.pause(0.05)
+        # Textual moves the scrollbar on a later frame, which a busy machine can leave for after the
+        # picture: put it where the scroll is, as that frame would
+        table.vertical_scrollbar.position = table.scroll_y
+    await pilot.pause(0.1)
 
 
 def test_finished(make_app, fixed_clock, snap_compare) -> None:

@@ -43,10 +43,10 @@ WARP_HZ = (500, 3000)  # where a warp's two factors apply: the first formant's r
 
 
 @functools.cache
-def _bands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band centres in Hz and mel, and the DCT's pseudo-inverse (cepstra back to log mel energies)."""
-    hz = frames.mel_edges()[1:-1]
-    return hz, frames.mel(hz), np.linalg.pinv(frames.cepstra())
+def _bands() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Band centres in Hz and mel, the liftered DCT and its pseudo-inverse (cepstra back to log mel energies)."""
+    hz, dct = frames.mel_edges()[1:-1], frames.cepstra()
+    return hz, frames.mel(hz), dct, np.linalg.pinv(dct)
 
 
 def warp_matrix(low: float, high: float | None = None) -> np.ndarray:
@@ -55,7 +55,7 @@ def warp_matrix(low: float, high: float | None = None) -> np.ndarray:
     the log factor linear in mel between (> 1 moves formants up, as a shorter vocal tract does;
     speakers differ in each formant's scale). Back to the mel bands through the DCT's pseudo-inverse,
     each band read where the warp takes it from, and forward again."""
-    hz, mels, back = _bands()
+    hz, mels, dct, back = _bands()
     knots = frames.mel(np.array(WARP_HZ, dtype=float))
     factor = np.exp(np.interp(mels, knots, np.log([low, low if high is None else high])))
     source = np.maximum.accumulate(np.clip(hz / factor, hz[0], hz[-1]))
@@ -64,24 +64,25 @@ def warp_matrix(low: float, high: float | None = None) -> np.ndarray:
     resample = np.zeros((frames.N_MELS, frames.N_MELS))
     rows = np.arange(frames.N_MELS)
     resample[rows, below], resample[rows, below + 1] = 1 - (pos - below), pos - below
-    return (frames.cepstra() @ resample @ back).astype(np.float32)
+    return (dct @ resample @ back).astype(np.float32)
 
 
-def vtlp(x: torch.Tensor, lengths: torch.Tensor, warp: float) -> torch.Tensor:
+def spread(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded utterances (B, T, D) less each one's mean (padding stays 0), and each one's
+    standard deviation (B, 1, D) over its real frames (`mask`, (B, T, 1))."""
+    n = mask.sum(1, keepdim=True).to(x.dtype)
+    centred = (x - x.sum(1, keepdim=True) / n) * mask
+    return centred, (centred.square().sum(1, keepdim=True) / n).sqrt()
+
+
+def vtlp(x: torch.Tensor, mask: torch.Tensor, warp: float) -> torch.Tensor:
     """Each utterance's statics, deltas and delta-deltas (in every frame of a window) mapped by a
     warp_matrix whose two factors are drawn independently, log-uniform in [1 / (1 + warp), 1 + warp];
     then each value rescaled to its old spread over the utterance (rows are normalised per
-    utterance); padding stays 0."""
+    utterance); padding (False in `mask`, (B, T, 1)) stays 0."""
     b, t, d = x.shape
     factors = ((torch.rand(b, 2) * 2 - 1) * np.log1p(warp)).exp().tolist()
     maps = torch.from_numpy(np.stack([warp_matrix(low, high) for low, high in factors])).to(x)
     y = torch.einsum("btgc,bdc->btgd", x.reshape(b, t, d // frames.N_STATIC, frames.N_STATIC), maps).reshape(b, t, d)
-    mask = (torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
-    n = lengths.to(x.device, x.dtype)[:, None, None]
-
-    def centred(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = (v - v.sum(1, keepdim=True) / n) * mask
-        return v, (v.square().sum(1, keepdim=True) / n).sqrt()
-
-    (xc, xs), (yc, ys) = centred(x), centred(y)
+    (_, xs), (yc, ys) = spread(x, mask), spread(y, mask)
     return (y - yc) + yc * (xs / (ys + 1e-6))

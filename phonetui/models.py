@@ -11,7 +11,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from .augment import spec_augment, vtlp
+from .augment import spec_augment, spread, vtlp
 from .config import CONV_WIDTH, N_CLASSES, ModelConfig
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -85,12 +85,10 @@ class Tagger(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
         if self.normalize:
-            n = lengths.to(x.device, x.dtype)[:, None, None]
-            mean = x.sum(1, keepdim=True) / n
-            std = ((((x - mean) * mask) ** 2).sum(1, keepdim=True) / n).sqrt()
-            x = (x - mean) / (std + 1e-5) * mask
+            centred, std = spread(x, mask)
+            x = centred / (std + 1e-5)
         if self.training and self.warp:
-            x = vtlp(x, lengths, self.warp)
+            x = vtlp(x, mask, self.warp)
         if self.training and (self.time_mask or self.feature_mask):
             x = spec_augment(x, lengths.cpu(), self.time_mask, self.feature_mask)
         if self.conv is not None:

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from phonetui import batches, checkpoint, data, runs, trainer
+from phonetui.augment import spec_augment, vtlp, warp_matrix
 from phonetui.cli import main
 from phonetui.config import PHONES, ModelConfig, RunConfig, TrainConfig, parse_model
 from phonetui.data import frames, utterances
 from phonetui.errors import PhonetuiError
 from phonetui.evaluation import smooth
-from phonetui.augment import spec_augment, vtlp, warp_matrix
 from phonetui.models import build
 from phonetui.predict import predict
 from tests.conftest import write_set
@@ -184,7 +184,7 @@ def test_vtlp_moves_formants_and_keeps_padding_and_spread() -> None:
     torch.manual_seed(0)
     x, lengths = torch.randn(3, 40, 39).repeat(1, 1, 11), torch.tensor([40, 25, 1])
     x[1, 25:], x[2, 1:] = 0, 0
-    y = vtlp(x, lengths, 0.1)
+    y = vtlp(x, (torch.arange(40)[None, :] < lengths[:, None]).unsqueeze(-1), 0.1)
     assert not torch.equal(y, x) and (y[1, 25:] == 0).all() and (y[2, 1:] == 0).all()
     assert torch.allclose(y[0].std(0), x[0].std(0), atol=1e-4) and torch.allclose(y[1, :25].std(0), x[1, :25].std(0), atol=1e-4)
     assert torch.allclose(y[..., :39].repeat(1, 1, 11), y, atol=1e-6)  # every frame of a window is mapped alike

@@ -194,11 +194,10 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
         _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt) as e:
-        run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), **_on_disk(run),
-                         message=getattr(cancel, "reason", None) or str(e) or "stopped by the user")
-        listen(Cancelled(run))
-        return run
+        return _stopped(run, getattr(cancel, "reason", None) or str(e) or "stopped by the user", listen)
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
+        if cancel.is_set():  # a stop that cut a write short (torch.save then raises an error of its own)
+            return _stopped(run, getattr(cancel, "reason", None) or "stopped by the user", listen)
         message = one_line(e)
         try:
             run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message, **_on_disk(run))
@@ -209,6 +208,12 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: 
     finally:
         run.release()
     listen(Finished(run))
+    return run
+
+
+def _stopped(run: Run, message: str, listen: Listener) -> Run:
+    run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message, **_on_disk(run))
+    listen(Cancelled(run))
     return run
 
 

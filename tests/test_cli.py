@@ -164,6 +164,25 @@ def test_a_stop_between_saving_the_best_model_and_the_status_still_records_it(de
     assert run.status.best_val_acc == run.metrics()[0].val_acc
 
 
+def test_a_signal_that_cuts_a_save_short_stops_the_run(demo, presets_dir, tmp_path, monkeypatch):
+    # torch.save interrupted mid-write raises its own RuntimeError: the run is stopped, not failed
+    from phonetui import checkpoint
+
+    def cut(state, tmp):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1984 vs 1878") from None
+
+    monkeypatch.setattr(checkpoint, "_save", cut)
+    assert main(["train", "--data", str(demo.path), "--presets", str(presets_dir), "--preset", "tiny",
+                 "--runs", str(tmp_path)]) == 130
+    (run,) = runs.list_runs(tmp_path)
+    assert run.state == "stopped" and run.status.message == "stopped by SIGTERM"
+    assert [p.name for p in run.path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
 def test_stop_before_any_model_says_so(demo, presets_dir, tmp_path, monkeypatch, capsys):
     from phonetui import trainer
 

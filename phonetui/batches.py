@@ -2,7 +2,9 @@
 
 A Batch is (inputs, y, rows): `model(*inputs)` returns logits for the split's rows `rows`, in that
 order, and `y` holds their labels (None for unlabelled test rows). This is the one place where
-"one row in, one label out" and "one utterance in, its labels out" differ.
+"one row in, one label out" and "one utterance in, its labels out" differ. A training epoch is a
+sequence of index tensors (`epoch`) that the step turns into batches (`take`), so a captured step
+can gather its own batch; evaluation reads `ordered` batches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from .config import FRAME_DIM, ModelConfig
 from .device import to_device
+from .models import frame_positions
 
 CENTRE = slice(5 * FRAME_DIM, 6 * FRAME_DIM)  # the centre frame's 39 values in an 11-frame row
 POOL = 64  # a shuffled epoch sorts utterances by length within pools of POOL batches
@@ -36,15 +39,19 @@ class Frames:
         self.device = device
         self.rows = self.units = len(x)
 
-    def _batch(self, idx: torch.Tensor) -> Batch:
+    def take(self, idx: torch.Tensor) -> Batch:
+        """The rows `idx` (on the data's device) as a batch on the training device."""
         xb = self.x.index_select(0, idx).to(self.device, non_blocking=True)
         yb = None if self.y is None else self.y.index_select(0, idx).to(self.device, non_blocking=True)
         return Batch((xb,), yb, idx)
 
-    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """Shuffled row indices, batch_size at a time (the last batch may be short)."""
         perm = torch.randperm(self.rows, generator=gen).to(self.x.device)
-        for lo in range(0, self.rows, batch_size):
-            yield self._batch(perm[lo:lo + batch_size])
+        yield from perm.split(batch_size)
+
+    def frames_in(self, idx: torch.Tensor) -> int:
+        return len(idx)
 
     def ordered(self, batch_size: int) -> Iterator[Batch]:
         for lo in range(0, self.rows, batch_size):
@@ -71,18 +78,23 @@ class Utterances:
         self.device = device
         self.rows, self.units = len(x), len(starts)
 
-    def _batch(self, ids: torch.Tensor) -> Batch:
+    def take(self, ids: torch.Tensor) -> Batch:
+        """The utterances `ids` zero-padded into a batch; index tensors are built on the host from the
+        lengths and moved once, so nothing on the device is indexed by a mask or read back."""
         lengths = self.lengths[ids]
         steps = torch.arange(int(lengths.max()))
         mask = steps[None, :] < lengths[:, None]
         idx = torch.where(mask, self.starts[ids][:, None] + steps[None, :], 0)
-        where = idx.to(self.x.device)
-        xb = (self.x[where] * mask.to(self.x.device).unsqueeze(-1)).to(self.device, non_blocking=True)
+        xb = (self.x[idx.to(self.x.device)] * mask.to(self.x.device).unsqueeze(-1)).to(self.device, non_blocking=True)
         rows = idx[mask]
         yb = None if self.y is None else self.y[rows.to(self.x.device)].to(self.device, non_blocking=True)
-        return Batch((xb, lengths), yb, rows)
+        where = frame_positions(lengths, len(steps)).to(self.device, non_blocking=True)
+        return Batch((xb, lengths.to(self.device, non_blocking=True), where), yb, rows)
 
-    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    def frames_in(self, ids: torch.Tensor) -> int:
+        return int(self.lengths[ids].sum())
+
+    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
         """Shuffled batches of utterances of similar length (little padding), in shuffled order."""
         perm = torch.randperm(self.units, generator=gen)
         batches = []
@@ -91,7 +103,7 @@ class Utterances:
             pool = pool[torch.argsort(self.lengths[pool], stable=True)]
             batches += list(pool.split(batch_size))
         for i in torch.randperm(len(batches), generator=gen).tolist():
-            yield self._batch(batches[i])
+            yield batches[i]
 
     def ordered(self, batch_size: int) -> Iterator[Batch]:
         """Every utterance once, longest first, batch_size frames' worth of utterances at a time."""
@@ -99,7 +111,7 @@ class Utterances:
         lo = 0
         while lo < self.units:
             n = max(1, batch_size // int(self.lengths[order[lo]]))
-            yield self._batch(order[lo:lo + n])
+            yield self.take(order[lo:lo + n])
             lo += n
 
 

@@ -22,6 +22,7 @@ ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
+SWITCHES = ("auto", "on", "off")  # compile, capture
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -88,7 +89,8 @@ class ModelConfig:
         return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "patience", "seed", "device", "precision")  # flags, fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "patience", "seed", "device", "precision", "compile",
+            "capture")  # flags, fields
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16)
+    compile: str = "auto"  # torch.compile the model: on | off | auto (step.plan decides, and says why)
+    capture: str = "auto"  # CUDA-graph capture of the whole step: on | off | auto (likewise)
     optimizer: str = "adam"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
@@ -152,6 +156,8 @@ TRAIN_RULES: dict[str, _Rule] = {
     "seed": _Rule(int, lambda v: 0 <= v < 2**63, "must be an integer from 0 to 2**63 - 1"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "precision": _in(PRECISIONS),
+    "compile": _in(SWITCHES),
+    "capture": _in(SWITCHES),
     "optimizer": _in(OPTIMIZERS),
     "weight_decay": _Rule(float, lambda v: v >= 0, "must be >= 0"),
     "label_smoothing": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),

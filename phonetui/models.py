@@ -56,14 +56,23 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
 
+def frame_positions(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """Flat positions, in a (len(lengths), steps) padded layout, of each utterance's real frames in
+    order (what a boolean mask of the padding would select), from lengths on the host."""
+    offsets = torch.arange(len(lengths)) * steps - torch.cumsum(lengths, 0) + lengths
+    return torch.arange(int(lengths.sum())) + torch.repeat_interleave(offsets, lengths)
+
+
 class Tagger(nn.Module):
     """[per-utterance normalisation] -> [VTLP and masks, when training] -> [Conv1d + ReLU] -> LSTM/GRU layers
     -> Linear, per frame.
 
-    Input: zero-padded utterances (B, T, D) and their lengths (B,); output: logits of the valid
-    frames, utterance after utterance. Padding never reaches a real frame: each direction runs on
-    sequences whose padding comes after their last frame (the backward direction on each sequence
-    reversed within its length), and the convolution sees zeros past an utterance's end either way.
+    Input: zero-padded utterances (B, T, D), their lengths (B,) and optionally the flat positions of
+    their real frames (frame_positions; the batches bring them, so nothing is masked on the device);
+    output: logits of the real frames, utterance after utterance. Padding never reaches a real
+    frame: each direction runs on sequences whose padding comes after their last frame (the
+    backward direction on each sequence reversed within its length), and the convolution sees
+    zeros past an utterance's end either way.
     (Packed sequences give the same result but train several times slower on CPU.)
     """
 
@@ -82,15 +91,18 @@ class Tagger(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.size * dirs, N_CLASSES)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        if where is None:
+            where = frame_positions(lengths.cpu(), x.shape[1]).to(x.device)
+        lengths = lengths.to(x.device)
+        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
         if self.normalize:
             centred, std = spread(x, mask)
             x = centred / (std + 1e-5)
         if self.training and self.warp:
             x = vtlp(x, mask, self.warp)
         if self.training and (self.time_mask or self.feature_mask):
-            x = spec_augment(x, lengths.cpu(), self.time_mask, self.feature_mask)
+            x = spec_augment(x, lengths, self.time_mask, self.feature_mask)
         if self.conv is not None:
             x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2) * mask
         for i, directions in enumerate(self.layers):
@@ -100,7 +112,7 @@ class Tagger(nn.Module):
             if len(directions) > 1:
                 outs.append(reverse_within(directions[1](reverse_within(x, lengths))[0], lengths))
             x = torch.cat(outs, -1)
-        return self.out(self.drop(x[mask.squeeze(-1)]))
+        return self.out(self.drop(x.reshape(-1, x.shape[-1]).index_select(0, where)))
 
 
 def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:

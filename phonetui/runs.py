@@ -172,6 +172,13 @@ class Run:
             setattr(self.status, key, value)
         write_text(self.path / STATUS, json.dumps(asdict(self.status), indent=1) + "\n")
 
+    def update_record(self, **changes: Any) -> None:
+        """Change and rewrite the [run] table of config.toml (the training process only, like the status)."""
+        if self._lock is None:
+            raise RuntimeError(f"{self.path}: only the training process writes {CONFIG}")
+        self.record.update(changes)
+        write_text(self.path / CONFIG, tomli_w.dumps(self.config.to_dict() | {"run": self.record}))
+
     def acquire(self) -> None:
         """Become the run's writer (to resume it): take its lock and re-read its status; refused while
         another process holds the lock."""

@@ -1,16 +1,16 @@
 """The trainer: a plain PyTorch loop that emits events and stops when asked.
 
-Batches (phonetui.batches: rows for frame models, whole utterances for taggers) are selected from
-tensors that already live on the training device (the GPU when the data fits; on the CPU the
-memory-mapped file), so there is no per-sample Dataset or DataLoader. Metrics accumulate on the
-device and are read once per epoch; the best model is saved with its per-phone diagnostics.
-`cancel` is checked between batches; Ctrl+C (and, from the CLI, SIGTERM or SIGHUP) does the same;
-either way the best model stays saved.
+The loop reads top to bottom: batches -> step -> evaluate -> record. Batches (phonetui.batches:
+rows for frame models, whole utterances for taggers) are selected from tensors that already live
+on the training device (the GPU when the data fits; on the CPU the memory-mapped file), so there
+is no per-sample Dataset or DataLoader; the step (phonetui.step) owns the model, optimizer,
+schedule and fast paths, and adds up loss and accuracy on the device, read once per epoch; the
+best model is saved with its per-phone diagnostics. `cancel` is checked between batches; Ctrl+C
+(and, from the CLI, SIGTERM or SIGHUP) does the same; either way the best model stays saved.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import platform
@@ -24,13 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__, batches, checkpoint, diagnostics, models, runs
+from . import __version__, batches, checkpoint, diagnostics, runs
 from .config import RunConfig, fit_problems
 from .data import TEST_X, TRAIN_X, TimitData, utterances
-from .device import free_memory, keep_freed_memory, resolve_device, use_bf16
+from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
 from .runs import EpochMetrics, Run
+from .step import Plan, Step, plan
 
 PROGRESS_EVERY_S = 0.25
 
@@ -89,15 +90,6 @@ Event = RunStarted | Progress | EpochEnd | BestSaved | Finished | Cancelled | Fa
 Listener = Callable[[Event], None]
 
 
-@dataclass(frozen=True)
-class FastPaths:
-    """Speed levers, each used only where the device supports it (the bench switches them one by one;
-    bf16 autocast is the run's `training.precision`, recorded with it)."""
-
-    fused: bool = True  # fused Adam/AdamW kernels (CUDA and CPU)
-    compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
-
-
 class _Stop(Exception):
     """Raised inside the loop when the cancel flag is set."""
 
@@ -109,22 +101,6 @@ def log_line(m: EpochMetrics, epochs: int) -> str:
     if m.val_acc is not None:
         line += f" | Val Acc: {m.val_acc:3.6f} loss: {m.val_loss:3.6f}"
     return line
-
-
-def _compiled(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:
-    """torch.compile(model), tried once on `example` inputs without side effects (weights, BatchNorm
-    statistics and RNG are restored), or the model itself where compiling is not possible here."""
-    state = copy.deepcopy(model.state_dict())
-    try:
-        with torch.random.fork_rng(devices=[example[0].device] if example[0].is_cuda else []):
-            compiled = torch.compile(model)
-            compiled(*example).float().sum().backward()
-        return compiled
-    except Exception:  # noqa: BLE001 - no compiler, unsupported backend: eager still trains
-        return model
-    finally:
-        model.load_state_dict(state)
-        model.zero_grad(set_to_none=True)
 
 
 def _check(cfg: RunConfig, data: TimitData) -> tuple[int, int]:
@@ -140,28 +116,34 @@ def _check(cfg: RunConfig, data: TimitData) -> tuple[int, int]:
     return n_train, len(data.train_x) - n_train
 
 
+def _plan(cfg: RunConfig, data: TimitData, n_train: int, device: torch.device, bf16: bool, fused: bool) -> Plan:
+    resident = device.type == "cpu" or fits(data.train_x[:n_train].nbytes, device)
+    return plan(cfg, device, bf16, resident, fused)
+
+
 def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = lambda e: None,
-          cancel: threading.Event | None = None, fast: FastPaths = FastPaths()) -> Run:
+          cancel: threading.Event | None = None, fused: bool = True) -> Run:
     """Train one run to the end, to cancellation, or to failure (then raises PhonetuiError).
 
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
+    `fused=False` turns fused Adam off (the bench measures what it buys).
     """
     t = cfg.training
     device = resolve_device(t.device)
     n_train, n_val = _check(cfg, data)
     _check_fits_memory(cfg, data.width, device)
-    bf16 = use_bf16(t.precision, device, t.batch_size)
+    p = _plan(cfg, data, n_train, device, use_bf16(t.precision, device, t.batch_size), fused)
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
-              "val_rows": n_val, "device": str(device), "bf16_autocast": bf16,
+              "val_rows": n_val, "device": str(device), **p.record(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads()}
     run = runs.create(runs_dir, cfg, record)
-    return _run(cfg, data, run, device, bf16, n_train, n_val, listen, cancel or threading.Event(), fast, None)
+    return _run(cfg, data, run, device, p, n_train, n_val, listen, cancel or threading.Event(), None)
 
 
 def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel: threading.Event | None = None,
-           fast: FastPaths = FastPaths()) -> Run:
+           fused: bool = True) -> Run:
     """Continue a stopped or interrupted run from the end of its last saved epoch (last.pt): same
     folder, its metrics continued; on the same device the result matches an uninterrupted run."""
     if run.state in ("running", "finished"):
@@ -175,23 +157,23 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
                             f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
     device = resolve_device(cfg.training.device)
     _check_fits_memory(cfg, data.width, device)
+    p = _plan(cfg, data, n_train, device, bool(run.record.get("bf16_autocast")), fused)
     run.acquire()
     try:
         run.write_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
     except BaseException:
         run.release()
         raise
-    return _run(cfg, data, run, device, bool(run.record.get("bf16_autocast")), n_train, n_val, listen,
-                cancel or threading.Event(), fast, state)
+    return _run(cfg, data, run, device, p, n_train, n_val, listen, cancel or threading.Event(), state)
 
 
-def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int, n_val: int,
-         listen: Listener, cancel: threading.Event, fast: FastPaths, state: dict | None) -> Run:
+def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, n_train: int, n_val: int,
+         listen: Listener, cancel: threading.Event, state: dict | None) -> Run:
     """The loop, with every way it can end recorded in the run's status."""
     keep_freed_memory()
     try:
-        listen(RunStarted(run, f"{device}, bf16 autocast" if bf16 else str(device), n_train, n_val))
-        _loop(cfg, data, run, device, bf16, n_train, listen, cancel, fast, state)
+        listen(RunStarted(run, f"{device}, bf16 autocast" if p.bf16 else str(device), n_train, n_val))
+        _loop(cfg, data, run, device, p, n_train, listen, cancel, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     except (_Stop, KeyboardInterrupt) as e:
         return _stopped(run, getattr(cancel, "reason", None) or str(e) or "stopped by the user", listen)
@@ -239,67 +221,56 @@ def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None
                             f"for weights, gradients and Adam state, but {device} has {free / 2**30:,.1f} GiB free")
 
 
-def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16: bool, n_train: int,
-          listen: Listener, cancel: threading.Event, fast: FastPaths, state: dict | None) -> None:
+def _record_step(run: Run, step: Step) -> None:
+    """Keep the run's record of its step true: a fallback found while training (or a resume on
+    another device) changes what runs."""
+    rec = step.record()
+    if any(run.record.get(k) != v for k, v in rec.items()):
+        run.update_record(**rec)
+
+
+def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, n_train: int,
+          listen: Listener, cancel: threading.Event, state: dict | None) -> None:
     t = cfg.training
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
-    model = models.build(cfg.model, data.width).to(device)
-    fused = {"fused": True} if device.type in ("cuda", "cpu") and fast.fused else {}
-    opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
-
     starts = data.utterance_starts
     train_set = batches.source(cfg.model, data.train_x[:n_train], data.train_y[:n_train],
                                utterances.within(starts, 0, n_train), device)
     val_starts = utterances.within(starts, n_train, len(data.train_x))
     val_set = batches.source(cfg.model, data.train_x[n_train:], data.train_y[n_train:], val_starts, device)
-    total_steps = math.ceil(train_set.units / t.batch_size) * t.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if t.schedule == "cosine" else (lambda s: 1.0))
-    step_model = model
-    if fast.compile:
-        step_model = _compiled(model, next(train_set.ordered(t.batch_size)).inputs)
+    step = Step(cfg, data.width, device, math.ceil(train_set.units / t.batch_size) * t.epochs, p)
+    step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
+    _record_step(run, step)
     history: list[EpochMetrics] = []
     best, since_best, first = -1.0, 0, 1
     if state:  # resuming: everything as it was at the end of epoch state["epoch"]
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        step.load_state_dict(state)
         torch.set_rng_state(state["torch_rng"])
         gen.set_state(state["batch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         best, since_best, first = state["best"], state["since_best"], state["epoch"] + 1
         history = run.metrics()[:state["epoch"]]
         for m in history:
             listen(EpochEnd(m, t.epochs))
     for epoch in range(first, t.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-        seen, last_report = 0, start
-        for b in train_set.epoch(t.batch_size, gen):
+        start = last_report = time.perf_counter()
+        step.model.train()
+        for idx in train_set.epoch(t.batch_size, gen):
             if cancel.is_set():
                 raise _Stop
-            if cfg.model.batchnorm and len(b.y) < 2:
+            if cfg.model.batchnorm and len(idx) < 2:
                 continue
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = step_model(*b.inputs)
-                loss = F.cross_entropy(logits.float(), b.y, label_smoothing=t.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(b.y)
-            correct += (logits.argmax(1) == b.y).sum()
-            seen += len(b.y)
+            step(train_set, idx)
             now = time.perf_counter()
             if now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
-                listen(Progress(epoch, t.epochs, seen, n_train, seen / (now - start)))
-        lr = opt.param_groups[0]["lr"]
-        train_acc, train_loss = correct.item() / max(seen, 1), loss_sum.item() / max(seen, 1)
-        scores = score(*posteriors(model, val_set, device, bf16), val_set.y, val_starts, t.smooth) if val_set.rows else None
+                listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start)))
+        _record_step(run, step)
+        lr = step.current_lr()
+        train_acc, train_loss = step.totals()
+        scores = score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth) if val_set.rows else None
         val_acc = scores.acc if scores else None
         m = EpochMetrics(epoch, train_acc, train_loss, val_acc, scores.loss if scores else None, lr,
                          time.perf_counter() - start, scores.raw_acc if scores and t.smooth > 1 else None)
@@ -309,15 +280,15 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, bf16:
         improved = val_acc is None or val_acc > best
         if improved:
             best = train_acc if val_acc is None else val_acc
-            path = checkpoint.save(run, model, cfg, data.width, epoch, val_acc)
+            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc)
             if scores:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))
         since_best = 0 if improved else since_best + 1
         run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
-        checkpoint.save_state(run, {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                                    "batch_rng": gen.get_state(), "best": best, "since_best": since_best})
+        rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+        checkpoint.save_state(run, {"epoch": epoch, **step.state_dict(), "torch_rng": torch.get_rng_state(),
+                                    "batch_rng": gen.get_state(), **rng, "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
             run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
             return

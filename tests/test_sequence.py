@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from phonetui import batches, checkpoint, data, runs, trainer
-from phonetui.augment import spec_augment, vtlp, warp_matrix
+from phonetui.augment import WARP_HZ, spec_augment, vtlp, warp_matrices
 from phonetui.cli import main
 from phonetui.config import PHONES, ModelConfig, RunConfig, TrainConfig, parse_model
 from phonetui.data import frames, utterances
@@ -81,10 +81,11 @@ def test_utterance_split_takes_whole_utterances_from_the_tail(demo) -> None:
 def test_utterance_batches_cover_every_row_once_with_zero_padding(demo) -> None:
     starts = demo.utterance_starts
     src = batches.source(ModelConfig(kind="tagger"), demo.train_x, demo.train_y, starts, torch.device("cpu"))
-    for make in (lambda: src.epoch(3, torch.Generator().manual_seed(0)), lambda: src.ordered(2000)):
+    for make in (lambda: map(src.take, src.epoch(3, torch.Generator().manual_seed(0))), lambda: src.ordered(2000)):
         seen = []
         for b in make():
-            xb, lengths = b.inputs
+            xb, lengths, where = b.inputs
+            assert torch.equal(where, torch.nonzero((torch.arange(xb.shape[1])[None, :] < lengths[:, None]).flatten())[:, 0])
             assert xb.shape[:2] == (len(lengths), int(lengths.max()))
             pad = torch.arange(xb.shape[1])[None, :] >= lengths[:, None]
             assert (xb[pad] == 0).all()
@@ -174,13 +175,39 @@ def test_masks_zero_spans_inside_each_utterance_and_bands_in_every_frame() -> No
     assert torch.equal(model(x, lengths), model(x, lengths))  # evaluation never masks
 
 
+def warp_matrix(low: float, high: float | None = None) -> np.ndarray:
+    """The warp as first written, one utterance at a time in numpy: the reference for warp_matrices."""
+    hz, dct = frames.mel_edges()[1:-1], frames.cepstra()
+    mels, back = frames.mel(hz), np.linalg.pinv(dct)
+    knots = frames.mel(np.array(WARP_HZ, dtype=float))
+    factor = np.exp(np.interp(mels, knots, np.log([low, low if high is None else high])))
+    source = np.maximum.accumulate(np.clip(hz / factor, hz[0], hz[-1]))
+    pos = np.interp(frames.mel(source), mels, np.arange(frames.N_MELS))
+    below = np.minimum(pos.astype(int), frames.N_MELS - 2)
+    resample = np.zeros((frames.N_MELS, frames.N_MELS))
+    rows = np.arange(frames.N_MELS)
+    resample[rows, below], resample[rows, below + 1] = 1 - (pos - below), pos - below
+    return dct @ resample @ back
+
+
+def test_batched_warp_equals_the_one_utterance_numpy_warp() -> None:
+    torch.manual_seed(0)
+    factors = torch.cat([torch.tensor([[1.0, 1.0], [1.1, 1.1], [0.7, 1.4], [1.4, 0.5]]),
+                         ((torch.rand(60, 2) * 2 - 1) * np.log1p(0.5)).exp()])
+    maps = warp_matrices(factors[:, 0], factors[:, 1])
+    assert maps.shape == (64, 13, 13) and maps.dtype == torch.float32
+    expected = np.stack([warp_matrix(lo, hi) for lo, hi in factors.tolist()])
+    assert np.allclose(maps.numpy(), expected, atol=1e-6)
+
+
 def test_vtlp_moves_formants_and_keeps_padding_and_spread() -> None:
     dct = frames.cepstra()
-    assert np.allclose(warp_matrix(1.0), np.eye(13), atol=1e-5)
+    one = lambda lo, hi=None: warp_matrices(torch.tensor([lo]), torch.tensor([lo if hi is None else hi]))[0].numpy()  # noqa: E731
+    assert np.allclose(one(1.0), np.eye(13), atol=1e-5)
     peak = 5 * np.exp(-0.5 * ((np.arange(frames.N_MELS) - 10) / 1.5) ** 2)  # a formant at mel band 10
-    moved = {f: int((np.linalg.pinv(dct) @ warp_matrix(f) @ dct @ peak).argmax()) for f in (0.9, 1.0, 1.1)}
+    moved = {f: int((np.linalg.pinv(dct) @ one(f) @ dct @ peak).argmax()) for f in (0.9, 1.0, 1.1)}
     assert moved[0.9] < moved[1.0] == 10 < moved[1.1]
-    assert np.allclose(warp_matrix(1.1), warp_matrix(1.1, 1.1)) and not np.allclose(warp_matrix(1.1), warp_matrix(1.1, 0.9))
+    assert not np.allclose(one(1.1), one(1.1, 0.9))
     torch.manual_seed(0)
     x, lengths = torch.randn(3, 40, 39).repeat(1, 1, 11), torch.tensor([40, 25, 1])
     x[1, 25:], x[2, 1:] = 0, 0

@@ -139,18 +139,6 @@ def test_failure_inside_the_loop_is_one_line_and_keeps_what_was_saved(tiny, demo
     assert (run.path / runs.CHECKPOINT).is_file() and run.status.best_epoch == 1
 
 
-def test_compile_failure_falls_back_to_eager_with_the_same_result(tiny, demo, tmp_path, monkeypatch):
-    plain, _ = run_collect(tiny.with_training(epochs=1), demo, tmp_path)
-
-    def broken(model):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setattr(torch, "compile", broken)
-    fallback = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "runs", fast=trainer.FastPaths(compile=True))
-    strip = lambda r: [dataclasses.replace(m, seconds=0) for m in r.metrics()]  # noqa: E731
-    assert strip(fallback) == strip(plain)
-
-
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), MemoryError()])
 def test_out_of_memory_is_one_readable_line(tiny, demo, tmp_path, error):
     def listen(e):

@@ -16,6 +16,7 @@ fast paths one by one. Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -39,12 +40,18 @@ FULL_TRAIN, FULL_TEST = 1_229_932, 451_552
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
-    """Best FLOP/s over square matmuls of 1024..4096 (the machine's practical peak)."""
+    """Best FLOP/s over square matmuls of 1024..4096 (the machine's practical peak); stops growing
+    where one matmul already takes a second (bf16 on a CPU without bf16 units)."""
     best = 0.0
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        for _ in range(2):
-            a @ b
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if time.perf_counter() - start > 1.0:
+            return max(best, 2 * n**3 / (time.perf_counter() - start))
+        a @ b
         reps, start = 0, time.perf_counter()
         while time.perf_counter() - start < 1.0:
             a @ b
@@ -100,17 +107,42 @@ def reference_fps(cfg, x: np.ndarray, y: np.ndarray, device: torch.device, secon
     return frames / (time.perf_counter() - start)
 
 
-def phonetui_fps(cfg, ds: data.TimitData, fast: trainer.FastPaths) -> float:
-    """Frames/s of phonetui.trainer over one epoch after a warm-up epoch (no validation)."""
+def phonetui_fps(cfg, ds: data.TimitData, fused: bool) -> tuple[float, dict]:
+    """Frames/s of phonetui.trainer over one epoch after a warm-up epoch (no validation), and what its
+    step ran (the run record: capture, compile, TF32, notes)."""
     rows = ds.n_train(0.0)
     with tempfile.TemporaryDirectory() as runs_dir:
-        run = trainer.train(cfg.with_training(epochs=2, val_ratio=0.0), ds, Path(runs_dir), fast=fast)
-        return rows / run.metrics()[-1].seconds
+        run = trainer.train(cfg.with_training(epochs=2, val_ratio=0.0), ds, Path(runs_dir), fused=fused)
+        ran = {k: run.record[k] for k in ("bf16_autocast", "tf32", "fused_adam", "compile", "capture", "step_notes")}
+        return rows / run.metrics()[-1].seconds, ran
+
+
+def concurrent_fps(cfg, ds: data.TimitData, n: int) -> float:
+    """Frames/s of n runs of cfg training at once, each in its own thread (and CUDA stream), over
+    their second epochs, which all overlap when the runs are alike."""
+    import threading
+
+    seconds: list[float] = []
+
+    def one(d: str) -> None:
+        with torch.cuda.stream(torch.cuda.Stream()) if torch.cuda.is_available() else contextlib.nullcontext():
+            run = trainer.train(cfg.with_training(epochs=2, val_ratio=0.0), ds, Path(d))
+        seconds.append(run.metrics()[-1].seconds)
+
+    with tempfile.TemporaryDirectory() as d:
+        threads = [threading.Thread(target=one, args=(f"{d}/{i}",)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return n * ds.n_train(0.0) / max(seconds) if len(seconds) == n else float("nan")
 
 
 def sized(ds: data.TimitData, rows: int) -> data.TimitData:
-    """The first `rows` training rows of a data set (views, no copies)."""
-    return dataclasses.replace(ds, train_x=ds.train_x[:rows], train_y=ds.train_y[:rows])
+    """The first `rows` training rows of a data set (views, no copies), cut at an utterance's start."""
+    starts = ds.utterance_starts
+    rows = int(starts[max(int(np.searchsorted(starts, rows, side="right")) - 1, 1)]) if len(starts) > 1 and rows < len(ds.train_x) else rows
+    return dataclasses.replace(ds, train_x=ds.train_x[:rows], train_y=ds.train_y[:rows], utterance_starts=starts[starts < rows])
 
 
 def rows_for(cfg, fps_guess: float, seconds: float, available: int) -> int:
@@ -120,7 +152,7 @@ def rows_for(cfg, fps_guess: float, seconds: float, available: int) -> int:
 def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]:
     """(evaluation s, prediction s) for the data's test rows, scaled to 451,552 rows."""
     with tempfile.TemporaryDirectory() as d:
-        small = sized(ds, cfg.training.batch_size * 4)
+        small = sized(ds, cfg.training.batch_size * (1600 if cfg.model.sequence else 4))
         run = trainer.train(cfg.with_training(epochs=1, val_ratio=0.0, device=device), small, Path(d))
         scale = FULL_TEST / len(ds.test_x)
         dev = resolve_device(device)
@@ -146,18 +178,37 @@ def peak_rss(args, ds_dir: Path) -> dict:
     return {"feature_npy_bytes": npy, "peak_rss_bytes": peak, "ratio": peak / npy}
 
 
-def variants_for(device: torch.device, batch: int) -> dict[str, tuple[str, trainer.FastPaths]]:
-    """The phonetui variants to time at this batch size, by label: (training.precision, fast paths)."""
+OFF = {"compile": "off", "capture": "off"}
+
+
+def variants_for(device: torch.device, batch: int, sequence: bool) -> dict[str, tuple[dict, bool]]:
+    """The phonetui variants to time at this batch size, by label: (training values, fused Adam)."""
     if device.type == "cuda":
-        return {"phonetui fp32, unfused": ("fp32", trainer.FastPaths(fused=False)),
-                "+bf16 autocast": ("bf16", trainer.FastPaths(fused=False)),
-                "+fused Adam (default)": ("auto", trainer.FastPaths()),
-                "+torch.compile": ("auto", trainer.FastPaths(compile=True))}
-    if device.type != "cpu":
-        return {"phonetui (default)": ("auto", trainer.FastPaths())}
+        eager = {"phonetui fp32, unfused": ({"precision": "fp32"} | OFF, False),
+                 "+fused Adam": ({"precision": "fp32"} | OFF, True),
+                 "+TF32": ({"precision": "tf32"} | OFF, True),
+                 "bf16 autocast (default)": ({"precision": "auto"}, True)}
+        if sequence:
+            return eager
+        return eager | {"captured, TF32": ({"precision": "tf32", "capture": "on", "compile": "off"}, True),
+                        "captured, bf16": ({"precision": "bf16", "capture": "on", "compile": "off"}, True),
+                        "compiled + captured, bf16": ({"precision": "bf16", "capture": "on", "compile": "on"}, True)}
+    if device.type != "cpu" or sequence:  # (a CPU LSTM under bf16 autocast needs bf16 units)
+        return {"phonetui (default)": ({"precision": "auto"}, True)}
     bf16_default = use_bf16("auto", device, batch)
-    return {"phonetui fp32" + ("" if bf16_default else " (default)"): ("fp32", trainer.FastPaths()),
-            "phonetui bf16 autocast" + (" (default)" if bf16_default else ""): ("bf16", trainer.FastPaths())}
+    return {"phonetui fp32" + ("" if bf16_default else " (default)"): ({"precision": "fp32"}, True),
+            "phonetui bf16 autocast" + (" (default)" if bf16_default else ""): ({"precision": "bf16"}, True)}
+
+
+def cases(args) -> list[tuple[str, list[int]]]:
+    """(preset, batch sizes) to time: --cases NAME:BATCH,... or every --presets at its kind's batches."""
+    if not args.cases:
+        return [(name, []) for name in args.presets.split(",")]
+    out: dict[str, list[int]] = {}
+    for case in args.cases.split(","):
+        name, _, bs = case.partition(":")
+        out.setdefault(name, []).append(int(bs))
+    return list(out.items())
 
 
 def main() -> None:
@@ -166,9 +217,13 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=200_000, help="demo train rows to generate (default 200,000)")
     p.add_argument("--test-rows", type=int, default=FULL_TEST, help="demo test rows (default 451,552)")
     p.add_argument("--presets", default="baseline,wide-deep")
-    p.add_argument("--batches", default="64,512")
+    p.add_argument("--batches", default="64,512", help="batch sizes of frame models")
+    p.add_argument("--cases", help="instead of --presets and batches: NAME:BATCH,... (e.g. baseline:64,wide-deep:4096)")
+    p.add_argument("--tagger-batches", default="16", help="batch sizes (utterances) of taggers")
     p.add_argument("--seconds", type=float, default=8.0, help="training time per measurement")
     p.add_argument("--device", default="auto")
+    p.add_argument("--concurrent", type=int, default=0,
+                   help="also time this many runs of baseline at the largest --batches training at once")
     p.add_argument("--memory", action="store_true", help="also measure peak RSS at full size (writes 2.9 GB of demo data)")
     p.add_argument("--json", type=Path, default=Path("bench/results.json"))
     args = p.parse_args()
@@ -183,20 +238,25 @@ def main() -> None:
         env = {"device": gpu or f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
                "torch": torch.__version__, "data": str(ds_dir), "train_rows": len(ds.train_x)}
         rows = []
-        for name in args.presets.split(","):
+        for name, sizes in cases(args):
             base = presets.get(presets.load_all(), name)
             flops = models.flops_per_frame(base.model, ds.width)
-            for bs in map(int, args.batches.split(",")):
+            seq = base.model.sequence
+            for bs in sizes or map(int, (args.tagger_batches if seq else args.batches).split(",")):
                 cfg = base.with_training(batch_size=bs, device=str(device))
-                ref = reference_fps(cfg, ds.train_x, ds.train_y, device, args.seconds)
+                # the course loop reads rows: a tagger has no course counterpart, and its guess is a frame MLP's
+                ref = None if seq else reference_fps(cfg, ds.train_x, ds.train_y, device, args.seconds)
                 row = {"preset": name, "batch": bs, "reference_fps": ref}
-                for label, (precision, fast) in variants_for(device, bs).items():
-                    guess = ref * (30 if device.type == "cuda" else 3)
-                    vcfg = cfg.with_training(precision=precision)
-                    fps = phonetui_fps(vcfg, sized(ds, rows_for(vcfg, guess, args.seconds, len(ds.train_x))), fast)
-                    row[label] = {"fps": fps, "ratio": fps / ref, "epoch_s_full": FULL_TRAIN / fps,
-                                  "flop_s": fps * flops, "bf16": use_bf16(precision, device, bs)}
-                row["ref_epoch_s_full"] = FULL_TRAIN / ref
+                for label, (values, fused) in variants_for(device, bs, seq).items():
+                    guess = (ref or 20_000) * (30 if values.get("capture") == "on" else 3)  # rows for ~--seconds
+                    vcfg = cfg.with_training(**values)
+                    units = bs * 30 * 400 if seq else rows_for(vcfg, guess, args.seconds, len(ds.train_x))
+                    sub = sized(ds, units)
+                    fps, ran = phonetui_fps(vcfg, sub, fused)
+                    row[label] = {"fps": fps, "ratio": fps / ref if ref else None, "epoch_s_full": FULL_TRAIN / fps,
+                                  "flop_s": fps * flops, "bf16": ran["bf16_autocast"], "ran": ran}
+                    print(f"  {name} batch {bs} {label}: {fps:,.0f} frames/s, ran {ran}", file=sys.stderr, flush=True)
+                row["ref_epoch_s_full"] = FULL_TRAIN / ref if ref else None
                 row["eval_s"], row["predict_s"] = predict_seconds(cfg, ds, str(device))
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
@@ -204,9 +264,17 @@ def main() -> None:
         rate = max(rate, matmul_rate(device, torch.float32))
         rate16 = rate16 and max(rate16, matmul_rate(device, torch.bfloat16))
         env |= {"fp32_matmul_tflops": rate / 1e12, "bf16_matmul_tflops": rate16 and rate16 / 1e12}
-        for v in (v for row in rows for v in row.values() if isinstance(v, dict)):
+        for v in (v for row in rows for v in row.values() if isinstance(v, dict) and "fps" in v):
             v["matmul_fraction"] = v["flop_s"] / rate
             v["bf16_matmul_fraction"] = v["flop_s"] / rate16 if v["bf16"] else None
+        if args.concurrent:
+            cfg = presets.get(presets.load_all(), "baseline").with_training(
+                batch_size=max(map(int, args.batches.split(","))), device=str(device))
+            one_fps = phonetui_fps(cfg, sized(ds, rows_for(cfg, 200_000, args.seconds, len(ds.train_x))), True)[0]
+            sub = sized(ds, rows_for(cfg, 200_000, args.seconds, len(ds.train_x)))
+            env["concurrent"] = {"runs": args.concurrent, "one_fps": one_fps,
+                                 "all_fps": concurrent_fps(cfg, sub, args.concurrent)}
+            print(json.dumps(env["concurrent"]), file=sys.stderr, flush=True)
         result = {"env": env, "rows": rows, "peak_rss_bench_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         if args.memory:
             with tempfile.TemporaryDirectory() as big:
@@ -225,15 +293,20 @@ def table(result: dict) -> str:
              "| of bf16 peak | eval 451k s | predict 451k s |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['preset']} | {r['batch']} | reference (course loop) | {r['reference_fps']:,.0f} | 1.00x | "
-                     f"{r['ref_epoch_s_full']:,.1f} | | | | |")
+        if r["reference_fps"]:
+            lines.append(f"| {r['preset']} | {r['batch']} | reference (course loop) | {r['reference_fps']:,.0f} | 1.00x | "
+                         f"{r['ref_epoch_s_full']:,.1f} | | | | |")
         for label, v in r.items():
-            if isinstance(v, dict):
-                lines.append(f"| {r['preset']} | {r['batch']} | {label} | {v['fps']:,.0f} | {v['ratio']:.2f}x | "
+            if isinstance(v, dict) and "fps" in v:
+                ratio = f"{v['ratio']:.2f}x" if v["ratio"] else ""
+                lines.append(f"| {r['preset']} | {r['batch']} | {label} | {v['fps']:,.0f} | {ratio} | "
                              f"{v['epoch_s_full']:,.1f} | {v['matmul_fraction']:.0%} | "
                              + (f"{v['bf16_matmul_fraction']:.0%}" if v["bf16_matmul_fraction"] else "")
                              + f" | {r['eval_s']:.2f} | {r['predict_s']:.2f} |")
     lines.append("")
+    if c := env.get("concurrent"):
+        lines.append(f"{c['runs']} runs at once: {c['all_fps']:,.0f} frames/s in all, {c['all_fps'] / c['one_fps']:.2f}x "
+                     f"one run's {c['one_fps']:,.0f}")
     lines.append(f"Peak RSS of the bench process: {result['peak_rss_bench_bytes'] / 2**30:.2f} GiB")
     if "memory" in result:
         m = result["memory"]

@@ -21,7 +21,7 @@ PHONES = tuple("iy ih eh ae ah uw uh aa ey ay oy aw ow l r y w er m n ng ch jh d
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 SWITCHES = ("auto", "on", "off")  # compile, capture
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -105,7 +105,8 @@ class TrainConfig:
     patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16)
+    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16); tf32: fp32
+    # weights and matmuls as TF32 (CUDA; plain fp32 elsewhere); fp32: strict fp32, TF32 off
     compile: str = "auto"  # torch.compile the model: on | off | auto (step.plan decides, and says why)
     capture: str = "auto"  # CUDA-graph capture of the whole step: on | off | auto (likewise)
     optimizer: str = "adam"

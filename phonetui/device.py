@@ -29,7 +29,7 @@ CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step cost
 
 
 def use_bf16(precision: str, device: torch.device, batch_size: int) -> bool:
-    """Whether matmuls run under bf16 autocast: 'fp32' never, 'bf16' always (CUDA and CPU only), and
+    """Whether matmuls run under bf16 autocast: 'fp32' and 'tf32' never, 'bf16' always (CUDA and CPU only), and
     'auto' where the hardware is fast at it: CUDA with bf16 support, and CPUs with AMX tiles when
     batches hold at least CPU_BF16_MIN_BATCH rows. Weights, optimizer state and the loss stay fp32."""
     if precision == "bf16" and device.type not in ("cuda", "cpu"):

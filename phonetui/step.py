@@ -47,6 +47,8 @@ def plan(cfg: RunConfig, device: torch.device, bf16: bool, resident: bool, fused
     training rows live on the device (capture gathers batches inside the graph)."""
     t, notes = cfg.training, []
     tf32 = device.type == "cuda" and t.precision != "fp32"
+    if t.precision == "tf32" and device.type != "cuda":
+        notes.append(f"precision: tf32 runs as fp32 on {device.type} (TF32 is a CUDA matmul mode)")
     fused = fused and device.type in ("cuda", "cpu")
     compile_ = t.compile == "on"
     if t.compile == "auto":
@@ -162,7 +164,7 @@ class Step:
                 graph = torch.cuda.CUDAGraph()
                 try:
                     self.opt.zero_grad(set_to_none=True)
-                    with torch.cuda.graph(graph):
+                    with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other runs may train meanwhile
                         self._body((source.x.index_select(0, self._idx),), source.y.index_select(0, self._idx), False)
                     self._graph = graph
                 except Exception as e:  # noqa: BLE001 - any capture failure: eager still trains

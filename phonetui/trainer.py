@@ -22,7 +22,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__, batches, checkpoint, diagnostics, runs
 from .config import RunConfig, fit_problems

@@ -46,7 +46,7 @@ def test_presets_listing():
 @pytest.mark.parametrize("args, words", [
     (["train", "--lr", "-1"], ["--lr -1", "must be > 0"]),
     (["train", "--val-ratio", "1"], ["--val-ratio 1", "[0, 1)"]),
-    (["train", "--precision", "fp16"], ["--precision fp16", "must be one of auto, fp32, bf16"]),
+    (["train", "--precision", "fp16"], ["--precision fp16", "must be one of auto, fp32, tf32, bf16"]),
     (["train", "--preset", "nope"], ["unknown preset 'nope'"]),
     (["train", "--data", "/nonexistent/timit"], ["/nonexistent/timit", "not found"]),
     (["predict", "/tmp"], ["/tmp", "not a run folder"]),

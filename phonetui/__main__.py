@@ -1,7 +1,40 @@
-"""`python -m phonetui` is the `phonetui` command."""
+"""The `phonetui` command (and `python -m phonetui`).
 
-import sys
+Ctrl+C, SIGTERM and SIGHUP are held while Python loads phonetui and, for the commands that train
+or predict, torch: a Ctrl+C in the first second then ends the process with one line and exit code
+130, never a traceback from inside an import or an abort inside torch's C++ start-up. A signal held
+back arrives as soon as loading is over.
+"""
 
-from .cli import main
+import _signal  # the C module: `signal` builds enums first, and a Ctrl+C could land in that
 
-sys.exit(main())
+HELD = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+_MASK = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD)  # at import: the console script imports us first
+
+import sys  # noqa: E402
+
+NEED_TORCH = ("train", "resume", "predict", "sweep", "search")
+
+
+def _arrive() -> None:
+    """A call: where Python runs the handler of a signal that was just unblocked."""
+
+
+def main() -> None:
+    try:
+        try:
+            from . import cli
+
+            if sys.argv[1:2] and sys.argv[1] in NEED_TORCH:
+                import torch  # noqa: F401 - loaded while the signals are held
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, _MASK)
+        _arrive()
+    except KeyboardInterrupt:
+        print("phonetui: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()

@@ -2,11 +2,17 @@
 loaded with weights_only.
 
     best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
-    last.pt  {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"}
+    last.pt  {"run": run id, "width": row width, "epoch", "model", "optimizer", "scheduler", "torch_rng",
+              "batch_rng", ["cuda_rng"], "best", "since_best"}
+
+Both are serialised in memory and written with a plain file write, so a full disk is the OSError
+that names the file, not an error from inside torch. last.pt is checked against its run (identity,
+epoch, shapes) before a resume changes anything.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -42,8 +48,10 @@ def saved_best(run: Run) -> tuple[int, float | None] | None:
 
 
 def _save(state: dict, tmp: Path) -> None:
-    with open(tmp, "wb") as f:  # a Python file, so a full disk is an OSError naming no torch internals
-        torch.save(state, f)
+    buf = io.BytesIO()
+    torch.save(state, buf)  # in memory: torch's writer turns a failed write into an error of its own
+    with open(tmp, "wb") as f:
+        f.write(buf.getbuffer())
 
 
 def save_state(run: Run, state: dict) -> None:
@@ -52,6 +60,7 @@ def save_state(run: Run, state: dict) -> None:
 
 
 def load_state(run: Run) -> dict:
+    """last.pt read back (not yet checked against the run: see check_state)."""
     path = run.path / runs.LAST
     if not path.exists():
         raise PhonetuiError(f"{run.path}: nothing to resume from (no {runs.LAST}: it is written at the end of each epoch)")
@@ -61,11 +70,39 @@ def load_state(run: Run) -> dict:
         missing = {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"} - set(state)
         if missing:
             raise KeyError(f"missing {', '.join(sorted(missing))}")
-    except OSError as e:
-        raise failed(path, "read", e) from None
     except Exception as e:  # noqa: BLE001 - as in load()
-        raise PhonetuiError(f"{path}: damaged training state ({_first_line(e)})") from None
+        raise _unreadable(path, "damaged training state", e) from None
     return state
+
+
+def check_state(run: Run, state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, width: int) -> None:
+    """Refuse a last.pt that is not this run's end of an epoch: another run's file (its id), an epoch
+    that is not an integer within the run's recorded epochs, or weights and optimizer state whose
+    shapes do not fit the run's model on this data (loaded into `model` and `opt` if they do)."""
+    path = run.path / runs.LAST
+    if state.get("run", run.uid) != run.uid:
+        raise PhonetuiError(f"{path}: belongs to another run ({str(state['run'])[:40]!r}), not {run.id} ({run.uid})")
+    epoch, done = state["epoch"], len(run.metrics())
+    if type(epoch) is not int or not 1 <= epoch <= min(run.config.training.epochs, done):
+        raise PhonetuiError(f"{path}: epoch {repr(epoch)[:20]} is not one this run finished "
+                            f"(1 to {min(run.config.training.epochs, done)})")
+    if state.get("width", width) != width:
+        raise PhonetuiError(f"{path}: saved for rows of {state['width']} features; this data has {width}")
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for p in model.parameters():
+            for value in opt.state[p].values():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                    raise ValueError(f"optimizer state of shape {tuple(value.shape)} for a weight of {tuple(p.shape)}")
+        int(state["scheduler"]["last_epoch"])
+        for key in ("torch_rng", "batch_rng"):
+            if not (isinstance(state[key], torch.Tensor) and state[key].dtype == torch.uint8):
+                raise ValueError(f"{key} is not a generator state")
+        if type(state["since_best"]) is not int or not isinstance(state["best"], (int, float)):
+            raise ValueError("best / since_best have the wrong type")
+    except Exception as e:  # noqa: BLE001 - shapes, keys and types all fail in their own way
+        raise PhonetuiError(f"{path}: does not fit this run's model ({' '.join(str(e).split())[:200]})") from None
 
 
 def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, int]:
@@ -83,11 +120,27 @@ def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, 
         model.load_state_dict(state["state_dict"])
     except PhonetuiError:
         raise
-    except OSError as e:
-        raise failed(path, "read", e) from None
     except Exception as e:  # noqa: BLE001 - a cut or altered file fails in many ways; weights_only executes nothing
-        raise PhonetuiError(f"{path}: damaged checkpoint ({_first_line(e)})") from None
+        raise _unreadable(path, "damaged checkpoint", e) from None
     return model.to(device), cfg, state["input_dim"]
+
+
+def _unreadable(path: Path, what: str, e: Exception) -> PhonetuiError:
+    """The line for a checkpoint torch cannot load: cut short (a zip archive ends with its directory),
+    unreadable, or damaged otherwise."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+            f.seek(max(0, size - 66_000))
+            whole = b"PK\x05\x06" in f.read()
+    except OSError as err:
+        return failed(path, "read", err)
+    if zipped and not whole:
+        return PhonetuiError(f"{path}: {what} (truncated: {size:,} bytes and no end of archive)")
+    if isinstance(e, OSError):
+        return failed(path, "read", e)
+    return PhonetuiError(f"{path}: {what} ({_first_line(e)})")
 
 
 def _first_line(e: Exception) -> str:

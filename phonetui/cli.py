@@ -361,7 +361,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         t, best = r.config.training, r.status.best_val_acc
         table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.epochs_done}/{t.epochs}",
                       "-" if best is None else f"{best:.4f}", r.state)
-    console.print(table)
+    # piped, no value is ever cut (scripts read it): the table as wide as its values
+    (console if console.is_terminal else Console(highlight=False, width=10_000)).print(table)
     for line in damaged:
         console.print(line)
     return 0

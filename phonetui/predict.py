@@ -38,6 +38,8 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     probs, _ = posteriors(model, test_set, dev, use_bf16(t.precision, dev, t.batch_size))
     pred = smooth(probs, data.test_starts, t.smooth).argmax(1).cpu().numpy()
     out = out or run.path / runs.PREDICTION
+    if out.is_symlink():  # write through the link (to the file it names), never replace the link itself
+        out = out.resolve()
     table = np.column_stack([np.arange(len(pred)), pred])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

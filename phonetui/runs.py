@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import tomllib
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,11 @@ class Run:
         return self.path.name
 
     @property
+    def uid(self) -> str:
+        """A token no other run has (a copied folder shares it with its original); the id for older runs."""
+        return str(self.record.get("uid", self.id))
+
+    @property
     def state(self) -> str:
         """finished / stopped / failed / running, or interrupted for a running run whose process is gone."""
         if self.status.status == "running" and self._lock is None and not _lock_held(self.path):
@@ -255,6 +261,7 @@ def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
 
     Made whole in a hidden temp folder and renamed into place; on any failure nothing is left."""
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.preset}"
+    record = {"uid": uuid.uuid4().hex} | record
     tmp = runs_dir / f".new-{base}-{os.getpid()}"
     status = RunStatus(pid=os.getpid(), started=record.get("started", ""))
     lock = None
@@ -305,6 +312,7 @@ def open_run(path: Path) -> Run:
         raise PhonetuiError(f"{path / CONFIG}: not valid TOML ({e})") from None
     except json.JSONDecodeError as e:
         raise PhonetuiError(f"{path / STATUS}: not valid JSON ({e})") from None
+    _clean_temp_files(path)
     record = data.pop("run", {})
     if not isinstance(record, dict):
         raise PhonetuiError(f"{path / CONFIG}: 'run' must be a table")
@@ -317,6 +325,22 @@ def open_run(path: Path) -> Run:
         except json.JSONDecodeError as e:
             raise PhonetuiError(f"{path / PREDICTION_RECORD}: not valid JSON ({e})") from None
     return Run(path, config, record, status, prediction)
+
+
+TRAINER_FILES = (CONFIG, STATUS, METRICS, CHECKPOINT, LAST, "per_phone.csv", "confusions.csv")
+
+
+def _clean_temp_files(path: Path) -> None:
+    """Remove the temp files a killed training left (kill -9 inside a save: up to the size of last.pt),
+    while no process holds the run's lock: only the training process writes these files."""
+    if not any(path.glob(".*.tmp")) or _lock_held(path):
+        return
+    for name in TRAINER_FILES:
+        for tmp in path.glob(f".{name}.*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass  # a read-only folder: listing the run still works
 
 
 def list_runs(runs_dir: Path) -> list[Run | DamagedRun]:

@@ -157,6 +157,9 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
     device = resolve_device(cfg.training.device)
     _check_fits_memory(cfg, data.width, device)
     p = _plan(cfg, data, n_train, device, bool(run.record.get("bf16_autocast")), fused)
+    cpu = torch.device("cpu")
+    trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, False, True))
+    checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
     run.acquire()
     try:
         run.write_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
@@ -286,7 +289,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
         since_best = 0 if improved else since_best + 1
         run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
         rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-        checkpoint.save_state(run, {"epoch": epoch, **step.state_dict(), "torch_rng": torch.get_rng_state(),
+        checkpoint.save_state(run, {"run": run.uid, "width": data.width, "epoch": epoch, **step.state_dict(), "torch_rng": torch.get_rng_state(),
                                     "batch_rng": gen.get_state(), **rng, "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
             run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")

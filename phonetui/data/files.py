@@ -227,10 +227,10 @@ def make_demo(out: Path, train_rows: int, test_rows: int, seed: int, force: bool
         raise PhonetuiError(f"demo-data: at most {DEMO_MAX_ROWS:,} rows per split, got {train_rows:,} / {test_rows:,}")
     _check_seed(seed)
     _check_out(out, force)
-    simulated.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed, replaces=_DEMO_FILES)
     marker = {"generator": "phonetui.data.simulated", "kind": "simulated", "train_rows": train_rows,
               "test_rows": test_rows, "seed": seed}
-    write_text(out / DEMO_MARKER, json.dumps(marker) + "\n")
+    simulated.generate(out, train_rows=train_rows, test_rows=test_rows, seed=seed, replaces=_DEMO_FILES,
+                       mark=lambda tmp: write_text(tmp / DEMO_MARKER, json.dumps(marker) + "\n"))
     return out
 
 
@@ -245,9 +245,10 @@ def make_speech_demo(out: Path, utterances: int, test_utterances: int, seed: int
                             f"got {utterances:,} / {test_utterances:,}")
     _check_seed(seed)
     _check_out(out, force)
-    summary = speech.generate(out, utterances, test_utterances, seed, progress, replaces=_DEMO_FILES)
-    write_text(out / DEMO_MARKER, json.dumps(speech.marker(summary, seed)) + "\n")
-    return summary
+    def mark(tmp: Path, summary: dict) -> None:
+        write_text(tmp / DEMO_MARKER, json.dumps(speech.marker(summary, seed)) + "\n")
+
+    return speech.generate(out, utterances, test_utterances, seed, progress, replaces=_DEMO_FILES, mark=mark)
 
 
 def cache_dir() -> Path:

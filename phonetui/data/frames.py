@@ -78,8 +78,11 @@ def write_split(x_path: Path, y_path: Path, utterances: Iterable[tuple[np.ndarra
     return rows
 
 
-def build_folder(out_dir: Path, fill: Callable[[Path], None], replaces: Iterable[str] = ()) -> Path:
-    """Let `fill` write into a temporary sibling folder, then move its files into `out_dir`.
+def build_folder(out_dir: Path, fill: Callable[[Path], None], replaces: Iterable[str] = (),
+                 mark: Callable[[Path], None] | None = None) -> Path:
+    """Let `fill` write into a temporary sibling folder, then `mark` (the demo marker, written there
+    too, so a folder never holds a set without its marker), then move its files into `out_dir`:
+    the whole folder renamed, or into an existing one file by file, the marker last.
 
     Files named in `replaces` that the new set lacks are removed from `out_dir` (no stale leftovers).
     """
@@ -90,10 +93,13 @@ def build_folder(out_dir: Path, fill: Callable[[Path], None], replaces: Iterable
     tmp.mkdir()
     try:
         fill(tmp)
+        before = {p.name for p in tmp.iterdir()}
+        if mark:
+            mark(tmp)
         if out_dir.exists():
             for name in set(replaces) - {p.name for p in tmp.iterdir()}:
                 (out_dir / name).unlink(missing_ok=True)
-            for path in tmp.iterdir():
+            for path in sorted(tmp.iterdir(), key=lambda p: p.name not in before):
                 os.replace(path, out_dir / path.name)
             tmp.rmdir()
         else:

@@ -14,6 +14,7 @@ course files. The phone model comes from a fixed internal seed, so every user se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def _split(rows: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.nda
 
 
 def generate(out_dir: str | Path, train_rows: int = 200_000, test_rows: int = 60_000,
-             seed: int = 0, replaces: tuple[str, ...] = ()) -> Path:
+             seed: int = 0, replaces: tuple[str, ...] = (), mark: Callable[[Path], None] | None = None) -> Path:
     """Write train/test features and labels in the timit_11 format; return out_dir.
 
     Files are built in a temporary sibling folder and moved into place at the end.
@@ -156,4 +157,4 @@ def generate(out_dir: str | Path, train_rows: int = 200_000, test_rows: int = 60
             rng = np.random.default_rng([seed, stream])
             frames.write_split(tmp / f"{split}_11.npy", tmp / f"{split}_label_11.npy", _split(rows, rng))
 
-    return frames.build_folder(Path(out_dir), fill, replaces)
+    return frames.build_folder(Path(out_dir), fill, replaces, mark)

@@ -328,8 +328,9 @@ def render_shard(shard: list[Utterance]) -> list[tuple[np.ndarray, np.ndarray, C
 
 def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, seed: int = 0,
              progress: Callable[[int, int], None] | None = None, workers: int | None = None,
-             replaces: tuple[str, ...] = ()) -> dict:
-    """Write a speech demo set (plus utterances.tsv); return a summary (rows, unmapped phonemes, voices)."""
+             replaces: tuple[str, ...] = (), mark: Callable[[Path, dict], None] | None = None) -> dict:
+    """Write a speech demo set (plus utterances.tsv; `mark(folder, summary)` adds the marker before
+    it is moved into place); return a summary (rows, unmapped phonemes, voices)."""
     why = available()
     if why:
         raise PhonetuiError(why)
@@ -371,7 +372,7 @@ def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, 
                        unmapped=dict(unmapped.most_common()),
                        voices={s: sorted({f"{u.dialect}+{u.variant}" for u, _, _ in done[s]}) for s in done})
 
-    frames.build_folder(Path(out_dir), fill, replaces)
+    frames.build_folder(Path(out_dir), fill, replaces, mark and (lambda tmp: mark(tmp, summary)))
     return summary
 
 

@@ -232,17 +232,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     runs_dir = getattr(args, "runs", Path("runs"))
     if args.list:
-        table = Table("id", "preset", "grid", "trials", "left", box=None)
-        table.columns[0].no_wrap = True
-        for s in sweep.list_sweeps(runs_dir):
-            grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in s.grid.items())
-            table.add_row(s.id, s.preset, grid, str(len(s.trials)), str(len(s.pending())))
+        table = Table(Column("id", no_wrap=True), "preset", "grid", "trials", "left", box=None)
+        listed = sweep.list_sweeps(runs_dir)
+        for s in listed:
+            if isinstance(s, sweep.Sweep):
+                grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in s.grid.items())
+                table.add_row(s.id, s.preset, grid, str(len(s.trials)), str(len(s.pending())))
         console.print(table)
+        for e in listed:
+            if isinstance(e, PhonetuiError):
+                console.print(str(e))
         return 0
+    flags = [k for k in EDITABLE if getattr(args, k, None) is not None]
     if args.sweep_id:
         s = sweep.load(runs_dir, args.sweep_id)
-        args.preset = s.preset
-        base = resolve_config(args)
+        if s.base is None:  # saved before sweeps kept their config: the preset and flags, as then
+            args.preset = s.preset
+            s.base = resolve_config(args)
+        elif flags:
+            raise PhonetuiError(f"sweep --continue {s.id}: continues with the settings it started with; "
+                                f"--{flags[0].replace('_', '-')} cannot change them")
     else:
         if getattr(args, "preset", None) is None:
             raise PhonetuiError("sweep: name a --preset (or --continue ID)")
@@ -252,19 +261,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid = sweep.parse_grid(texts)
         for key in texts:
             setattr(args, key, None)
-        base = resolve_config(args)
-        s = sweep.create(runs_dir, base.preset, grid)
-    left = s.pending()
-    console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run")
-    dataset = load_data(getattr(args, "data", None))
-    for i, trial in enumerate(left, 1):
-        cfg = s.config(base, trial)
-        console.print(f"[bold]trial {i}/{len(left)}[/]: " + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
-        code = _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen), args.stop), dataset,
-                      args.predict)
-        if code:
-            console.print(f"sweep stopped; `phonetui sweep --continue {s.id}` runs what is left")
-            return code
+        s = sweep.create(runs_dir, resolve_config(args), grid)
+    with sweep.hold(s):
+        left = s.pending()
+        console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run")
+        dataset = load_data(getattr(args, "data", None))
+        for i, trial in enumerate(left, 1):
+            cfg = s.config(trial)
+            console.print(f"[bold]trial {i}/{len(left)}[/]: " + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
+            code = _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen), args.stop),
+                          dataset, args.predict)
+            if code:
+                console.print(f"sweep stopped; `phonetui sweep --continue {s.id}` runs what is left")
+                return code
     _leaderboard(s)
     return 0
 

@@ -1,21 +1,30 @@
 """Sweeps: a preset crossed with lists of training values, every trial an ordinary run.
 
-A sweep is a queue kept in `<runs>/.sweeps/<id>.json` (its preset, the grid, each trial's values
-and, once started, its run id), so it survives the process that ran it: `phonetui sweep --continue
-ID` and the app pick up what is left. Optuna studies (phonetui.search) build on the same pieces.
+A sweep is a queue kept in `<runs>/.sweeps/<id>.json` (its resolved base config, the grid, each
+trial's values and, once started, its run id), so it survives the process that ran it: `phonetui
+sweep --continue ID` and the app pick up what is left, with the settings the sweep started with.
+The file's name is the sweep's id; a file that does not read back as a sweep is refused naming the
+field. The process running a sweep holds `<id>.lock`, so a second one is refused. Optuna studies
+(phonetui.search) build on the same pieces.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import os
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import EDITABLE, RunConfig, flag_value
+from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value, flag_value, from_dict
 from .errors import PhonetuiError
+from .fileio import FILE_MODE, failed, read_text
 from .runs import write_text
 
 SWEEPS = ".sweeps"
@@ -58,13 +67,16 @@ class Sweep:
     trials: list[Trial]
     runs_dir: Path = field(repr=False)
     created: str = ""
+    base: RunConfig | None = None  # the resolved config every trial starts from (None: a sweep saved before it was kept)
 
     @property
     def path(self) -> Path:
         return self.runs_dir / SWEEPS / f"{self.id}.json"
 
-    def config(self, base: RunConfig, trial: Trial) -> RunConfig:
-        return base.with_training(**trial.values)
+    def config(self, trial: Trial) -> RunConfig:
+        if self.base is None:
+            raise PhonetuiError(f"{self.path}: no base config (a sweep from an older phonetui): give it one first")
+        return self.base.with_training(**trial.values)
 
     def pending(self) -> list[Trial]:
         """Trials not started yet, or whose run did not finish (they run again)."""
@@ -83,14 +95,15 @@ class Sweep:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         d = {"id": self.id, "preset": self.preset, "created": self.created, "grid": self.grid,
-             "trials": [asdict(t) for t in self.trials]}
+             "base": self.base.to_dict() if self.base else None, "trials": [asdict(t) for t in self.trials]}
         write_text(self.path, json.dumps(d, indent=1) + "\n")
 
 
-def create(runs_dir: Path, preset: str, grid: dict[str, list[Any]]) -> Sweep:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def create(runs_dir: Path, base: RunConfig, grid: dict[str, list[Any]]) -> Sweep:
+    """A new sweep of `base` over `grid`, saved before any trial runs."""
+    stamp, preset = time.strftime("%Y%m%d-%H%M%S"), base.preset
     sweep = Sweep(f"{stamp}-{preset}", preset, grid, [Trial(v) for v in expand(grid)], runs_dir,
-                  time.strftime("%Y-%m-%d %H:%M:%S"))
+                  time.strftime("%Y-%m-%d %H:%M:%S"), base)
     n = 1
     while sweep.path.exists():
         n += 1
@@ -99,26 +112,85 @@ def create(runs_dir: Path, preset: str, grid: dict[str, list[Any]]) -> Sweep:
     return sweep
 
 
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")  # a run folder's name, never a path
+
+
+def _parse(d: Any, path: Path, runs_dir: Path) -> Sweep:
+    """A Sweep from a queue file's JSON, every field checked; a PhonetuiError names the first bad one."""
+    def bad(what: str) -> PhonetuiError:
+        return PhonetuiError(f"{path}: damaged sweep record ({what})")
+
+    if not isinstance(d, dict):
+        raise bad("not a JSON object")
+    if not isinstance(d.get("preset"), str):
+        raise bad("'preset' must be a string")
+    grid = d.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise bad("'grid' must be a table of lists")
+    for key, values in grid.items():
+        if key not in EDITABLE or not isinstance(values, list) or not values:
+            raise bad(f"grid '{key}' must be a training value with a list of values")
+    trials = d.get("trials")
+    if not isinstance(trials, list) or not trials:
+        raise bad("'trials' must be a list")
+    parsed = []
+    for i, t in enumerate(trials, 1):
+        if not isinstance(t, dict) or not isinstance(t.get("values"), dict):
+            raise bad(f"trial {i}: 'values' must be a table")
+        for key, value in t["values"].items():
+            if key not in grid or check_value(TRAIN_RULES, key, value)[1]:
+                raise bad(f"trial {i}: {key} = {json.dumps(value)[:40]} is not a value of the grid's kind")
+        run = t.get("run")
+        if run is not None and not (isinstance(run, str) and _RUN_NAME.match(run)):
+            raise bad(f"trial {i}: 'run' must be a run folder's name")
+        parsed.append(Trial(dict(t["values"]), run))
+    base = d.get("base")
+    if base is not None:
+        if not isinstance(base, dict):
+            raise bad("'base' must be a table")
+        base = from_dict(base, f"{path}: base")
+    created = d.get("created", "")
+    return Sweep(path.stem, d["preset"], grid, parsed, runs_dir, created if isinstance(created, str) else "", base)
+
+
 def load(runs_dir: Path, sweep_id: str) -> Sweep:
+    """The sweep saved as `<runs>/.sweeps/<sweep_id>.json` (its id is the file's name)."""
     path = runs_dir / SWEEPS / f"{sweep_id}.json"
+    if not path.exists():
+        raise PhonetuiError(f"{path}: no such sweep")
     try:
-        d = json.loads(path.read_text())
-        return Sweep(d["id"], d["preset"], d["grid"], [Trial(t["values"], t.get("run")) for t in d["trials"]],
-                     runs_dir, d.get("created", ""))
-    except FileNotFoundError:
-        raise PhonetuiError(f"{path}: no such sweep") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PhonetuiError(f"{path}: damaged sweep record ({e})") from None
+        return _parse(json.loads(read_text(path)), path, runs_dir)
+    except json.JSONDecodeError as e:
+        raise PhonetuiError(f"{path}: damaged sweep record (not valid JSON: {e})") from None
 
 
-def list_sweeps(runs_dir: Path) -> list[Sweep]:
-    """Every readable sweep, newest first."""
-    out = []
+@contextmanager
+def hold(sweep: Sweep) -> Iterator[None]:
+    """Be the one process running this sweep (an flock on `<id>.lock`); a second is refused."""
+    path = sweep.path.with_suffix(".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as e:
+        raise failed(path, "open", e) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PhonetuiError(f"sweep {sweep.id}: already running in another process (it holds {path.name})") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def list_sweeps(runs_dir: Path) -> list[Sweep | PhonetuiError]:
+    """Every sweep, newest first: readable ones as Sweep, the others as the error saying why."""
+    out: list[Sweep | PhonetuiError] = []
     for p in sorted((runs_dir / SWEEPS).glob("*.json"), reverse=True):
         try:
             out.append(load(runs_dir, p.stem))
-        except PhonetuiError:
-            continue
+        except PhonetuiError as e:
+            out.append(e)
     return out
 
 
@@ -149,15 +221,15 @@ def track(sweep: Sweep, trial: Trial, listen=lambda e: None):
     return record
 
 
-def run(sweep: Sweep, base: RunConfig, data, listen=lambda e: None, cancel=None,
-        announce=lambda i, n, trial: None) -> bool:
-    """Train the sweep's pending trials in order (announce(i, n, trial) before each); False when
-    one does not finish (the rest stays queued)."""
+def run(sweep: Sweep, data, listen=lambda e: None, cancel=None, announce=lambda i, n, trial: None) -> bool:
+    """Train the sweep's pending trials in order (announce(i, n, trial) before each), holding its
+    lock; False when one does not finish (the rest stays queued)."""
     from . import trainer
 
-    left = sweep.pending()
-    for i, trial in enumerate(left, 1):
-        announce(i, len(left), trial)
-        if trainer.train(sweep.config(base, trial), data, sweep.runs_dir, track(sweep, trial, listen), cancel).state != "finished":
-            return False
+    with hold(sweep):
+        left = sweep.pending()
+        for i, trial in enumerate(left, 1):
+            announce(i, len(left), trial)
+            if trainer.train(sweep.config(trial), data, sweep.runs_dir, track(sweep, trial, listen), cancel).state != "finished":
+                return False
     return True

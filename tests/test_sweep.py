@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 
 import pytest
 
-from phonetui import sweep, trainer
+from phonetui import runs, sweep, trainer
+from phonetui.cli import main
 from phonetui.errors import PhonetuiError
 
 
@@ -23,16 +26,76 @@ def test_grid_values_are_checked_and_expanded_first_key_slowest() -> None:
 
 def test_a_sweep_is_saved_and_continues_where_it_stopped(tiny, demo, tmp_path) -> None:
     runs_dir = tmp_path / "runs"
-    s = sweep.create(runs_dir, "tiny", sweep.parse_grid({"lr": "3e-3,1e-2", "epochs": "1"}))
+    s = sweep.create(runs_dir, tiny, sweep.parse_grid({"lr": "3e-3,1e-2", "epochs": "1"}))
     assert [t.values for t in sweep.load(runs_dir, s.id).trials] == [{"lr": 3e-3, "epochs": 1}, {"lr": 1e-2, "epochs": 1}]
     announced, cancel = [], threading.Event()
     stop_after_first = lambda e: cancel.set() if isinstance(e, trainer.Finished) else None  # noqa: E731
-    assert not sweep.run(s, tiny, demo, stop_after_first, cancel)  # the second trial is stopped at once
+    assert not sweep.run(s, demo, stop_after_first, cancel)  # the second trial is stopped at once
     reopened = sweep.load(runs_dir, s.id)  # what another process sees: one trial finished, one is left
     assert all(t.run for t in reopened.trials) and [t.values for t in reopened.pending()] == [{"lr": 1e-2, "epochs": 1}]
-    assert sweep.run(reopened, tiny, demo, announce=lambda i, n, t: announced.append((i, n, t.values["lr"])))
+    assert sweep.run(reopened, demo, announce=lambda i, n, t: announced.append((i, n, t.values["lr"])))
     assert announced == [(1, 1, 1e-2)] and not sweep.load(runs_dir, s.id).pending()
     board = sweep.leaderboard(sweep.load(runs_dir, s.id))
     accs = [run.status.best_val_acc for _, run in board]
     assert accs == sorted(accs, reverse=True) and all(run.state == "finished" for _, run in board)
     assert [s.id for s in sweep.list_sweeps(runs_dir)] == [s.id]
+
+
+@pytest.fixture
+def queued(tiny, tmp_path):
+    """A saved sweep of 2 one-epoch trials, and its runs folder."""
+    runs_dir = tmp_path / "runs"
+    return sweep.create(runs_dir, tiny.with_training(epochs=1), sweep.parse_grid({"lr": "3e-3,1e-2"})), runs_dir
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda d: d["trials"][0].update(values="x"), "trial 1: 'values' must be a table"),
+    (lambda d: d["trials"][1].update(run=5), "trial 2: 'run' must be a run folder's name"),
+    (lambda d: d["trials"][1].update(run="../../etc"), "trial 2: 'run' must be a run folder's name"),
+    (lambda d: d.update(grid=[1, 2]), "'grid' must be a table of lists"),
+    (lambda d: d.update(preset=5), "'preset' must be a string"),
+    (lambda d: d["trials"][0]["values"].update(lr="fast"), 'trial 1: lr = "fast" is not a value'),
+    (lambda d: d["base"]["training"].update(epochs=0), "base: training.epochs = 0"),
+])
+def test_a_damaged_queue_file_is_one_line_and_hides_no_other_sweep(queued, tiny, edit, reason, capsys):
+    s, runs_dir = queued
+    good = sweep.create(runs_dir, tiny, sweep.parse_grid({"batch_size": "64,128"}))
+    d = json.loads(s.path.read_text())
+    edit(d)
+    s.path.write_text(json.dumps(d))
+    assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and reason in err and str(s.path) in err and "Traceback" not in err
+    assert main(["sweep", "--list", "--runs", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert good.id in out and f"{s.path}: " in out and reason in out
+
+
+def test_a_copied_queue_file_is_its_own_sweep(queued):
+    s, runs_dir = queued
+    copy = s.path.with_name("my-copy.json")
+    shutil.copy(s.path, copy)
+    loaded = sweep.load(runs_dir, "my-copy")
+    assert loaded.id == "my-copy" and loaded.path == copy
+    loaded.trials[0].run = "20990101-000000-x"
+    loaded.save()
+    assert sweep.load(runs_dir, s.id).trials[0].run is None  # the original's record is untouched
+
+
+def test_a_second_process_cannot_run_the_same_sweep(queued, demo_dir, capsys):
+    s, runs_dir = queued
+    with sweep.hold(s):
+        assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir), "--data", str(demo_dir)]) == 2
+    assert f"sweep {s.id}: already running in another process" in capsys.readouterr().err
+    assert all(t.run is None for t in sweep.load(runs_dir, s.id).trials)
+
+
+def test_a_continued_sweep_keeps_the_settings_it_started_with(queued, demo_dir, presets_dir, capsys):
+    s, runs_dir = queued  # tiny's preset trains 3 epochs; the sweep was started with 1
+    assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir), "--data", str(demo_dir),
+                 "--presets", str(presets_dir)]) == 0
+    done = [runs.open_run(runs_dir / t.run) for t in sweep.load(runs_dir, s.id).trials]
+    assert [r.config.training.epochs for r in done] == [1, 1] and [r.config.training.lr for r in done] == [3e-3, 1e-2]
+    capsys.readouterr()
+    assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir), "--epochs", "5"]) == 2
+    assert "continues with the settings it started with; --epochs cannot change them" in capsys.readouterr().err

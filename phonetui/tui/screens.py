@@ -205,7 +205,8 @@ class MainScreen(Screen):
         try:
             from .. import runs, sweep
 
-            sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)}
+            sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)
+                      if isinstance(s, sweep.Sweep)}
             self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow,
                                             sweeps={k: v for k, v in sweeps.items() if v[0]}))
         except Exception as e:  # noqa: BLE001
@@ -277,11 +278,11 @@ class MainScreen(Screen):
         if grid:
             from .. import sweep
 
-            queue = sweep.create(self.runs_dir, cfg.preset, grid)
+            queue = sweep.create(self.runs_dir, cfg, grid)
             self.say(f"sweep {queue.id}: {len(queue.trials)} runs of {cfg.preset} over "
                      + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items()))
             self._begin(f"sweep {queue.id}")
-            self.train_worker = self.run_sweep(queue, cfg)
+            self.train_worker = self.run_sweep(queue)
             return
         self.say(f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, "
                  f"{cfg.training.epochs} epochs")
@@ -296,15 +297,17 @@ class MainScreen(Screen):
             return
         try:
             queue = sweep.load(self.runs_dir, sweep_id)
-            base = self.presets.get(queue.preset)
-            if base is None:
-                raise PhonetuiError(f"sweep {sweep_id}: preset '{queue.preset}' not found")
+            if queue.base is None:  # saved before sweeps kept their config: its preset with the form's values
+                base = self.presets.get(queue.preset)
+                if base is None:
+                    raise PhonetuiError(f"sweep {sweep_id}: preset '{queue.preset}' not found")
+                queue.base = base.with_training(**self.form.values())
         except PhonetuiError as e:
             self.say(str(e), "error")
             return
         self.say(f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
         self._begin(f"sweep {queue.id}")
-        self.train_worker = self.run_sweep(queue, base.with_training(**self.form.values()))
+        self.train_worker = self.run_sweep(queue)
 
     def action_resume(self) -> None:
         run = self.query_one(RunsTable).selected() if self.query_one(TabbedContent).active == "history" else None
@@ -376,7 +379,7 @@ class MainScreen(Screen):
         self.post_message(TrainingEnded(error))
 
     @work(thread=True, exit_on_error=False, group="train")
-    def run_sweep(self, queue, base: RunConfig) -> None:
+    def run_sweep(self, queue) -> None:
         """Train the sweep's pending trials one after another (each an ordinary run)."""
         error = None
         try:
@@ -388,7 +391,7 @@ class MainScreen(Screen):
                 total = len(queue.trials)
                 self.app.call_from_thread(self.panel.queue, f"sweep {queue.id}: run {total - n + i} of {total} ({values})")
 
-            if sweep.run(queue, base, self.data, self._events, self.cancel, announce):
+            if sweep.run(queue, self.data, self._events, self.cancel, announce):
                 self.app.call_from_thread(self.say, f"sweep {queue.id} finished: History ranks its runs "
                                           "(F7 sorts by best val acc)", "ok", True)
         except Exception as e:  # noqa: BLE001

@@ -344,9 +344,10 @@ async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: 
 
 
 async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: Path) -> None:
-    from phonetui import sweep
+    from phonetui import presets, sweep
 
-    old = sweep.create(Path("runs"), "tiny", {"lr": [0.002], "epochs": [1]})  # as if the app had closed mid-sweep
+    tiny = presets.get(presets.load_all([Path("tiny-presets")]), "tiny")
+    old = sweep.create(Path("runs"), tiny, {"lr": [0.002], "epochs": [1]})  # as if the app had closed mid-sweep
     app = make_app("--epochs", "1")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)

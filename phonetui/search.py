@@ -4,12 +4,18 @@ given (a database server lets several machines work on one study).
 
 A search space maps training values to "LO:HI" (a range: log-uniform for lr, uniform otherwise,
 integers for integer values) or "A,B,..." (a choice); any other text fixes the value.
+
+Every storage failure (a study whose earlier trials searched a value differently, a read-only or
+full disk, a damaged database) is one PhonetuiError line naming the study. Running trials beat a
+heartbeat; a trial whose process died (kill -9, a lost machine) is marked failed when the study is
+next opened, once its heartbeat is older than the grace period.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +24,7 @@ from .config import EDITABLE, RunConfig, flag_value
 from .errors import PhonetuiError
 
 DB = "optuna.db"
+HEARTBEAT_S, GRACE_S = 20, 60  # a live trial's heartbeat; a trial silent for GRACE_S is stale
 
 
 @dataclass(frozen=True)
@@ -63,17 +70,27 @@ def storage_url(runs_dir: Path, storage: str | None) -> str:
 
 
 def open_study(runs_dir: Path, name: str, storage: str | None = None):
-    """The study called `name` (created if new), maximising best val accuracy, median pruning."""
+    """The study called `name` (created if new), maximising best val accuracy, median pruning; its
+    stale trials (see the module's note) marked failed."""
     import optuna
 
     runs_dir.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped trial is phonetui's to report, in one line
+    url = storage_url(runs_dir, storage)
     try:
-        return optuna.create_study(study_name=name, storage=storage_url(runs_dir, storage), direction="maximize",
-                                   load_if_exists=True,
-                                   pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9, and work
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            study = optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
+                                        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+            optuna.storages.fail_stale_trials(study)
+        return study
     except Exception as e:  # noqa: BLE001 - a bad URL, a missing database driver, an unreachable server
-        raise PhonetuiError(f"optuna storage {storage_url(runs_dir, storage)}: {str(e).splitlines()[0]}") from None
+        raise PhonetuiError(f"optuna storage {url}: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 class _Stopped(Exception):
@@ -133,11 +150,18 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
         study.optimize(objective, n_trials=trials, catch=())
     except _Stopped:
         return False
+    except (PhonetuiError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the storage or Optuna refused: one line
+        raise PhonetuiError(f"optuna study '{study.study_name}': {_first_line(e)}") from None
     return True
 
 
 def leaderboard(study) -> list[dict[str, Any]]:
     """Every trial of the study: number, state, params, run, value; completed ones best first."""
-    rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params, "run": t.user_attrs.get("run"),
-             "value": t.value} for t in study.trials]
+    try:
+        rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
+                 "run": t.user_attrs.get("run"), "value": t.value} for t in study.trials]
+    except Exception as e:  # noqa: BLE001 - a damaged database
+        raise PhonetuiError(f"optuna study '{study.study_name}': cannot read its trials ({_first_line(e)})") from None
     return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0)))

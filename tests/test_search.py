@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
 import pytest
 
 from phonetui import runs, search
@@ -38,3 +44,50 @@ def test_a_study_on_sqlite_prunes_and_continues(tiny, demo, tmp_path) -> None:
             assert run.status.message.startswith("pruned by Optuna")
     done = [r["value"] for r in board if r["state"] == "complete"]
     assert done == sorted(done, reverse=True)
+
+
+def test_a_search_whose_space_differs_from_the_studys_is_one_line(tiny, demo, tmp_path, capsys) -> None:
+    runs_dir = tmp_path / "runs"
+    study = search.open_study(runs_dir, "tiny")
+    assert search.optimize(study, tiny.with_training(epochs=1), search.parse_space({"lr": "1e-3:1e-2"})[0], demo,
+                           runs_dir, trials=1)
+    choices, _ = search.parse_space({"lr": "1e-3,1e-2"})  # the same name, now a choice: Optuna refuses
+    with pytest.raises(PhonetuiError, match="optuna study 'tiny': .*distribution") as e:
+        search.optimize(search.open_study(runs_dir, "tiny"), tiny.with_training(epochs=1), choices, demo, runs_dir, 1)
+    assert "\n" not in str(e.value)
+
+
+def test_a_trial_stopped_by_ctrl_c_is_phonetuis_line_not_an_optuna_traceback(demo_dir, presets_dir, tmp_path) -> None:
+    cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "200", "--trials", "2", "--runs", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(f"*/{runs.METRICS}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "failed because of" not in err, err
+    (trial,) = search.open_study(tmp_path, "tiny").trials
+    assert trial.state.name == "FAIL"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_whose_process_died_is_marked_failed_when_the_study_is_next_opened(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(search, "GRACE_S", 1)
+    runs_dir = tmp_path / "runs"
+    study = search.open_study(runs_dir, "tiny")
+    trial = study.ask()  # as a worker does, then killed before it tells the result
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    assert [t.state.name for t in search.open_study(runs_dir, "tiny").trials] == ["FAIL"]
+
+
+def test_a_damaged_study_database_is_one_line(tiny, demo, tmp_path) -> None:
+    runs_dir = tmp_path / "runs"
+    study = search.open_study(runs_dir, "tiny")
+    search.optimize(study, tiny.with_training(epochs=1), search.parse_space({"lr": "1e-3:1e-2"})[0], demo, runs_dir, 1)
+    with sqlite3.connect(runs_dir / search.DB) as db:
+        db.execute("UPDATE trial_params SET distribution_json = '{'")
+    with pytest.raises(PhonetuiError, match="optuna study 'tiny': cannot read its trials"):
+        search.leaderboard(search.open_study(runs_dir, "tiny"))

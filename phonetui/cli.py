@@ -162,7 +162,7 @@ def _printer():
             console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s)")
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
-        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+        elif isinstance(e, trainer.Cancelled) and e.run.status.outcome == "pruned":
             console.print(f"{e.run.status.message}: {e.run.path}")
         elif isinstance(e, trainer.Cancelled):
             saved = (e.run.path / runs.CHECKPOINT).exists()
@@ -184,7 +184,7 @@ def _train(start, dataset, export: bool) -> int:
         run = start(listen)
     best, at = run.status.best_val_acc, run.status.best_epoch
     console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
-    if run.status.message.startswith("stopped early"):
+    if run.status.outcome == "early-stopped":
         console.print(run.status.message)
     if export and (run.path / runs.CHECKPOINT).exists():
         _report(predict(run, dataset, device=run.config.training.device))
@@ -195,6 +195,7 @@ class Stop(threading.Event):
     """Set, with the reason a stopped run records, when Ctrl+C, SIGTERM or SIGHUP asks a command to stop."""
 
     reason = "stopped by the user"
+    outcome = "stopped"  # "stopped-by-signal" for SIGTERM and SIGHUP
 
 
 @contextmanager
@@ -210,7 +211,7 @@ def _signals_stop():
 
     def handle(signum: int, frame) -> None:
         if signum != signal.SIGINT:
-            stop.reason = f"stopped by {signal.Signals(signum).name}"
+            stop.reason, stop.outcome = f"stopped by {signal.Signals(signum).name}", "stopped-by-signal"
         stop.set()
         raise KeyboardInterrupt(stop.reason)
 

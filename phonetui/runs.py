@@ -40,6 +40,8 @@ CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metri
 CHECKPOINT, LAST = "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
 STATES = ("running", "finished", "stopped", "failed")
+OUTCOMES = ("", "finished", "early-stopped", "stopped", "stopped-by-signal", "pruned", "failed")  # "": still running
+ERROR_LOG = "error.log"  # a failed run's whole traceback, for a bug report
 
 
 def _now() -> str:
@@ -73,18 +75,22 @@ class RunStatus:
     started: str = ""
     ended: str = ""
     message: str = ""
+    outcome: str = ""  # how it ended, one of OUTCOMES (the message says it in words)
 
     @classmethod
     def parse(cls, data: Any, where: Path) -> RunStatus:
         """A checked RunStatus from JSON data; the wrong shape or types raise PhonetuiError naming the key."""
         types: dict[str, tuple[type, ...]] = {"status": (str,), "pid": (int,), "epochs_done": (int,),
                                               "best_epoch": (int, type(None)), "best_val_acc": (float, int, type(None)),
-                                              "started": (str,), "ended": (str,), "message": (str,)}
+                                              "started": (str,), "ended": (str,), "message": (str,),
+                                              "outcome": (str,)}
         values = _typed(data, types, where)
         if "status" not in values:
             raise PhonetuiError(f"{where}: no 'status'")
         if values["status"] not in STATES:
             raise PhonetuiError(f"{where}: unknown status {values['status']!r}")
+        if values.get("outcome", "") not in OUTCOMES:
+            raise PhonetuiError(f"{where}: unknown outcome {values['outcome'][:40]!r}")
         return cls(**values)
 
 

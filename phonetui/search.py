@@ -112,6 +112,10 @@ class _Either:
             return getattr(self.stop, "reason", None)
         return "pruned by Optuna (val acc below the median of earlier trials)"
 
+    @property
+    def outcome(self) -> str | None:
+        return getattr(self.stop, "outcome", None) if self.stop.is_set() else "pruned"
+
 
 def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Path, trials: int,
              listen: Callable = lambda e: None, cancel: threading.Event | None = None,

@@ -16,6 +16,7 @@ import os
 import platform
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
+from .fileio import write_text
 from .runs import EpochMetrics, Run
 from .step import Plan, Step, plan
 
@@ -162,7 +164,8 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
     run.acquire()
     try:
-        run.write_status(status="running", pid=os.getpid(), ended="", message=f"resumed after epoch {state['epoch']}")
+        run.write_status(status="running", pid=os.getpid(), ended="", outcome="",
+                         message=f"resumed after epoch {state['epoch']}")
     except BaseException:
         run.release()
         raise
@@ -175,16 +178,22 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pla
     keep_freed_memory()
     try:
         listen(RunStarted(run, f"{device}, bf16 autocast" if p.bf16 else str(device), n_train, n_val))
-        _loop(cfg, data, run, device, p, n_train, listen, cancel, state)
-        run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"))
+        early = _loop(cfg, data, run, device, p, n_train, listen, cancel, state)
+        run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                         outcome="early-stopped" if early else "finished")
     except (_Stop, KeyboardInterrupt) as e:
-        return _stopped(run, getattr(cancel, "reason", None) or str(e) or "stopped by the user", listen)
+        return _stopped(run, cancel, str(e), listen)
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
         if cancel.is_set():  # a stop that cut a write short (torch.save then raises an error of its own)
-            return _stopped(run, getattr(cancel, "reason", None) or "stopped by the user", listen)
+            return _stopped(run, cancel, "", listen)
         message = one_line(e)
         try:
-            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message, **_on_disk(run))
+            write_text(run.path / runs.ERROR_LOG, traceback.format_exc())
+        except PhonetuiError:
+            pass  # the status still says what failed, in a line
+        try:
+            run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message,
+                             outcome="failed", **_on_disk(run))
         except PhonetuiError:
             pass  # the disk is full: with the lock released the run shows as interrupted
         listen(Failed(run, message))
@@ -195,8 +204,11 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pla
     return run
 
 
-def _stopped(run: Run, message: str, listen: Listener) -> Run:
-    run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message, **_on_disk(run))
+def _stopped(run: Run, cancel: threading.Event, said: str, listen: Listener) -> Run:
+    """Record a stop: the cancel flag's reason and outcome (the user, a signal, Optuna's pruner)."""
+    message = getattr(cancel, "reason", None) or said or "stopped by the user"
+    run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message,
+                     outcome=getattr(cancel, "outcome", None) or "stopped", **_on_disk(run))
     listen(Cancelled(run))
     return run
 
@@ -232,7 +244,8 @@ def _record_step(run: Run, step: Step) -> None:
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, n_train: int,
-          listen: Listener, cancel: threading.Event, state: dict | None) -> None:
+          listen: Listener, cancel: threading.Event, state: dict | None) -> bool:
+    """Train to the last epoch; True when patience ended it early."""
     t = cfg.training
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
@@ -293,4 +306,5 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                                     "batch_rng": gen.get_state(), **rng, "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
             run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
-            return
+            return True
+    return False

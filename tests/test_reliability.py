@@ -178,3 +178,27 @@ def test_a_demo_folder_is_never_without_its_marker(tmp_path, monkeypatch):
     monkeypatch.setattr(frames, "build_folder", spy)
     out = data.make_demo(tmp_path / "demo", train_rows=500, test_rows=50, seed=0)
     assert data.DEMO_MARKER in seen[0] and (out / data.DEMO_MARKER).is_file()
+
+
+def test_how_a_run_ended_is_a_typed_outcome_and_a_failure_keeps_its_traceback(tiny, demo, tmp_path):
+    done = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "a")
+    early = trainer.train(tiny.with_training(epochs=50, lr=0.3, patience=1), demo, tmp_path / "b")
+    assert (done.status.outcome, early.status.outcome) == ("finished", "early-stopped")
+    stop = threading.Event()
+    stop.reason, stop.outcome = "stopped by SIGTERM", "stopped-by-signal"
+    stop.set()
+    assert trainer.train(tiny, demo, tmp_path / "c", cancel=stop).status.outcome == "stopped-by-signal"
+
+    def broken(e):
+        if isinstance(e, trainer.EpochEnd):
+            raise ZeroDivisionError("a bug")
+
+    with pytest.raises(PhonetuiError, match="ZeroDivisionError: a bug"):
+        trainer.train(tiny, demo, tmp_path / "d", broken)
+    (failed,) = runs.list_runs(tmp_path / "d")
+    assert failed.status.outcome == "failed" and failed.status.message == "ZeroDivisionError: a bug"
+    log = (failed.path / runs.ERROR_LOG).read_text()
+    assert log.startswith("Traceback (most recent call last):") and "in broken" in log
+    (failed.path / runs.STATUS).write_text((failed.path / runs.STATUS).read_text().replace('"outcome": "failed"', '"outcome": "exploded"'))
+    (damaged,) = runs.list_runs(tmp_path / "d")
+    assert isinstance(damaged, runs.DamagedRun)

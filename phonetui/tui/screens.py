@@ -425,7 +425,7 @@ class MainScreen(Screen):
             at = f": best val acc {best:.4f} at epoch {e.run.status.best_epoch}" if best is not None else ""
             panel.finished()
             self.say(f"finished {e.run.path}{at} · F9 exports the CSV", "ok", toast=True)
-        elif isinstance(e, trainer.Cancelled) and e.run.status.message.startswith("pruned"):
+        elif isinstance(e, trainer.Cancelled) and e.run.status.outcome == "pruned":
             self.say(f"{e.run.id}: {e.run.status.message}")
         elif isinstance(e, trainer.Cancelled):
             kept = f"the best model (epoch {panel.best_epoch}) is kept" if panel.best_epoch else "no model was saved yet"

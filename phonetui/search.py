@@ -14,6 +14,7 @@ next opened, once its heartbeat is older than the grace period.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -69,6 +70,11 @@ def storage_url(runs_dir: Path, storage: str | None) -> str:
     return storage or f"sqlite:///{(runs_dir / DB).resolve()}"
 
 
+def shown(url: str) -> str:
+    """A storage URL fit to print: its password masked."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
 def open_study(runs_dir: Path, name: str, storage: str | None = None):
     """The study called `name` (created if new), maximising best val accuracy, median pruning; its
     stale trials (see the module's note) marked failed."""
@@ -86,7 +92,7 @@ def open_study(runs_dir: Path, name: str, storage: str | None = None):
             optuna.storages.fail_stale_trials(study)
         return study
     except Exception as e:  # noqa: BLE001 - a bad URL, a missing database driver, an unreachable server
-        raise PhonetuiError(f"optuna storage {url}: {_first_line(e)}") from None
+        raise PhonetuiError(f"optuna storage {shown(url)}: {_first_line(e).replace(url, shown(url))}") from None
 
 
 def _first_line(e: Exception) -> str:

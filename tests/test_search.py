@@ -91,3 +91,11 @@ def test_a_damaged_study_database_is_one_line(tiny, demo, tmp_path) -> None:
         db.execute("UPDATE trial_params SET distribution_json = '{'")
     with pytest.raises(PhonetuiError, match="optuna study 'tiny': cannot read its trials"):
         search.leaderboard(search.open_study(runs_dir, "tiny"))
+
+
+def test_a_storage_password_is_never_printed(tmp_path) -> None:
+    assert search.shown("postgresql://ann:s3cr%40t@db.lab:5432/phon") == "postgresql://ann:***@db.lab:5432/phon"
+    assert search.shown("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    with pytest.raises(PhonetuiError) as e:
+        search.open_study(tmp_path, "tiny", "postgresql+nodriver://ann:s3cret@127.0.0.1:1/phon")
+    assert "s3cret" not in str(e.value) and "ann:***@127.0.0.1" in str(e.value)

@@ -13,6 +13,7 @@ epoch, shapes) before a resume changes anything.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,10 +42,18 @@ def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: in
 def saved_best(run: Run) -> tuple[int, float | None] | None:
     """The epoch and val acc of the model in best.pt; None where there is none or it cannot be read."""
     try:
-        state = torch.load(run.path / runs.CHECKPOINT, map_location="cpu", weights_only=True)
+        state = _read(run.path / runs.CHECKPOINT)
         return int(state["epoch"]), None if state["val_acc"] < 0 else float(state["val_acc"])
     except Exception:  # noqa: BLE001 - missing or damaged: no model to record
         return None
+
+
+def _read(path: Path) -> dict:
+    """torch.load with weights_only (nothing in the file is executed), quietly: a file that is not
+    torch's makes torch warn before it fails, and the failure is reported in one line anyway."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _save(state: dict, tmp: Path) -> None:
@@ -66,7 +75,7 @@ def load_state(run: Run) -> dict:
         raise PhonetuiError(f"{run.path}: nothing to resume from (no {runs.LAST}: it is written at the end of each epoch)")
     check_regular(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read(path)
         missing = {"epoch", "model", "optimizer", "scheduler", "torch_rng", "batch_rng", "best", "since_best"} - set(state)
         if missing:
             raise KeyError(f"missing {', '.join(sorted(missing))}")
@@ -114,7 +123,7 @@ def load(run: Run, device: torch.device) -> tuple[torch.nn.Module, ModelConfig, 
     if path.stat().st_size == 0:
         raise PhonetuiError(f"{path}: damaged checkpoint (empty file)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read(path)
         cfg = parse_model(state["model"], f"{path}: model")
         model = models.build(cfg, state["input_dim"])
         model.load_state_dict(state["state_dict"])

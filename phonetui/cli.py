@@ -45,10 +45,11 @@ def parser() -> argparse.ArgumentParser:
     rr.add_argument("run_dir", type=Path)
     rr.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder (the run's own by default)")
     rr.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
-    pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV")
-    pr.add_argument("run_dir", type=Path)
+    pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV; "
+                        "several runs: their averaged posteriors (an ensemble)")
+    pr.add_argument("run_dir", type=Path, nargs="+")
     pr.add_argument("--data", type=Path, default=argparse.SUPPRESS)
-    pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv)")
+    pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv; an ensemble: RUNS/ensemble-<time>.csv)")
     pr.add_argument("--device", default="auto")
     sw = sub.add_parser("sweep", help="train a preset over every combination of comma-separated values "
                         "(e.g. --lr 1e-3,3e-4 --batch-size 256,512), each an ordinary run, then rank them")
@@ -336,13 +337,21 @@ def _report(p) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
     from . import runs
-    from .predict import predict
+    from .predict import predict, predict_ensemble
 
     flag_value("device", args.device)
-    run = runs.open_run(args.run_dir)
-    data_dir = _data_of(run, args)
-    _report(predict(run, load_data(data_dir), args.out, args.device))
+    members = [runs.open_run(d) for d in args.run_dir]
+    data = load_data(_data_of(members[0], args))
+    if len(members) == 1:
+        _report(predict(members[0], data, args.out, args.device))
+        return 0
+    out = args.out or members[0].path.parent / f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
+    _report(predict_ensemble(members, data, out, args.device))
+    console.print(f"recorded in {out.with_suffix('.json')}")
     return 0
 
 

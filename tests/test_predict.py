@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from phonetui import checkpoint, fileio, runs, trainer
+from phonetui.cli import main
 from phonetui.errors import PhonetuiError
 from phonetui.predict import predict
 from tests.conftest import TINY
@@ -99,3 +101,57 @@ def test_prediction_uses_the_runs_precision(tiny, demo, tmp_path):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
     assert (table[:, 1] == expected).all()
+
+
+def test_an_ensemble_of_one_run_is_that_runs_csv(trained, demo, tmp_path):
+    from phonetui.predict import predict_ensemble
+
+    single = predict(trained, demo, tmp_path / "one.csv")
+    ens = predict_ensemble([trained], demo, tmp_path / "ens.csv")
+    assert ens.path.read_text() == single.path.read_text() and ens.test_acc == single.test_acc
+    assert json.loads((tmp_path / "ens.json").read_text())["members"][0]["run"] == trained.id
+
+
+def test_an_ensemble_averages_its_members_posteriors_and_caches_them(trained, tiny, demo, tmp_path, monkeypatch):
+    from phonetui import predict as predict_mod
+    from phonetui.predict import POSTERIORS, predict_ensemble, test_posteriors
+
+    other = trainer.train(tiny.with_training(epochs=1, seed=7, smooth=3), demo, tmp_path / "b")
+    members = [trained, other]
+    expected = sum(test_posteriors(r, demo).astype(np.float32) for r in members).argmax(1)
+    assert all((r.path / POSTERIORS).is_file() for r in members)
+    monkeypatch.setattr(predict_mod, "posteriors", lambda *a, **k: pytest.fail("the cache was not used"))
+    p = predict_ensemble(members, demo, tmp_path / "ens.csv")
+    table = np.loadtxt(p.path, delimiter=",", skiprows=1, dtype=np.int64)
+    assert (table[:, 1] == expected).all() and p.test_acc == pytest.approx((expected == demo.test_y).mean())
+    record = json.loads((tmp_path / "ens.json").read_text())
+    assert [m["run"] for m in record["members"]] == [trained.id, other.id] and record["test_acc"] == p.test_acc
+    assert [m["weight"] for m in record["members"]] == [0.5, 0.5]
+
+
+def test_a_stale_posterior_cache_is_computed_again(trained, demo, tmp_path):
+    from phonetui.predict import POSTERIORS_KEY, test_posteriors
+
+    first = test_posteriors(trained, demo)
+    key = trained.path / POSTERIORS_KEY
+    key.write_text(key.read_text().replace('"model_size": ', '"model_size": 1'))  # as if best.pt had changed
+    again = test_posteriors(trained, demo)
+    assert np.array_equal(first, again) and json.loads(key.read_text())["model_size"] == (trained.path / "best.pt").stat().st_size
+
+
+def test_an_ensemble_from_the_cli_refuses_a_run_of_another_width(trained, demo_dir, tmp_path, capsys):
+    from phonetui import data as data_mod
+
+    narrow_dir = tmp_path / "narrow"
+    narrow_dir.mkdir()
+    for name in (data_mod.TRAIN_X, data_mod.TEST_X):
+        np.save(narrow_dir / name, np.ascontiguousarray(np.load(demo_dir / name)[:, :390]))
+    for name in (data_mod.TRAIN_Y, data_mod.TEST_Y):
+        np.save(narrow_dir / name, np.load(demo_dir / name))
+    narrow = trainer.train(trained.config.with_training(epochs=1), data_mod.load(narrow_dir), tmp_path / "runs")
+    assert main(["predict", str(trained.path), str(narrow.path), "--data", str(demo_dir), "--out",
+                 str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{narrow.id}'s model expects 390" in err
+    assert main(["predict", str(trained.path), str(trained.path), "--data", str(demo_dir)]) == 2
+    assert "a run is named twice" in capsys.readouterr().err

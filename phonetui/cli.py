@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir", type=Path, nargs="+")
     pr.add_argument("--data", type=Path, default=argparse.SUPPRESS)
     pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv; an ensemble: RUNS/ensemble-<time>.csv)")
+    pr.add_argument("--decode", choices=("argmax", "viterbi"), default="argmax",
+                    help="viterbi: decode along each utterance with phone transitions from the training labels")
     pr.add_argument("--device", default="auto")
     sw = sub.add_parser("sweep", help="train a preset over every combination of comma-separated values "
                         "(e.g. --lr 1e-3,3e-4 --batch-size 256,512), each an ordinary run, then rank them")
@@ -345,12 +348,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     flag_value("device", args.device)
     members = [runs.open_run(d) for d in args.run_dir]
     data = load_data(_data_of(members[0], args))
-    if len(members) == 1:
+    if len(members) == 1 and args.decode == "argmax":
         _report(predict(members[0], data, args.out, args.device))
         return 0
-    out = args.out or members[0].path.parent / f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
-    _report(predict_ensemble(members, data, out, args.device))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or members[0].path.parent / f"{'ensemble' if len(members) > 1 else members[0].id}-{args.decode}-{stamp}.csv"
+    if len(members) > 1:
+        console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
+    _report(predict_ensemble(members, data, out, args.device, args.decode))
+    record = json.loads(out.with_suffix(".json").read_text())
+    if args.decode == "viterbi":
+        console.print(f"viterbi: scale {record['scale']:g} tuned on the validation split: val acc "
+                      f"{record['val_acc']:.4f} (argmax {record['val_acc_argmax']:.4f})")
     console.print(f"recorded in {out.with_suffix('.json')}")
     return 0
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import batches, checkpoint, runs
 from .config import N_CLASSES
@@ -42,6 +43,20 @@ def _key(run: Run, data: TimitData) -> dict:
             "model_size": b.st_size, "model_mtime_ns": b.st_mtime_ns}
 
 
+def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarray, device: str):
+    """Smoothed posteriors (torch, on the device) of the run's best model over rows x (utterances at starts)."""
+    dev = resolve_device(device)
+    keep_freed_memory()
+    model, cfg, width = checkpoint.load(run, dev)
+    if width != data.width:
+        raise PhonetuiError(f"{data.path / TEST_X}: width {data.width} but {run.id}'s model expects {width}")
+    if cfg.sequence:
+        utterances.check_ordered(starts, len(x), data.path / TEST_X)
+    t = run.config.training
+    probs, _ = posteriors(model, batches.source(cfg, x, None, starts, dev), dev, use_bf16(t.precision, dev, t.batch_size))
+    return smooth(probs, starts, t.smooth)
+
+
 def test_posteriors(run: Run, data: TimitData, device: str = "auto") -> np.ndarray:
     """(test rows, 39) float16 posteriors of the run's best model, from its cache when that is current."""
     cache, meta = run.path / POSTERIORS, run.path / POSTERIORS_KEY
@@ -56,17 +71,7 @@ def test_posteriors(run: Run, data: TimitData, device: str = "auto") -> np.ndarr
                 return probs
     except (PhonetuiError, OSError, ValueError):
         pass  # no cache yet, or a stale or damaged one: compute it again
-    dev = resolve_device(device)
-    keep_freed_memory()
-    model, cfg, width = checkpoint.load(run, dev)
-    if width != data.width:
-        raise PhonetuiError(f"{data.path / TEST_X}: width {data.width} but {run.id}'s model expects {width}")
-    if cfg.sequence:
-        utterances.check_ordered(data.test_starts, len(data.test_x), data.path / TEST_X)
-    t = run.config.training
-    test_set = batches.source(cfg, data.test_x, None, data.test_starts, dev)
-    probs, _ = posteriors(model, test_set, dev, use_bf16(t.precision, dev, t.batch_size))
-    probs = smooth(probs, data.test_starts, t.smooth).cpu().numpy().astype(np.float16)
+    probs = _model_posteriors(run, data, data.test_x, data.test_starts, device).cpu().numpy().astype(np.float16)
     atomic_write(cache, lambda tmp: _save_npy(tmp, probs))
     write_text(meta, json.dumps(key) + "\n")
     return probs
@@ -103,19 +108,45 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     return Prediction(out, len(pred), acc)
 
 
-def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto") -> Prediction:
+def _viterbi(members: list[Run], data: TimitData, test: np.ndarray, device: str) -> tuple[np.ndarray, dict]:
+    """The test rows decoded along their utterances (phonetui.decode): transitions from the training
+    labels, the scale tuned on the validation split the members share (the first member's)."""
+    from . import decode
+
+    n_train = members[0].record.get("train_rows")
+    if any(r.record.get("train_rows") != n_train for r in members) or not isinstance(n_train, int):
+        raise PhonetuiError("predict --decode viterbi: the runs do not share one validation split to tune on")
+    if n_train >= len(data.train_x):
+        raise PhonetuiError("predict --decode viterbi: the runs have no validation split to tune on (val_ratio 0)")
+    starts = data.utterance_starts
+    trans = decode.transitions(data.train_y[:n_train], utterances.within(starts, 0, n_train))
+    val_starts = utterances.within(starts, n_train, len(data.train_x))
+    val = sum(_model_posteriors(r, data, data.train_x[n_train:], val_starts, device).cpu() for r in members)
+    scale, val_acc = decode.tune(val, torch.from_numpy(data.train_y[n_train:]), val_starts, trans)
+    raw_acc = float((val.argmax(1).numpy() == data.train_y[n_train:]).mean())
+    pred = decode.viterbi(torch.from_numpy(test), data.test_starts, trans, scale).numpy()
+    return pred, {"decode": "viterbi", "scale": scale, "val_acc": val_acc, "val_acc_argmax": raw_acc}
+
+
+def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto",
+                     decode: str = "argmax") -> Prediction:
     """The members' posteriors averaged with equal weights (frame MLPs and taggers alike, each with
-    its own smoothing and precision), one CSV, and `<out>.json` recording the ensemble."""
+    its own smoothing and precision), one CSV, and `<out>.json` recording the ensemble; `decode =
+    "viterbi"` decodes along the utterances instead of taking each frame's argmax."""
     if len({r.path.resolve() for r in members}) != len(members):
         raise PhonetuiError("predict: a run is named twice in the ensemble")
     total = None
     for run in members:
         probs = test_posteriors(run, data, device).astype(np.float32)
         total = probs if total is None else total + probs
-    pred = total.argmax(1)
+    how = {"decode": "argmax"}
+    if decode == "viterbi":
+        pred, how = _viterbi(members, data, total / len(members), device)
+    else:
+        pred = total.argmax(1)
     _write_csv(pred, out)
     acc = _accuracy(pred, data)
     record = {"members": [{"run": r.id, "path": str(r.path.resolve()), "weight": 1 / len(members)} for r in members],
-              "csv": str(out.resolve()), "test_acc": acc, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "csv": str(out.resolve()), "test_acc": acc, **how, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_text(out.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
     return Prediction(out, len(pred), acc)

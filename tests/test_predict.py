@@ -155,3 +155,15 @@ def test_an_ensemble_from_the_cli_refuses_a_run_of_another_width(trained, demo_d
     assert err.count("\n") == 1 and f"{narrow.id}'s model expects 390" in err
     assert main(["predict", str(trained.path), str(trained.path), "--data", str(demo_dir)]) == 2
     assert "a run is named twice" in capsys.readouterr().err
+
+
+def test_viterbi_decoding_from_the_cli_tunes_its_scale_on_validation(trained, demo_dir, tmp_path, capsys):
+    from phonetui.decode import SCALES
+
+    out = tmp_path / "v.csv"
+    assert main(["predict", str(trained.path), "--data", str(demo_dir), "--decode", "viterbi", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["decode"] == "viterbi" and record["scale"] in SCALES and 0 < record["val_acc"] <= 1
+    table = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.int64)
+    assert len(table) == 1000 and record["test_acc"] == pytest.approx(float((table[:, 1] == np.load(demo_dir / "test_label_11.npy").astype(np.int64)).mean()))
+    assert "tuned on the validation split" in capsys.readouterr().out

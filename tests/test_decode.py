@@ -1,0 +1,63 @@
+"""Viterbi decoding along the utterance: argmax under uniform transitions, the textbook decode
+utterance by utterance, transitions counted inside utterances only."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from phonetui.config import N_CLASSES
+from phonetui.decode import transitions, tune, viterbi
+
+
+def reference(logp: np.ndarray, log_trans: np.ndarray) -> np.ndarray:
+    """The textbook Viterbi of one utterance, in numpy."""
+    score, back = logp[0].copy(), []
+    for e in logp[1:]:
+        cand = score[:, None] + log_trans
+        back.append(cand.argmax(0))
+        score = cand.max(0) + e
+    path = [int(score.argmax())]
+    for b in reversed(back):
+        path.append(int(b[path[-1]]))
+    return np.array(path[::-1])
+
+
+def random_posteriors(rows: int, seed: int = 0) -> torch.Tensor:
+    return torch.softmax(torch.randn(rows, N_CLASSES, generator=torch.Generator().manual_seed(seed)) * 3, 1)
+
+
+def test_uniform_transitions_decode_to_the_argmax() -> None:
+    probs = random_posteriors(500)
+    starts = np.array([0, 7, 8, 200, 499])
+    uniform = torch.full((N_CLASSES, N_CLASSES), -np.log(N_CLASSES))
+    assert torch.equal(viterbi(probs, starts, uniform), probs.argmax(1))
+
+
+def test_the_batched_decode_equals_the_textbook_one_utterance_by_utterance() -> None:
+    probs, starts = random_posteriors(900, 1), np.array([0, 1, 40, 41, 300, 650])
+    log_trans = torch.log_softmax(torch.randn(N_CLASSES, N_CLASSES, generator=torch.Generator().manual_seed(2)) * 2, 1)
+    got = viterbi(probs, starts, log_trans, scale=0.7).numpy()
+    bounds = np.append(starts, len(probs))
+    want = np.concatenate([reference(0.7 * probs[a:b].clamp_min(1e-8).log().numpy(), log_trans.numpy())
+                           for a, b in zip(bounds[:-1], bounds[1:])])
+    assert (got == want).all()
+
+
+def test_sticky_transitions_mend_a_one_frame_flicker_and_tune_picks_a_scale() -> None:
+    probs = torch.full((5, N_CLASSES), 1e-3)
+    probs[:, 3] = 0.9
+    probs[2, 3], probs[2, 7] = 0.4, 0.5  # one frame leans to phone 7
+    labels = np.array([3] * 50 + [7] * 50)
+    log_trans = transitions(labels, np.array([0, 50]))  # 3 -> 7 never seen inside an utterance
+    assert viterbi(probs, np.array([0]), log_trans).tolist() == [3] * 5
+    assert probs.argmax(1).tolist() == [3, 3, 7, 3, 3]
+    scale, acc = tune(probs, torch.full((5,), 3), np.array([0]), log_trans)
+    assert acc == 1.0 and scale > 0
+
+
+def test_transitions_never_cross_an_utterance_boundary() -> None:
+    trans = transitions(np.array([1, 1, 2, 2]), np.array([0, 2])).exp()
+    assert torch.allclose(trans.sum(1), torch.ones(N_CLASSES))
+    assert trans[1, 2] == trans[1, 5]  # 1 -> 2 only happens across the boundary: unseen, add-one only
+    assert trans[1, 1] > trans[1, 2]

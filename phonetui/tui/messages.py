@@ -67,9 +67,9 @@ class TrainingEnded(Message):
 
 
 class Predicted(Message):
-    """A run's test-set CSV was written."""
+    """A run's (or, with run None, an ensemble's) test-set CSV was written."""
 
-    def __init__(self, run: Run, prediction: Prediction) -> None:
+    def __init__(self, run: Run | None, prediction: Prediction) -> None:
         super().__init__()
         self.run = run
         self.prediction = prediction

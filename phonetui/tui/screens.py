@@ -59,6 +59,8 @@ class MainScreen(Screen):
         Binding("f7,b", "sort_best", "Sort", key_display="F7/b", tooltip="Sort the history by best val acc"),
         Binding("f8,delete", "delete_run", "Delete", key_display="F8", tooltip="Delete the selected run"),
         Binding("f10,r", "resume", "Resume", key_display="F10/r", tooltip="Continue the selected stopped run"),
+        Binding("ctrl+e,e", "export_ensemble", "Export ensemble", show=False, key_display="^e/e",
+                tooltip="Export the marked runs as one ensemble CSV (their posteriors averaged)"),
     ]
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -556,6 +558,30 @@ class MainScreen(Screen):
             device = self.form.values().get("device", "auto")
             self.say(f"predicting the test set with the best model of {run.id}…")
             self.predict(run, device if self.devices and device in self.devices else "auto")
+
+    def action_export_ensemble(self) -> None:
+        """Export the marked runs of History as one ensemble: their test posteriors averaged."""
+        table = self.query_one(RunsTable)
+        chosen = [r for i in sorted(table.marked) if (r := table.runs.get(i)) is not None and r.state != "damaged"]
+        busy = self.current_run.path if self.training and self.current_run is not None else None
+        if len(chosen) < 2:
+            self.say("mark two or more runs in History (space), then e exports them as one ensemble", "error")
+        elif self.data is None:
+            self.say("cannot export: no data loaded", "error")
+        elif busy is not None and any(r.path == busy for r in chosen):
+            self.say("a marked run is still training: stop it (F6) or wait, then export", "error")
+        else:
+            self.say(f"predicting the test set with an ensemble of {len(chosen)} runs…")
+            self.predict_ensemble(chosen, self.runs_dir / f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="predict")
+    def predict_ensemble(self, members: list, out: Path) -> None:
+        try:
+            from ..predict import predict_ensemble
+
+            self.post_message(Predicted(None, predict_ensemble(members, self.data, out)))
+        except Exception as e:  # noqa: BLE001
+            self.post_message(PredictFailed(one_line(e)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="predict")
     def predict(self, run, device: str) -> None:

@@ -399,3 +399,23 @@ async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
         await train_to_end(pilot)
         assert app.query_one(RunsTable).row_count == 3 and (workdir / "runs" / "optuna.db").is_file()
         assert "Optuna search finished: best val acc" in status(app)
+
+
+async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -> None:
+    import json
+
+    from phonetui import data, presets, trainer
+
+    tiny = presets.get(presets.load_all([Path("tiny-presets")]), "tiny").with_training(epochs=1)
+    demo = data.load(Path("demo"))
+    a, b = (trainer.train(tiny.with_training(seed=s), demo, Path("runs")) for s in (1, 2))
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f2", "e")
+        assert "mark two or more runs" in status(app)
+        await pilot.press("space", "down", "space", "e")
+        await until(pilot, lambda: status(app).startswith("wrote runs/ensemble-"))
+        (record,) = Path("runs").glob("ensemble-*.json")
+        assert sorted(m["run"] for m in json.loads(record.read_text())["members"]) == sorted([a.id, b.id])
+        assert record.with_suffix(".csv").read_text().startswith("Id,Class\n")

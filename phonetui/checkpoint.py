@@ -1,7 +1,8 @@
 """best.pt: the best model so far; last.pt: what resuming needs. Both saved atomically and
 loaded with weights_only.
 
-    best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset"}
+    best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset",
+              ["decode_scale": the Viterbi scale tuned on validation, with decode = "viterbi"]}
     last.pt  {"run": run id, "width": row width, "epoch", "model", "optimizer", "scheduler", "torch_rng",
               "batch_rng", ["cuda_rng"], "best", "since_best"}
 
@@ -25,7 +26,8 @@ from .fileio import atomic_write, check_regular, failed
 from .runs import Run
 
 
-def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: int, val_acc: float | None) -> Path:
+def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: int, val_acc: float | None,
+         decode_scale: float | None = None) -> Path:
     state = {
         "model": cfg.to_dict()["model"],
         "input_dim": width,
@@ -33,10 +35,20 @@ def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: in
         "epoch": epoch,
         "val_acc": -1.0 if val_acc is None else val_acc,
         "preset": cfg.preset,
+        **({"decode_scale": decode_scale} if decode_scale is not None else {}),
     }
     path = run.path / runs.CHECKPOINT
     atomic_write(path, lambda tmp: _save(state, tmp))
     return path
+
+
+def decode_scale(run: Run) -> float | None:
+    """The Viterbi scale saved with the run's best model (None before decode = "viterbi" saved one)."""
+    try:
+        scale = _read(run.path / runs.CHECKPOINT).get("decode_scale")
+    except Exception:  # noqa: BLE001 - checkpoint.load reports a damaged file
+        return None
+    return float(scale) if isinstance(scale, (int, float)) else None
 
 
 def saved_best(run: Run) -> tuple[int, float | None] | None:

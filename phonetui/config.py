@@ -23,6 +23,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 SWITCHES = ("auto", "on", "off")  # compile, capture
+DECODES = ("argmax", "viterbi")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -89,8 +90,8 @@ class ModelConfig:
         return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "patience", "seed", "device", "precision", "compile",
-            "capture")  # flags, fields
+EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "decode", "patience", "seed", "device", "precision",
+            "compile", "capture")  # flags, fields
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TrainConfig:
     epochs: int = 20
     val_ratio: float = 0.2
     smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
+    decode: str = "argmax"  # viterbi: decode each utterance along phone transitions (phonetui.decode)
     patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
@@ -156,6 +158,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer from 0 (off) to 100000"),
     "seed": _Rule(int, lambda v: 0 <= v < 2**63, "must be an integer from 0 to 2**63 - 1"),
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
+    "decode": _in(DECODES),
     "precision": _in(PRECISIONS),
     "compile": _in(SWITCHES),
     "capture": _in(SWITCHES),

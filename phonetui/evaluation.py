@@ -16,10 +16,11 @@ EVAL_FRAMES = 8192  # frames per evaluation batch
 
 @dataclass(frozen=True)
 class Scores:
-    acc: float  # of the scored predictions: smoothed when smooth > 1
-    raw_acc: float  # of the model's own per-frame predictions
+    acc: float  # of the scored predictions: smoothed when smooth > 1, decoded when decode = "viterbi"
+    raw_acc: float  # of the model's own per-frame predictions (no smoothing, no decoding)
     loss: float  # mean cross-entropy of the raw logits
     confusion: np.ndarray  # (39, 39) frame counts, true class x scored prediction
+    scale: float | None = None  # the Viterbi scale tuned on these labels (decode = "viterbi")
 
 
 @torch.inference_mode()
@@ -56,11 +57,21 @@ def smooth(probs: torch.Tensor, starts: np.ndarray, k: int) -> torch.Tensor:
     return ((cum[hi] - cum[lo]) / (hi - lo)[:, None]).float()
 
 
-def score(probs: torch.Tensor, loss: float, y: torch.Tensor, starts: np.ndarray, k: int) -> Scores:
-    """Accuracy with and without smoothing over k frames, loss, and the confusion matrix."""
+def score(probs: torch.Tensor, loss: float, y: torch.Tensor, starts: np.ndarray, k: int,
+          transitions: torch.Tensor | None = None) -> Scores:
+    """Accuracy with and without smoothing over k frames (and Viterbi decoding with `transitions`,
+    its scale tuned on these labels: Scores.scale), loss, and the confusion matrix."""
+    from . import decode
+
     y = y.to(probs.device)
     raw = probs.argmax(1)
-    pred = smooth(probs, starts, k).argmax(1) if k > 1 else raw
+    smoothed = smooth(probs, starts, k) if k > 1 else probs
+    scale = None
+    if transitions is not None:
+        scale, _ = decode.tune(smoothed, y, starts, transitions)
+        pred = decode.viterbi(smoothed, starts, transitions, scale)
+    else:
+        pred = smoothed.argmax(1) if k > 1 else raw
     confusion = torch.bincount(y * N_CLASSES + pred, minlength=N_CLASSES**2).reshape(N_CLASSES, N_CLASSES)
     n = max(len(y), 1)
-    return Scores((pred == y).sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy())
+    return Scores((pred == y).sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy(), scale)

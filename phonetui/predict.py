@@ -100,7 +100,12 @@ def _accuracy(pred: np.ndarray, data: TimitData) -> float | None:
 def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto") -> Prediction:
     """Classify every test row (taggers utterance by utterance) with the run's best model, write the
     CSV in row order atomically and note it in the run's prediction record."""
-    pred = test_posteriors(run, data, device).argmax(1)
+    probs = test_posteriors(run, data, device)
+    scale = checkpoint.decode_scale(run) if run.config.training.decode == "viterbi" else None
+    if scale is not None:  # decoded as the run validated: its transitions, the scale saved with its best model
+        pred = _decode_test(probs, data, _transitions(run, data), scale)
+    else:
+        pred = probs.argmax(1)
     out = out or run.path / runs.PREDICTION
     _write_csv(pred, out)
     acc = _accuracy(pred, data)
@@ -108,9 +113,24 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     return Prediction(out, len(pred), acc)
 
 
+def _transitions(run: Run, data: TimitData):
+    """log P(next | previous) from the training labels of the run's training split."""
+    from . import decode
+
+    n = run.record.get("train_rows")
+    n = n if isinstance(n, int) else len(data.train_x)
+    return decode.transitions(data.train_y[:n], utterances.within(data.utterance_starts, 0, n))
+
+
+def _decode_test(probs: np.ndarray, data: TimitData, trans, scale: float) -> np.ndarray:
+    from . import decode
+
+    return decode.viterbi(torch.from_numpy(np.asarray(probs, np.float32)), data.test_starts, trans, scale).numpy()
+
+
 def _viterbi(members: list[Run], data: TimitData, test: np.ndarray, device: str) -> tuple[np.ndarray, dict]:
     """The test rows decoded along their utterances (phonetui.decode): transitions from the training
-    labels, the scale tuned on the validation split the members share (the first member's)."""
+    labels, the scale tuned on the validation split the members share."""
     from . import decode
 
     n_train = members[0].record.get("train_rows")
@@ -118,14 +138,13 @@ def _viterbi(members: list[Run], data: TimitData, test: np.ndarray, device: str)
         raise PhonetuiError("predict --decode viterbi: the runs do not share one validation split to tune on")
     if n_train >= len(data.train_x):
         raise PhonetuiError("predict --decode viterbi: the runs have no validation split to tune on (val_ratio 0)")
-    starts = data.utterance_starts
-    trans = decode.transitions(data.train_y[:n_train], utterances.within(starts, 0, n_train))
-    val_starts = utterances.within(starts, n_train, len(data.train_x))
+    trans = _transitions(members[0], data)
+    val_starts = utterances.within(data.utterance_starts, n_train, len(data.train_x))
     val = sum(_model_posteriors(r, data, data.train_x[n_train:], val_starts, device).cpu() for r in members)
     scale, val_acc = decode.tune(val, torch.from_numpy(data.train_y[n_train:]), val_starts, trans)
     raw_acc = float((val.argmax(1).numpy() == data.train_y[n_train:]).mean())
-    pred = decode.viterbi(torch.from_numpy(test), data.test_starts, trans, scale).numpy()
-    return pred, {"decode": "viterbi", "scale": scale, "val_acc": val_acc, "val_acc_argmax": raw_acc}
+    return _decode_test(test, data, trans, scale), {"decode": "viterbi", "scale": scale, "val_acc": val_acc,
+                                                    "val_acc_argmax": raw_acc}
 
 
 def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto",

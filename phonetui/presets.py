@@ -29,6 +29,7 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     epochs = 20                        # >= 1
     val_ratio = 0.2                    # [0, 1); from the tail (taggers: whole utterances), 0 = none
     smooth = 1                         # odd: average posteriors over this many frames in each utterance
+    decode = "argmax"                  # argmax | viterbi: decode each utterance along phone transitions
     patience = 0                       # early stopping: epochs without a val acc gain, 0 = off
     seed = 0
     device = "auto"                    # auto | cpu | cuda | cuda:N | mps

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__, batches, checkpoint, diagnostics, runs
+from . import __version__, batches, checkpoint, decode, diagnostics, runs
 from .config import RunConfig, fit_problems
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
@@ -254,6 +254,8 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                                utterances.within(starts, 0, n_train), device)
     val_starts = utterances.within(starts, n_train, len(data.train_x))
     val_set = batches.source(cfg.model, data.train_x[n_train:], data.train_y[n_train:], val_starts, device)
+    trans = (decode.transitions(data.train_y[:n_train], utterances.within(starts, 0, n_train))
+             if t.decode == "viterbi" else None)
     step = Step(cfg, data.width, device, math.ceil(train_set.units / t.batch_size) * t.epochs, p)
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
     _record_step(run, step)
@@ -285,17 +287,19 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
         _record_step(run, step)
         lr = step.current_lr()
         train_acc, train_loss = step.totals()
-        scores = score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth) if val_set.rows else None
+        scores = (score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth, trans)
+                  if val_set.rows else None)
         val_acc = scores.acc if scores else None
         m = EpochMetrics(epoch, train_acc, train_loss, val_acc, scores.loss if scores else None, lr,
-                         time.perf_counter() - start, scores.raw_acc if scores and t.smooth > 1 else None)
+                         time.perf_counter() - start,
+                         scores.raw_acc if scores and (t.smooth > 1 or trans is not None) else None)
         history.append(m)
         run.write_metrics(history)
         listen(EpochEnd(m, t.epochs))
         improved = val_acc is None or val_acc > best
         if improved:
             best = train_acc if val_acc is None else val_acc
-            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc)
+            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc, scores.scale if scores else None)
             if scores:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))

@@ -61,3 +61,26 @@ def test_transitions_never_cross_an_utterance_boundary() -> None:
     assert torch.allclose(trans.sum(1), torch.ones(N_CLASSES))
     assert trans[1, 2] == trans[1, 5]  # 1 -> 2 only happens across the boundary: unseen, add-one only
     assert trans[1, 1] > trans[1, 2]
+
+
+def test_decode_viterbi_validates_keeps_the_raw_accuracy_and_predicts_decoded(tiny, demo, tmp_path):
+    import json
+
+    from phonetui import checkpoint, trainer
+    from phonetui.predict import POSTERIORS_KEY, predict, test_posteriors
+
+    run = trainer.train(tiny.with_training(epochs=2, decode="viterbi"), demo, tmp_path / "runs")
+    metrics = run.metrics()
+    assert all(m.val_acc_raw is not None and m.val_acc != m.val_acc_raw for m in metrics)
+    scale = checkpoint.decode_scale(run)
+    assert scale is not None
+    p = predict(run, demo, tmp_path / "v.csv")
+    table = np.loadtxt(p.path, delimiter=",", skiprows=1, dtype=np.int64)
+    probs = torch.from_numpy(test_posteriors(run, demo).astype(np.float32))
+    n = run.record["train_rows"]
+    from phonetui.data import utterances
+
+    trans = transitions(demo.train_y[:n], utterances.within(demo.utterance_starts, 0, n))
+    assert (table[:, 1] == viterbi(probs, demo.test_starts, trans, scale).numpy()).all()
+    assert (table[:, 1] != probs.argmax(1).numpy()).any()  # decoding changed something
+    assert json.loads((run.path / POSTERIORS_KEY).read_text())["rows"] == len(demo.test_x)

@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from ..config import EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, fit_problems
+from ..config import DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, fit_problems
 
 FIELDS = {key: {"batch_size": "batch size", "val_ratio": "VAL_RATIO"}.get(key, key) for key in EDITABLE}
-CHOICES = ("device", "precision", "compile", "capture")  # chosen from lists; the other fields are typed
+CHOICES = ("decode", "device", "precision", "compile", "capture")  # chosen from lists; the other fields are typed
 
 
 def _text(value: Any) -> str:
@@ -64,7 +64,8 @@ class ConfigForm(Vertical):
     def _options(self, key: str, current: str = "") -> list[str]:
         """A list field's choices: the devices torch found here (or auto and cpu until it has
         loaded), the precisions, auto/on/off, plus a value the preset asks for that is not among them."""
-        options = {"precision": list(PRECISIONS), "compile": list(SWITCHES), "capture": list(SWITCHES)}.get(
+        options = {"precision": list(PRECISIONS), "compile": list(SWITCHES), "capture": list(SWITCHES),
+                   "decode": list(DECODES)}.get(
             key, sorted(self.devices or {"auto", "cpu"}))
         return options + [current] if current and current not in options else options
 

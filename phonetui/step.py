@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import models
-from .batches import Frames, Utterances
+from .batches import Batch, Frames, Utterances
 from .config import RunConfig
 
 WARMUP = 3  # eager steps on a side stream before capture (the allocator and cuBLAS settle)
@@ -87,7 +87,7 @@ class Step:
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self.frames = 0
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._capture, self._warm, self._idx = p.capture, 0, None
+        self._capture, self._warm, self._idx, self._side = p.capture, 0, None, None
 
     def record(self) -> dict[str, Any]:
         """What actually runs (Plan.record, less whatever fell back since)."""
@@ -146,14 +146,13 @@ class Step:
         self.loss_sum += loss.detach() * len(y)
         self.correct += (logits.argmax(1) == y).sum()
 
-    def _eager(self, b) -> None:
+    def _eager(self, b: Batch) -> None:
         self._body(b.inputs, b.y)
 
     def _warm_or_capture(self, source: Frames, idx: torch.Tensor) -> None:
         """WARMUP eager steps on a side stream, then capture the step (gather included) and replay it;
         a capture that fails leaves the eager step, with the reason noted."""
-        side = getattr(self, "_side", None) or torch.cuda.Stream(self.device)
-        self._side = side
+        side = self._side = self._side or torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             if self._warm < WARMUP:

@@ -29,6 +29,13 @@ def transitions(labels: np.ndarray, starts: np.ndarray) -> torch.Tensor:
     return (counts / counts.sum(1, keepdim=True)).log().float()
 
 
+def of_training(data, n_train: int) -> torch.Tensor:
+    """transitions() of a data set's training split (its first n_train rows, whole utterances)."""
+    from .data import utterances
+
+    return transitions(data.train_y[:n_train], utterances.within(data.utterance_starts, 0, n_train))
+
+
 def viterbi(probs: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """(rows,) best phone path of each utterance (rows in utterance order, `starts` their first rows)."""
     n = len(probs)

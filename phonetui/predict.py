@@ -82,7 +82,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def _write_csv(pred: np.ndarray, out: Path) -> None:
+def _write_csv(pred: np.ndarray, out: Path) -> Path:
+    """Write the CSV; returns the file written (a symlink's target)."""
     if out.is_symlink():  # write through the link (to the file it names), never replace the link itself
         out = out.resolve()
     try:
@@ -91,6 +92,7 @@ def _write_csv(pred: np.ndarray, out: Path) -> None:
         raise failed(out.parent, "make the folder", e) from None
     table = np.column_stack([np.arange(len(pred)), pred])
     atomic_write(out, lambda tmp: np.savetxt(tmp, table, fmt="%d", delimiter=",", header="Id,Class", comments=""))
+    return out
 
 
 def _accuracy(pred: np.ndarray, data: TimitData) -> float | None:
@@ -107,9 +109,8 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     else:
         pred = probs.argmax(1)
     out = out or run.path / runs.PREDICTION
-    _write_csv(pred, out)
     acc = _accuracy(pred, data)
-    runs.record_prediction(run, out.resolve() if out.is_symlink() else out, acc)
+    runs.record_prediction(run, _write_csv(pred, out), acc)
     return Prediction(out, len(pred), acc)
 
 
@@ -118,8 +119,7 @@ def _transitions(run: Run, data: TimitData):
     from . import decode
 
     n = run.record.get("train_rows")
-    n = n if isinstance(n, int) else len(data.train_x)
-    return decode.transitions(data.train_y[:n], utterances.within(data.utterance_starts, 0, n))
+    return decode.of_training(data, n if isinstance(n, int) else len(data.train_x))
 
 
 def _decode_test(probs: np.ndarray, data: TimitData, trans, scale: float) -> np.ndarray:

@@ -254,8 +254,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                                utterances.within(starts, 0, n_train), device)
     val_starts = utterances.within(starts, n_train, len(data.train_x))
     val_set = batches.source(cfg.model, data.train_x[n_train:], data.train_y[n_train:], val_starts, device)
-    trans = (decode.transitions(data.train_y[:n_train], utterances.within(starts, 0, n_train))
-             if t.decode == "viterbi" else None)
+    trans = decode.of_training(data, n_train) if t.decode == "viterbi" else None
     step = Step(cfg, data.width, device, math.ceil(train_set.units / t.batch_size) * t.epochs, p)
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
     _record_step(run, step)
@@ -306,8 +305,9 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
         since_best = 0 if improved else since_best + 1
         run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
         rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-        checkpoint.save_state(run, {"run": run.uid, "width": data.width, "epoch": epoch, **step.state_dict(), "torch_rng": torch.get_rng_state(),
-                                    "batch_rng": gen.get_state(), **rng, "best": best, "since_best": since_best})
+        checkpoint.save_state(run, {"run": run.uid, "width": data.width, "epoch": epoch, **step.state_dict(),
+                                    "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state(), **rng,
+                                    "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
             run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
             return True

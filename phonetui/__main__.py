@@ -20,6 +20,19 @@ def _arrive() -> None:
     """A call: where Python runs the handler of a signal that was just unblocked."""
 
 
+def _forget_handled_interrupt() -> None:
+    """A Ctrl+C that landed inside an exec() (dataclasses build their methods with it while a module
+    imports) leaves CPython 3.11's _Py_UnhandledKeyboardInterrupt set even though phonetui handled
+    it, and Python then ends the process by SIGINT instead of with its exit code. Clear it where
+    this Python has it."""
+    try:
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, ValueError, AttributeError):
+        pass
+
+
 def main() -> None:
     try:
         try:
@@ -32,8 +45,12 @@ def main() -> None:
         _arrive()
     except KeyboardInterrupt:
         print("phonetui: interrupted", file=sys.stderr)
+        _forget_handled_interrupt()
         sys.exit(130)
-    sys.exit(cli.main())
+    code = cli.main()
+    if code == 130:
+        _forget_handled_interrupt()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

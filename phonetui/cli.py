@@ -297,7 +297,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         setattr(args, key, None)
     base = resolve_config(args).with_training(**fixed)
     study = search.open_study(runs_dir, args.study or base.preset, args.storage)
-    console.print(f"study {study.study_name} ({search.shown(search.storage_url(runs_dir, args.storage))}): {args.trials} trials of "
+    url = search.shown(search.storage_url(runs_dir, args.storage))
+    console.print(f"study {study.study_name} ({url}): {args.trials} trials of "
                   f"{base.preset} over " + ", ".join(f"{d.key} {d}" for d in space))
     dataset = load_data(getattr(args, "data", None))
 

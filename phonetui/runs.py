@@ -189,7 +189,7 @@ class Run:
         if self._lock is None:
             raise RuntimeError(f"{self.path}: only the training process writes {CONFIG}")
         self.record.update(changes)
-        write_text(self.path / CONFIG, tomli_w.dumps(self.config.to_dict() | {"run": self.record}))
+        write_text(self.path / CONFIG, _config_text(self.config, self.record))
 
     def acquire(self) -> None:
         """Become the run's writer (to resume it): take its lock and re-read its status; refused while
@@ -262,6 +262,11 @@ def record_prediction(run: Run, csv_path: Path, test_acc: float | None) -> Predi
     return rec
 
 
+def _config_text(config: RunConfig, record: dict[str, Any]) -> str:
+    """config.toml: the resolved config and its [run] record."""
+    return tomli_w.dumps(config.to_dict() | {"run": record})
+
+
 def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
     """A new run folder named <date>-<time>-<preset>, status 'running', its lock held by this process.
 
@@ -277,7 +282,7 @@ def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
         tmp.mkdir()
         lock = os.open(tmp / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        write_text(tmp / CONFIG, tomli_w.dumps(config.to_dict() | {"run": record}))
+        write_text(tmp / CONFIG, _config_text(config, record))
         write_text(tmp / STATUS, json.dumps(asdict(status), indent=1) + "\n")
         path = _move_into_place(tmp, runs_dir, base)
     except OSError as e:

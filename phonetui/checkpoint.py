@@ -2,7 +2,8 @@
 loaded with weights_only.
 
     best.pt  {"model": ModelConfig table, "input_dim": row width, "state_dict": ..., "epoch", "val_acc", "preset",
-              ["decode_scale": the Viterbi scale tuned on validation, with decode = "viterbi"]}
+              ["decode_scale", "decode_loop": the Viterbi scale and duration term tuned on validation,
+              with decode = "viterbi"]}
     last.pt  {"run": run id, "width": row width, "epoch", "model", "optimizer", "scheduler", "torch_rng",
               "batch_rng", ["cuda_rng"], "best", "since_best"}
 
@@ -27,7 +28,7 @@ from .runs import Run
 
 
 def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: int, val_acc: float | None,
-         decode_scale: float | None = None) -> Path:
+         decoder: tuple[float, float] | None = None) -> Path:
     state = {
         "model": cfg.to_dict()["model"],
         "input_dim": width,
@@ -35,20 +36,24 @@ def save(run: Run, model: torch.nn.Module, cfg: RunConfig, width: int, epoch: in
         "epoch": epoch,
         "val_acc": -1.0 if val_acc is None else val_acc,
         "preset": cfg.preset,
-        **({"decode_scale": decode_scale} if decode_scale is not None else {}),
+        **({"decode_scale": decoder[0], "decode_loop": decoder[1]} if decoder is not None else {}),
     }
     path = run.path / runs.CHECKPOINT
     atomic_write(path, lambda tmp: _save(state, tmp))
     return path
 
 
-def decode_scale(run: Run) -> float | None:
-    """The Viterbi scale saved with the run's best model (None before decode = "viterbi" saved one)."""
+def decoder(run: Run) -> tuple[float, float] | None:
+    """The Viterbi (scale, loop) saved with the run's best model (None before decode = "viterbi"
+    saved one; a model saved before the duration term existed has loop 0)."""
     try:
-        scale = _read(run.path / runs.CHECKPOINT).get("decode_scale")
+        state = _read(run.path / runs.CHECKPOINT)
     except Exception:  # noqa: BLE001 - checkpoint.load reports a damaged file
         return None
-    return float(scale) if isinstance(scale, (int, float)) else None
+    scale, loop = state.get("decode_scale"), state.get("decode_loop", 0.0)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (scale, loop)):
+        return None
+    return float(scale), float(loop)
 
 
 def saved_best(run: Run) -> tuple[int, float | None] | None:

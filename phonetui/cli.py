@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv; an ensemble: RUNS/ensemble-<time>.csv)")
     pr.add_argument("--decode", choices=("argmax", "viterbi"), default="argmax",
                     help="viterbi: decode along each utterance with phone transitions from the training labels")
+    pr.add_argument("--weights", choices=("equal", "val"), default="equal",
+                    help="an ensemble's weights: equal, or chosen on the validation split the runs share")
     pr.add_argument("--device", default="auto")
     sw = sub.add_parser("sweep", help="train a preset over every combination of comma-separated values "
                         "(e.g. --lr 1e-3,3e-4 --batch-size 256,512), each an ordinary run, then rank them")
@@ -159,6 +161,8 @@ def _printer():
         if isinstance(e, trainer.RunStarted):
             console.print(f"run {e.run.path} · preset {e.run.config.preset} · device {e.device} · "
                           f"{e.n_train:,} train / {e.n_val:,} val rows")
+            if note := e.run.epochs_note:
+                console.print(note)
         elif isinstance(e, trainer.Progress):
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.frames, total=e.total, fps=e.frames_per_s)
         elif isinstance(e, trainer.EpochEnd):
@@ -356,10 +360,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = args.out or members[0].path.parent / f"{'ensemble' if len(members) > 1 else members[0].id}-{args.decode}-{stamp}.csv"
     if len(members) > 1:
         console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
-    _report(predict_ensemble(members, data, out, args.device, args.decode))
+    _report(predict_ensemble(members, data, out, args.device, args.decode, args.weights))
     record = json.loads(out.with_suffix(".json").read_text())
+    if args.weights == "val":
+        console.print("weights chosen on the validation split: " + ", ".join(
+            f"{m['run']} {m['weight']:.3f}" for m in record["members"]) + f" (val acc {record['val_acc_argmax']:.4f})")
     if args.decode == "viterbi":
-        console.print(f"viterbi: scale {record['scale']:g} tuned on the validation split: val acc "
+        console.print(f"viterbi: scale {record['scale']:g}, duration term {record['loop']:g} tuned on the validation split: val acc "
                       f"{record['val_acc']:.4f} (argmax {record['val_acc_argmax']:.4f})")
     console.print(f"recorded in {out.with_suffix('.json')}")
     return 0

@@ -7,6 +7,7 @@ is cheap (no torch), so the TUI can validate its form before torch has loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -29,25 +30,28 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 MODEL_KINDS = ("mlp", "tagger")
-CELLS = ("lstm", "gru")
+CELLS = ("lstm", "gru", "conv")
 INPUTS = ("centre", "window")
 CONV_WIDTH = 5  # frames seen by the tagger's convolutional front end
+KERNEL = 3  # frames seen by each convolution of a conv tagger
+DILATIONS = (1, 2, 4, 8, 16)  # the conv tagger's blocks cycle through these
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network: an MLP over each row's 11-frame window (kind mlp), or a recurrent tagger over
-    whole utterances (kind tagger) that reads each frame's centre 39 values or whole window."""
+    """The network: an MLP over each row's 11-frame window (kind mlp), or a tagger over whole
+    utterances (kind tagger: recurrent, or dilated convolutions) that reads each frame's centre 39
+    values or whole window."""
 
     kind: str = "mlp"
     hidden: tuple[int, ...] = (1024, 512, 128)  # mlp: hidden layer sizes
     activation: str = "sigmoid"  # mlp
     batchnorm: bool = False  # mlp
     dropout: float = 0.0  # mlp: after each activation; tagger: between layers and before the output
-    cell: str = "lstm"  # tagger: lstm | gru
-    layers: int = 2  # tagger: recurrent layers
-    size: int = 256  # tagger: hidden units per direction
-    bidirectional: bool = True  # tagger
+    cell: str = "lstm"  # tagger: lstm | gru | conv (residual blocks of dilated convolutions, no recurrence)
+    layers: int = 2  # tagger: recurrent layers, or conv blocks
+    size: int = 256  # tagger: hidden units per direction, or conv channels
+    bidirectional: bool = True  # tagger, recurrent (a conv tagger sees both sides)
     conv: int = 0  # tagger: channels of a CONV_WIDTH-frame Conv1d + ReLU front end (0: none)
     input: str = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
@@ -68,7 +72,7 @@ class ModelConfig:
         """A few words naming the architecture, e.g. '1024-512-128 sigmoid' or 'BiLSTM 3x256, conv 256, window'."""
         if not self.sequence:
             return f"{'-'.join(map(str, self.hidden))} {self.activation}" + (" +BN" if self.batchnorm else "")
-        cell = ("Bi" if self.bidirectional else "") + self.cell.upper()
+        cell = "dilated conv" if self.cell == "conv" else ("Bi" if self.bidirectional else "") + self.cell.upper()
         masks = ", masked" if self.time_mask or self.feature_mask else ""
         masks += f", VTLP {self.warp:g}" if self.warp else ""
         return f"{cell} {self.layers}x{self.size}" + (f", conv {self.conv}" if self.conv else "") + f", {self.input}{masks}"
@@ -84,13 +88,18 @@ class ModelConfig:
         if self.conv:
             total += d * self.conv * CONV_WIDTH + self.conv
             d = self.conv
+        if self.cell == "conv":  # an input convolution, then blocks of a convolution, a LayerNorm and a gate
+            total += d * self.size * KERNEL + self.size
+            squeeze = self.size // 8
+            block = self.size * self.size * KERNEL + 3 * self.size + 2 * self.size * squeeze + squeeze + self.size
+            return total + self.layers * block + 2 * self.size + self.size * N_CLASSES + N_CLASSES
         for _ in range(self.layers):
             total += dirs * gates * (d * self.size + self.size * self.size + 2 * self.size)
             d = dirs * self.size
         return total + d * N_CLASSES + N_CLASSES
 
 
-EDITABLE = ("lr", "batch_size", "epochs", "val_ratio", "smooth", "decode", "patience", "seed", "device", "precision",
+EDITABLE = ("lr", "batch_size", "epochs", "min_steps", "val_ratio", "smooth", "decode", "patience", "seed", "device", "precision",
             "compile", "capture")  # flags, fields
 
 
@@ -101,6 +110,7 @@ class TrainConfig:
     lr: float = 1e-4
     batch_size: int = 64  # rows per batch (mlp) or utterances per batch (tagger)
     epochs: int = 20
+    min_steps: int = 0  # train at least this many optimizer steps: epochs rise where the data is small (0: off)
     val_ratio: float = 0.2
     smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
     decode: str = "argmax"  # viterbi: decode each utterance along phone transitions (phonetui.decode)
@@ -153,6 +163,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "lr": _Rule(float, lambda v: 0 < v < 10, "must be > 0 (and < 10)"),
     "batch_size": _Rule(int, lambda v: v >= 1, "must be an integer >= 1"),
     "epochs": _Rule(int, lambda v: 1 <= v <= 100_000, "must be an integer from 1 to 100000"),
+    "min_steps": _Rule(int, lambda v: 0 <= v <= 10_000_000, "must be an integer from 0 (off) to 10000000"),
     "val_ratio": _Rule(float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "smooth": _Rule(int, lambda v: 1 <= v <= 99 and v % 2 == 1, "must be an odd integer from 1 to 99"),
     "patience": _Rule(int, lambda v: 0 <= v <= 100_000, "must be an integer from 0 (off) to 100000"),
@@ -229,6 +240,16 @@ def flag_value(key: str, text: str) -> Any:
     if reason:
         raise PhonetuiError(f"--{key.replace('_', '-')} {text.strip() or repr(text)}: {reason}")
     return value
+
+
+def epochs_for(t: TrainConfig, n_train: int) -> int:
+    """The epochs a run trains over `n_train` rows or utterances: t.epochs, or the fewest that
+    reach t.min_steps optimizer steps where t.epochs would take fewer (a preset's length then holds
+    on a subsample of the data)."""
+    per_epoch = math.ceil(n_train / t.batch_size)
+    if not t.min_steps or per_epoch < 1:
+        return t.epochs
+    return min(max(t.epochs, math.ceil(t.min_steps / per_epoch)), 100_000)
 
 
 def fit_problems(batch_size: int, n_train: int, batchnorm: bool, unit: str = "rows") -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 Transitions (with their self-loops, which carry the phones' durations) are counted from the
 training labels within utterances, add-one smoothed. A frame's score for phone j after phone i is
-`scale * log p(j | frame) + log P(j | i)`: scale weighs the model against the transitions (tuned on
-the validation split, see `tune`), and with uniform transitions the decode is the per-frame argmax.
-Vectorised over a batch of utterances in torch, one step per frame of the longest.
+`scale * log p(j | frame) + log P(j | i) + loop * [i == j]`: scale weighs the model against the
+transitions, and loop is the duration term (> 0 favours staying in a phone, < 0 changing), both
+tuned on the validation split (see `tune`). With uniform transitions and no duration term the
+decode is the per-frame argmax. Vectorised over a batch of utterances in torch, one step per frame
+of the longest.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from .config import N_CLASSES
 
 SCALES = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # tried on the validation split
+LOOPS = (-1.0, 0.5, 1.0, 2.0, 4.0)  # duration terms then tried at the best scale (besides 0)
 BATCH = 256  # utterances decoded at once
 
 
@@ -36,12 +39,13 @@ def of_training(data, n_train: int) -> torch.Tensor:
     return transitions(data.train_y[:n_train], utterances.within(data.utterance_starts, 0, n_train))
 
 
-def viterbi(probs: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def viterbi(probs: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor, scale: float = 1.0,
+            loop: float = 0.0) -> torch.Tensor:
     """(rows,) best phone path of each utterance (rows in utterance order, `starts` their first rows)."""
     n = len(probs)
     bounds = np.append(np.asarray(starts, np.int64), n)
     emit = scale * probs.float().clamp_min(1e-8).log()
-    trans = log_trans.to(emit.device)
+    trans = log_trans.to(emit.device) + loop * torch.eye(N_CLASSES, device=emit.device)
     out = torch.empty(n, dtype=torch.long, device=emit.device)
     utts = len(bounds) - 1
     for lo in range(0, utts, BATCH):
@@ -69,9 +73,18 @@ def viterbi(probs: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor, sc
     return out
 
 
-def tune(probs: torch.Tensor, y: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor) -> tuple[float, float]:
-    """(scale, accuracy): the SCALES value that decodes the labelled split best."""
+def tune(probs: torch.Tensor, y: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor) -> tuple[float, float, float]:
+    """(scale, loop, accuracy) that decode the labelled split best: the best of SCALES with no
+    duration term, then the best of LOOPS at that scale where one beats it."""
     y = y.to(probs.device)
-    scored = [(float((viterbi(probs, starts, log_trans, s) == y).float().mean()), s) for s in SCALES]
-    acc, scale = max(scored)
-    return scale, acc
+
+    def accuracy(scale: float, loop: float) -> float:
+        return float((viterbi(probs, starts, log_trans, scale, loop) == y).float().mean())
+
+    acc, scale = max((accuracy(s, 0.0), s) for s in SCALES)
+    loop = 0.0
+    for candidate in LOOPS:
+        tried = accuracy(scale, candidate)
+        if tried > acc:
+            acc, loop = tried, candidate
+    return scale, loop, acc

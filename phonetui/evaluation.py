@@ -20,7 +20,7 @@ class Scores:
     raw_acc: float  # of the model's own per-frame predictions (no smoothing, no decoding)
     loss: float  # mean cross-entropy of the raw logits
     confusion: np.ndarray  # (39, 39) frame counts, true class x scored prediction
-    scale: float | None = None  # the Viterbi scale tuned on these labels (decode = "viterbi")
+    decoder: tuple[float, float] | None = None  # the Viterbi (scale, loop) tuned on these labels (decode = "viterbi")
 
 
 @torch.inference_mode()
@@ -60,18 +60,19 @@ def smooth(probs: torch.Tensor, starts: np.ndarray, k: int) -> torch.Tensor:
 def score(probs: torch.Tensor, loss: float, y: torch.Tensor, starts: np.ndarray, k: int,
           transitions: torch.Tensor | None = None) -> Scores:
     """Accuracy with and without smoothing over k frames (and Viterbi decoding with `transitions`,
-    its scale tuned on these labels: Scores.scale), loss, and the confusion matrix."""
+    its scale and duration term tuned on these labels: Scores.decoder), loss, and the confusion matrix."""
     from . import decode
 
     y = y.to(probs.device)
     raw = probs.argmax(1)
     smoothed = smooth(probs, starts, k) if k > 1 else probs
-    scale = None
+    decoder = None
     if transitions is not None:
-        scale, _ = decode.tune(smoothed, y, starts, transitions)
-        pred = decode.viterbi(smoothed, starts, transitions, scale)
+        scale, loop, _ = decode.tune(smoothed, y, starts, transitions)
+        decoder = scale, loop
+        pred = decode.viterbi(smoothed, starts, transitions, scale, loop)
     else:
         pred = smoothed.argmax(1) if k > 1 else raw
     confusion = torch.bincount(y * N_CLASSES + pred, minlength=N_CLASSES**2).reshape(N_CLASSES, N_CLASSES)
     n = max(len(y), 1)
-    return Scores((pred == y).sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy(), scale)
+    return Scores((pred == y).sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy(), decoder)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .augment import spec_augment, spread, vtlp
-from .config import CONV_WIDTH, N_CLASSES, ModelConfig
+from .config import CONV_WIDTH, DILATIONS, KERNEL, N_CLASSES, ModelConfig
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -63,16 +63,34 @@ def frame_positions(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.arange(int(lengths.sum())) + torch.repeat_interleave(offsets, lengths)
 
 
+class Block(nn.Module):
+    """x + Dropout(gate * ReLU(a dilated convolution of LayerNorm(x))), zero again past each
+    utterance's end. The gate (squeeze-and-excitation over the utterance's mean) lets each block see
+    the whole utterance, as a BiLSTM does, for a few operations per frame."""
+
+    def __init__(self, size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(size)
+        self.conv = nn.Conv1d(size, size, KERNEL, padding=dilation * (KERNEL // 2), dilation=dilation)
+        self.gate = nn.Sequential(nn.Linear(size, size // 8), nn.ReLU(), nn.Linear(size // 8, size), nn.Sigmoid())
+        self.drop = Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv((self.norm(x) * mask).transpose(1, 2)).transpose(1, 2)) * mask
+        y = y * self.gate(y.sum(1, keepdim=True) / mask.sum(1, keepdim=True))
+        return (x + self.drop(y)) * mask
+
+
 class Tagger(nn.Module):
     """[per-utterance normalisation] -> [VTLP and masks, when training] -> [Conv1d + ReLU] -> LSTM/GRU layers
-    -> Linear, per frame.
+    or dilated conv blocks -> Linear, per frame.
 
     Input: zero-padded utterances (B, T, D), their lengths (B,) and optionally the flat positions of
     their real frames (frame_positions; the batches bring them, so nothing is masked on the device);
     output: logits of the real frames, utterance after utterance. Padding never reaches a real
     frame: each direction runs on sequences whose padding comes after their last frame (the
-    backward direction on each sequence reversed within its length), and the convolution sees
-    zeros past an utterance's end either way.
+    backward direction on each sequence reversed within its length), and every convolution sees
+    zeros past an utterance's end (the padding is zeroed first, and again after each convolution).
     (Packed sequences give the same result but train several times slower on CPU.)
     """
 
@@ -82,13 +100,20 @@ class Tagger(nn.Module):
         self.time_mask, self.feature_mask, self.warp = cfg.time_mask, cfg.feature_mask, cfg.warp
         d = cfg.input_dim(width)
         self.conv = nn.Conv1d(d, cfg.conv, CONV_WIDTH, padding=CONV_WIDTH // 2) if cfg.conv else None
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.cell == "conv":
+            self.inp = nn.Conv1d(cfg.conv or d, cfg.size, KERNEL, padding=KERNEL // 2)
+            self.blocks = nn.ModuleList(Block(cfg.size, DILATIONS[i % len(DILATIONS)], cfg.dropout)
+                                        for i in range(cfg.layers))
+            self.final = nn.LayerNorm(cfg.size)
+            self.out = nn.Linear(cfg.size, N_CLASSES)
+            return
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         dirs = 2 if cfg.bidirectional else 1
         self.layers = nn.ModuleList(
             nn.ModuleList(rnn(cfg.conv or d if i == 0 else dirs * cfg.size, cfg.size, batch_first=True)
                           for _ in range(dirs))
             for i in range(cfg.layers))
-        self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.size * dirs, N_CLASSES)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,6 +121,7 @@ class Tagger(nn.Module):
             where = frame_positions(lengths.cpu(), x.shape[1]).to(x.device)
         lengths = lengths.to(x.device)
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        x = x * mask  # whatever the padding held, it is zero from here on
         if self.normalize:
             centred, std = spread(x, mask)
             x = centred / (std + 1e-5)
@@ -105,6 +131,16 @@ class Tagger(nn.Module):
             x = spec_augment(x, lengths, self.time_mask, self.feature_mask)
         if self.conv is not None:
             x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2) * mask
+        x = self._convolve(x, mask) if hasattr(self, "blocks") else self._recur(x, lengths)
+        return self.out(self.drop(x.reshape(-1, x.shape[-1]).index_select(0, where)))
+
+    def _convolve(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x.transpose(1, 2)).transpose(1, 2) * mask
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final(x)
+
+    def _recur(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         for i, directions in enumerate(self.layers):
             if i:
                 x = self.drop(x)
@@ -112,7 +148,7 @@ class Tagger(nn.Module):
             if len(directions) > 1:
                 outs.append(reverse_within(directions[1](reverse_within(x, lengths))[0], lengths))
             x = torch.cat(outs, -1)
-        return self.out(self.drop(x.reshape(-1, x.shape[-1]).index_select(0, where)))
+        return x
 
 
 def flops_per_frame(cfg: ModelConfig, input_dim: int) -> int:

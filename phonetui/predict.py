@@ -18,7 +18,7 @@ import torch
 
 from . import batches, checkpoint, runs
 from .config import N_CLASSES
-from .data import TEST_X, TimitData, utterances
+from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError
 from .evaluation import posteriors, smooth
@@ -26,6 +26,8 @@ from .fileio import atomic_write, failed, read_text, write_text
 from .runs import Run
 
 POSTERIORS, POSTERIORS_KEY = "test_posteriors.npy", "test_posteriors.json"
+VAL_POSTERIORS, VAL_POSTERIORS_KEY = "val_posteriors.npy", "val_posteriors.json"
+CACHE = {"test": (POSTERIORS, POSTERIORS_KEY), "val": (VAL_POSTERIORS, VAL_POSTERIORS_KEY)}
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,14 @@ class Prediction:
     test_acc: float | None
 
 
-def _key(run: Run, data: TimitData) -> dict:
-    """What a run's cached posteriors depend on: the test file and the best model, as they are now."""
-    test, best = (data.path / TEST_X).resolve(), run.path / runs.CHECKPOINT
-    t, b = test.stat(), best.stat()
-    return {"test": str(test), "test_size": t.st_size, "test_mtime_ns": t.st_mtime_ns, "rows": len(data.test_x),
-            "model_size": b.st_size, "model_mtime_ns": b.st_mtime_ns}
+def _key(run: Run, data: TimitData, split: str, n_train: int | None = None) -> dict:
+    """What a run's cached posteriors of a split depend on: its rows' file and the best model, as they are now."""
+    rows = (data.path / (TEST_X if split == "test" else TRAIN_X)).resolve()
+    f, b = rows.stat(), (run.path / runs.CHECKPOINT).stat()
+    key = {"file": str(rows), "size": f.st_size, "mtime_ns": f.st_mtime_ns,
+           "rows": len(data.test_x) if split == "test" else len(data.train_x) - n_train,
+           "model_size": b.st_size, "model_mtime_ns": b.st_mtime_ns}
+    return key if split == "test" else key | {"train_rows": n_train}
 
 
 def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarray, device: str):
@@ -59,19 +63,33 @@ def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarr
 
 def test_posteriors(run: Run, data: TimitData, device: str = "auto") -> np.ndarray:
     """(test rows, 39) float16 posteriors of the run's best model, from its cache when that is current."""
-    cache, meta = run.path / POSTERIORS, run.path / POSTERIORS_KEY
+    return _cached(run, data, "test", None, device)
+
+
+def val_posteriors(run: Run, data: TimitData, n_train: int, device: str = "auto") -> np.ndarray:
+    """(validation rows, 39) float16 posteriors of the run's best model over the training file's rows
+    from n_train on (its validation split), from its cache when that is current."""
+    return _cached(run, data, "val", n_train, device)
+
+
+def _cached(run: Run, data: TimitData, split: str, n_train: int | None, device: str) -> np.ndarray:
+    cache, meta = run.path / CACHE[split][0], run.path / CACHE[split][1]
     try:
-        key = _key(run, data)
+        key = _key(run, data, split, n_train)
     except OSError:
         key = None  # no best.pt (checkpoint.load says so below)
     try:
         if key and json.loads(read_text(meta)) == key:
             probs = np.load(cache)
-            if probs.shape == (len(data.test_x), N_CLASSES) and probs.dtype == np.float16:
+            if probs.shape == (key["rows"], N_CLASSES) and probs.dtype == np.float16:
                 return probs
     except (PhonetuiError, OSError, ValueError):
         pass  # no cache yet, or a stale or damaged one: compute it again
-    probs = _model_posteriors(run, data, data.test_x, data.test_starts, device).cpu().numpy().astype(np.float16)
+    if split == "test":
+        x, starts = data.test_x, data.test_starts
+    else:
+        x, starts = data.train_x[n_train:], utterances.within(data.utterance_starts, n_train, len(data.train_x))
+    probs = _model_posteriors(run, data, x, starts, device).cpu().numpy().astype(np.float16)
     atomic_write(cache, lambda tmp: _save_npy(tmp, probs))
     write_text(meta, json.dumps(key) + "\n")
     return probs
@@ -103,9 +121,9 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     """Classify every test row (taggers utterance by utterance) with the run's best model, write the
     CSV in row order atomically and note it in the run's prediction record."""
     probs = test_posteriors(run, data, device)
-    scale = checkpoint.decode_scale(run) if run.config.training.decode == "viterbi" else None
-    if scale is not None:  # decoded as the run validated: its transitions, the scale saved with its best model
-        pred = _decode_test(probs, data, _transitions(run, data), scale)
+    decoder = checkpoint.decoder(run) if run.config.training.decode == "viterbi" else None
+    if decoder is not None:  # decoded as the run validated: its transitions, the setting saved with its best model
+        pred = _decode_test(probs, data, _transitions(run, data), decoder)
     else:
         pred = probs.argmax(1)
     out = out or run.path / runs.PREDICTION
@@ -122,50 +140,69 @@ def _transitions(run: Run, data: TimitData):
     return decode.of_training(data, n if isinstance(n, int) else len(data.train_x))
 
 
-def _decode_test(probs: np.ndarray, data: TimitData, trans, scale: float) -> np.ndarray:
+def _decode_test(probs: np.ndarray, data: TimitData, trans, decoder: tuple[float, float]) -> np.ndarray:
     from . import decode
 
-    return decode.viterbi(torch.from_numpy(np.asarray(probs, np.float32)), data.test_starts, trans, scale).numpy()
+    return decode.viterbi(torch.from_numpy(np.asarray(probs, np.float32)), data.test_starts, trans, *decoder).numpy()
 
 
-def _viterbi(members: list[Run], data: TimitData, test: np.ndarray, device: str) -> tuple[np.ndarray, dict]:
-    """The test rows decoded along their utterances (phonetui.decode): transitions from the training
-    labels, the scale tuned on the validation split the members share."""
-    from . import decode
-
+def _shared_split(members: list[Run], data: TimitData, why: str) -> int:
+    """The training rows (the start of the validation split) every member was trained on, or a
+    PhonetuiError: `why` (a flag) needs one validation split they share."""
     n_train = members[0].record.get("train_rows")
     if any(r.record.get("train_rows") != n_train for r in members) or not isinstance(n_train, int):
-        raise PhonetuiError("predict --decode viterbi: the runs do not share one validation split to tune on")
+        raise PhonetuiError(f"predict {why}: the runs do not share one validation split to tune on")
     if n_train >= len(data.train_x):
-        raise PhonetuiError("predict --decode viterbi: the runs have no validation split to tune on (val_ratio 0)")
-    trans = _transitions(members[0], data)
-    val_starts = utterances.within(data.utterance_starts, n_train, len(data.train_x))
-    val = sum(_model_posteriors(r, data, data.train_x[n_train:], val_starts, device).cpu() for r in members)
-    scale, val_acc = decode.tune(val, torch.from_numpy(data.train_y[n_train:]), val_starts, trans)
-    raw_acc = float((val.argmax(1).numpy() == data.train_y[n_train:]).mean())
-    return _decode_test(test, data, trans, scale), {"decode": "viterbi", "scale": scale, "val_acc": val_acc,
-                                                    "val_acc_argmax": raw_acc}
+        raise PhonetuiError(f"predict {why}: the runs have no validation split to tune on (val_ratio 0)")
+    return n_train
+
+
+def val_weights(val: list[np.ndarray], y: np.ndarray, rounds: int = 200) -> np.ndarray:
+    """Mixture weights (on the simplex) that minimise the validation log loss of the members' averaged
+    posteriors `val`, by EM from equal weights: each round sets a member's weight to its mean share
+    of the mixture's probability of the true class (the loss never rises; equal members stay equal)."""
+    right = np.stack([v[np.arange(len(y)), y] for v in val]).astype(np.float64)  # (members, rows)
+    w = np.full(len(val), 1 / len(val))
+    for _ in range(rounds):
+        share = w[:, None] * right
+        w = (share / np.maximum(share.sum(0), 1e-12)).mean(1)
+    return w / w.sum()
 
 
 def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto",
-                     decode: str = "argmax") -> Prediction:
-    """The members' posteriors averaged with equal weights (frame MLPs and taggers alike, each with
-    its own smoothing and precision), one CSV, and `<out>.json` recording the ensemble; `decode =
-    "viterbi"` decodes along the utterances instead of taking each frame's argmax."""
+                     decode: str = "argmax", weights: str = "equal") -> Prediction:
+    """The members' posteriors averaged (frame MLPs and taggers alike, each with its own smoothing
+    and precision), one CSV, and `<out>.json` recording the ensemble. `weights = "val"` weighs the
+    members by their validation split (val_weights), never the test set; `decode = "viterbi"`
+    decodes along the utterances (transitions from the training labels, scale and duration term
+    tuned on the validation split) instead of taking each frame's argmax."""
+    from . import decode as hmm
+
     if len({r.path.resolve() for r in members}) != len(members):
         raise PhonetuiError("predict: a run is named twice in the ensemble")
-    total = None
-    for run in members:
-        probs = test_posteriors(run, data, device).astype(np.float32)
-        total = probs if total is None else total + probs
-    how = {"decode": "argmax"}
+    w = np.full(len(members), 1 / len(members))
+    how: dict = {"decode": decode, "weights_from": weights}
+    val_mix = None
+    if weights == "val" or decode == "viterbi":
+        n_train = _shared_split(members, data, "--weights val" if weights == "val" else "--decode viterbi")
+        val = [val_posteriors(r, data, n_train, device).astype(np.float32) for r in members]
+        y_val = data.train_y[n_train:]
+        if weights == "val":
+            w = val_weights(val, y_val)
+        val_mix = sum(wi * v for wi, v in zip(w, val))
+        how["val_acc_argmax"] = float((val_mix.argmax(1) == y_val).mean())
+    test_mix = sum(wi * test_posteriors(r, data, device).astype(np.float32) for wi, r in zip(w, members))
     if decode == "viterbi":
-        pred, how = _viterbi(members, data, total / len(members), device)
+        trans = _transitions(members[0], data)
+        val_starts = utterances.within(data.utterance_starts, n_train, len(data.train_x))
+        scale, loop, how["val_acc"] = hmm.tune(torch.from_numpy(val_mix), torch.from_numpy(y_val), val_starts, trans)
+        how |= {"scale": scale, "loop": loop}
+        pred = _decode_test(test_mix, data, trans, (scale, loop))
     else:
-        pred = total.argmax(1)
+        pred = test_mix.argmax(1)
     _write_csv(pred, out)
     acc = _accuracy(pred, data)
-    record = {"members": [{"run": r.id, "path": str(r.path.resolve()), "weight": 1 / len(members)} for r in members],
+    record = {"members": [{"run": r.id, "path": str(r.path.resolve()), "weight": float(wi)} for wi, r in zip(w, members)],
               "csv": str(out.resolve()), "test_acc": acc, **how, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_text(out.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
     return Prediction(out, len(pred), acc)

@@ -11,15 +11,16 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     activation = "sigmoid"             # sigmoid | relu | leaky_relu | gelu | tanh
     batchnorm = false                  # BatchNorm1d after each hidden Linear
     dropout = 0.0                      # after each hidden activation, in [0, 1)
-    # kind = "tagger" (a recurrent tagger over each whole utterance; needs rows in utterance order):
-    cell = "lstm"                      # lstm | gru (on CPU, packed GRUs run far slower than LSTMs)
-    layers = 2                         # recurrent layers, 1..16
-    size = 256                         # hidden units per direction
-    bidirectional = true
+    # kind = "tagger" (a tagger over each whole utterance; needs rows in utterance order):
+    cell = "lstm"                      # lstm | gru | conv: residual blocks of dilated 3-frame
+                                       #   convolutions (dilations 1, 2, 4, 8, ...), no recurrence
+    layers = 2                         # recurrent layers or conv blocks, 1..16
+    size = 256                         # hidden units per direction, or conv channels
+    bidirectional = true               # recurrent cells only
     conv = 0                           # channels of a 5-frame Conv1d + ReLU front end, 0 = none
     input = "centre"                   # centre: each row's centre frame (39 values) | window: all 429
     normalize = false                  # per-utterance mean/variance normalisation of the input
-    dropout = 0.0                      # between recurrent layers and before the output layer
+    dropout = 0.0                      # between layers (in each conv block) and before the output
     time_mask = 0                      # training only: zero spans of up to this many frames (1 per 50)
     feature_mask = 0                   # training only: zero 2 bands of up to this many of the 39 values
     warp = 0.0                         # training only: VTLP, warp spectra by factors up to 1 + this
@@ -27,6 +28,7 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     lr = 1e-4                          # > 0
     batch_size = 64                    # >= 1: rows (mlp) or utterances (tagger) per batch
     epochs = 20                        # >= 1
+    min_steps = 0                      # at least this many optimizer steps: more epochs on small data
     val_ratio = 0.2                    # [0, 1); from the tail (taggers: whole utterances), 0 = none
     smooth = 1                         # odd: average posteriors over this many frames in each utterance
     decode = "argmax"                  # argmax | viterbi: decode each utterance along phone transitions

@@ -165,6 +165,12 @@ class Run:
         return str(self.record.get("uid", self.id))
 
     @property
+    def epochs_note(self) -> str:
+        """A few words when min_steps raised the epochs (on small data), else ''."""
+        asked, t = self.record.get("epochs_asked"), self.config.training
+        return f"epochs {asked} -> {t.epochs}: min_steps {t.min_steps:,}" if isinstance(asked, int) else ""
+
+    @property
     def state(self) -> str:
         """finished / stopped / failed / running, or interrupted for a running run whose process is gone."""
         if self.status.status == "running" and self._lock is None and not _lock_held(self.path):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import __version__, batches, checkpoint, decode, diagnostics, runs
-from .config import RunConfig, fit_problems
+from .config import RunConfig, epochs_for, fit_problems
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
@@ -129,13 +129,16 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
     `fused=False` turns fused Adam off (the bench measures what it buys).
     """
+    n_train, n_val = _check(cfg, data)
+    asked = cfg.training.epochs
+    cfg = cfg.with_training(epochs=epochs_for(cfg.training, data.train_units(cfg.training.val_ratio, cfg.model.sequence)))
     t = cfg.training
     device = resolve_device(t.device)
-    n_train, n_val = _check(cfg, data)
     _check_fits_memory(cfg, data.width, device)
     p = _plan(cfg, data, n_train, device, use_bf16(t.precision, device, t.batch_size), fused)
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
               "val_rows": n_val, "device": str(device), **p.record(),
+              **({"epochs_asked": asked} if t.epochs != asked else {}),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads()}
@@ -298,7 +301,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
         improved = val_acc is None or val_acc > best
         if improved:
             best = train_acc if val_acc is None else val_acc
-            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc, scores.scale if scores else None)
+            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc, scores.decoder if scores else None)
             if scores:
                 diagnostics.write(run, scores.confusion)
             listen(BestSaved(epoch, val_acc, path))

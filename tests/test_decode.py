@@ -1,5 +1,5 @@
-"""Viterbi decoding along the utterance: argmax under uniform transitions, the textbook decode
-utterance by utterance, transitions counted inside utterances only."""
+"""Viterbi decoding along the utterance: argmax under uniform transitions and no duration term, the
+textbook decode utterance by utterance, the duration term, transitions counted inside utterances only."""
 
 from __future__ import annotations
 
@@ -52,8 +52,27 @@ def test_sticky_transitions_mend_a_one_frame_flicker_and_tune_picks_a_scale() ->
     log_trans = transitions(labels, np.array([0, 50]))  # 3 -> 7 never seen inside an utterance
     assert viterbi(probs, np.array([0]), log_trans).tolist() == [3] * 5
     assert probs.argmax(1).tolist() == [3, 3, 7, 3, 3]
-    scale, acc = tune(probs, torch.full((5,), 3), np.array([0]), log_trans)
-    assert acc == 1.0 and scale > 0
+    scale, loop, acc = tune(probs, torch.full((5,), 3), np.array([0]), log_trans)
+    assert acc == 1.0 and scale > 0 and loop == 0.0  # no duration term needed: none is chosen
+
+
+def test_the_duration_term_is_a_bonus_on_staying_in_a_phone() -> None:
+    probs = torch.full((5, N_CLASSES), 1e-3)
+    probs[:, 3] = 0.9
+    probs[2, 3], probs[2, 7] = 0.4, 0.5
+    uniform = torch.full((N_CLASSES, N_CLASSES), -np.log(N_CLASSES))
+    assert viterbi(probs, np.array([0]), uniform, loop=0.0).tolist() == [3, 3, 7, 3, 3]
+    assert viterbi(probs, np.array([0]), uniform, loop=1.0).tolist() == [3] * 5  # log(0.5/0.4) < 2 x 1.0
+    scale, loop, acc = tune(probs, torch.full((5,), 3), np.array([0]), uniform)
+    assert acc == 1.0 and loop > 0  # only the duration term mends it under uniform transitions
+    probs2, starts = random_posteriors(300, 3), np.array([0, 90, 91])
+    log_trans = torch.log_softmax(torch.randn(N_CLASSES, N_CLASSES, generator=torch.Generator().manual_seed(4)), 1)
+    bounds = np.append(starts, len(probs2))
+    for loop in (-1.0, 2.0):
+        want = np.concatenate([reference(probs2[a:b].clamp_min(1e-8).log().numpy(),
+                                         log_trans.numpy() + loop * np.eye(N_CLASSES))
+                               for a, b in zip(bounds[:-1], bounds[1:])])
+        assert (viterbi(probs2, starts, log_trans, loop=loop).numpy() == want).all()
 
 
 def test_transitions_never_cross_an_utterance_boundary() -> None:
@@ -72,8 +91,8 @@ def test_decode_viterbi_validates_keeps_the_raw_accuracy_and_predicts_decoded(ti
     run = trainer.train(tiny.with_training(epochs=2, decode="viterbi"), demo, tmp_path / "runs")
     metrics = run.metrics()
     assert all(m.val_acc_raw is not None and m.val_acc != m.val_acc_raw for m in metrics)
-    scale = checkpoint.decode_scale(run)
-    assert scale is not None
+    decoder = checkpoint.decoder(run)
+    assert decoder is not None
     p = predict(run, demo, tmp_path / "v.csv")
     table = np.loadtxt(p.path, delimiter=",", skiprows=1, dtype=np.int64)
     probs = torch.from_numpy(test_posteriors(run, demo).astype(np.float32))
@@ -81,6 +100,6 @@ def test_decode_viterbi_validates_keeps_the_raw_accuracy_and_predicts_decoded(ti
     from phonetui.data import utterances
 
     trans = transitions(demo.train_y[:n], utterances.within(demo.utterance_starts, 0, n))
-    assert (table[:, 1] == viterbi(probs, demo.test_starts, trans, scale).numpy()).all()
+    assert (table[:, 1] == viterbi(probs, demo.test_starts, trans, *decoder).numpy()).all()
     assert (table[:, 1] != probs.argmax(1).numpy()).any()  # decoding changed something
     assert json.loads((run.path / POSTERIORS_KEY).read_text())["rows"] == len(demo.test_x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -167,3 +168,34 @@ def test_viterbi_decoding_from_the_cli_tunes_its_scale_on_validation(trained, de
     table = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.int64)
     assert len(table) == 1000 and record["test_acc"] == pytest.approx(float((table[:, 1] == np.load(demo_dir / "test_label_11.npy").astype(np.int64)).mean()))
     assert "tuned on the validation split" in capsys.readouterr().out
+
+
+def test_validation_weights_favour_the_better_member_and_never_read_the_test_labels(trained, tiny, demo, tmp_path, monkeypatch):
+    from phonetui import predict as predict_mod
+    from phonetui.predict import VAL_POSTERIORS, predict_ensemble, test_posteriors, val_posteriors
+
+    weak = trainer.train(tiny.with_training(epochs=1, lr=1e-5, seed=3), demo, tmp_path / "runs")
+    n = trained.record["train_rows"]
+    y_val = demo.train_y[n:]
+    accs = [float((val_posteriors(r, demo, n).argmax(1) == y_val).mean()) for r in (trained, weak)]
+    assert accs[0] > accs[1] and all((r.path / VAL_POSTERIORS).is_file() for r in (trained, weak))
+    for r in (trained, weak):
+        test_posteriors(r, demo)
+    no_test = dataclasses.replace(demo, test_y=None)  # the weights come from validation alone
+    monkeypatch.setattr(predict_mod, "posteriors", lambda *a, **k: pytest.fail("a cache was not used"))
+    predict_ensemble([trained, weak], no_test, tmp_path / "w.csv", weights="val")
+    record = json.loads((tmp_path / "w.json").read_text())
+    w = [m["weight"] for m in record["members"]]
+    assert record["weights_from"] == "val" and w[0] > w[1] and sum(w) == pytest.approx(1)
+    assert record["test_acc"] is None and 0 < record["val_acc_argmax"] <= 1
+
+
+def test_val_weights_minimise_the_validation_log_loss() -> None:
+    from phonetui.predict import val_weights
+
+    y = np.zeros(100, dtype=np.int64)
+    good, bad = np.full((100, 39), 0.01, np.float32), np.full((100, 39), 1 / 39, np.float32)
+    good[:, 0] = 0.62
+    w = val_weights([bad, good], y)
+    assert w[1] > 0.95 and w.sum() == pytest.approx(1)
+    assert np.allclose(val_weights([good, good], y), [0.5, 0.5])

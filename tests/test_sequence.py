@@ -33,6 +33,9 @@ def tagger() -> RunConfig:
                      TrainConfig(lr=1e-2, batch_size=4, epochs=3, val_ratio=0.2, device="cpu", precision="fp32"))
 
 
+CONV = ModelConfig(kind="tagger", cell="conv", layers=3, size=32, normalize=True, dropout=0.1)
+
+
 def test_boundaries_with_edge_frames_and_one_frame_utterances() -> None:
     lengths = [1, 7, 1, 1, 30, 2, 12, 1]
     x = rows_of(lengths)
@@ -94,7 +97,10 @@ def test_utterance_batches_cover_every_row_once_with_zero_padding(demo) -> None:
         assert torch.sort(torch.cat(seen)).values.tolist() == list(range(len(demo.train_x)))
 
 
-def test_tagger_learns_records_its_split_and_predicts_in_row_order(tagger, demo, tmp_path) -> None:
+@pytest.mark.parametrize("cell", ["lstm", "conv"])
+def test_tagger_learns_records_its_split_and_predicts_in_row_order(cell, tagger, demo, tmp_path) -> None:
+    if cell == "conv":
+        tagger = dataclasses.replace(tagger, model=CONV)
     events = []
     run = trainer.train(tagger, demo, tmp_path / "runs", events.append)
     started = next(e for e in events if isinstance(e, trainer.RunStarted))
@@ -156,11 +162,25 @@ def test_per_phone_diagnostics_of_the_best_model(tiny, demo, tmp_path, capsys) -
 def test_tagger_settings_are_checked_by_kind() -> None:
     with pytest.raises(PhonetuiError, match="model.hidden: not a setting of kind = 'tagger'"):
         parse_model({"kind": "tagger", "hidden": [10]})
-    with pytest.raises(PhonetuiError, match="model.cell = 'rnn': must be one of lstm, gru"):
+    with pytest.raises(PhonetuiError, match="model.cell = 'rnn': must be one of lstm, gru, conv"):
         parse_model({"kind": "tagger", "cell": "rnn"})
     for cfg in (ModelConfig(kind="tagger", cell="gru", layers=2, size=24, conv=8, input="window"),
-                ModelConfig(kind="tagger", bidirectional=False, layers=1, size=16)):
+                ModelConfig(kind="tagger", bidirectional=False, layers=1, size=16),
+                CONV, dataclasses.replace(CONV, conv=8, input="window", layers=6)):
         assert cfg.param_count() == sum(p.numel() for p in build(cfg, 429).parameters())
+
+
+def test_a_conv_tagger_never_reads_the_padding_or_another_utterance() -> None:
+    """Its output for each utterance is the same alone or padded in a batch, whatever the padding holds."""
+    model = build(dataclasses.replace(CONV, layers=6), 39).eval()
+    lengths = [50, 31, 7, 1]
+    x = torch.randn(len(lengths), 50, 39, generator=torch.Generator().manual_seed(0))
+    for i, n in enumerate(lengths):
+        x[i, n:] = 1e3 * (i + 1)  # anything but zeros
+    with torch.no_grad():
+        batched = model(x, torch.tensor(lengths))
+        alone = torch.cat([model(x[i:i + 1, :n], torch.tensor([n])) for i, n in enumerate(lengths)])
+    assert batched.shape == (sum(lengths), 39) and torch.allclose(batched, alone, atol=1e-5)
 
 
 def test_masks_zero_spans_inside_each_utterance_and_bands_in_every_frame() -> None:

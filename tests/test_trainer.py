@@ -185,3 +185,24 @@ def test_a_status_that_cannot_be_written_ends_as_interrupted_not_running(tiny, d
         trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
     (run,) = runs.list_runs(tmp_path)
     assert run.status.status == "running" and run.state == "interrupted"
+
+
+def test_epochs_for_reaches_min_steps_on_small_data() -> None:
+    from phonetui.config import TrainConfig, epochs_for
+
+    t = TrainConfig(batch_size=16, epochs=15, min_steps=900)
+    assert epochs_for(t, 960) == 15  # 60 steps an epoch: 900 steps in the 15 epochs asked
+    assert epochs_for(t, 240) == 60  # 15 steps an epoch
+    assert epochs_for(t, 241) == 57  # 16 steps an epoch (the last one short): 912 steps
+    assert epochs_for(TrainConfig(batch_size=16, epochs=15), 240) == 15  # min_steps 0: off
+
+
+def test_min_steps_raises_the_epochs_and_the_run_records_both(tiny, demo, tmp_path, capsys) -> None:
+    from phonetui import runs
+
+    run = trainer.train(tiny.with_training(epochs=1, min_steps=120), demo, tmp_path / "runs")  # 50 steps an epoch
+    assert run.config.training.epochs == 3 and run.record["epochs_asked"] == 1 and len(run.metrics()) == 3
+    again = runs.open_run(run.path)
+    assert again.config.training.epochs == 3 and again.epochs_note == "epochs 1 -> 3: min_steps 120"
+    plain = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "runs")
+    assert "epochs_asked" not in plain.record and plain.epochs_note == ""

@@ -1,4 +1,5 @@
-"""Modal screens: a yes/no question, the help screen and the comparison of several runs."""
+"""Modal screens: a yes/no question, the help screen, the comparison of several runs and the
+choices of an ensemble's export."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label
+from textual.widgets import Button, DataTable, Label, Select
 
 from .charts import Chart
 
@@ -39,6 +40,44 @@ class Confirm(ModalScreen[bool]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")
+
+
+ENSEMBLE_CHOICES = {"decode": (("argmax: each frame's best class", "argmax"),
+                               ("viterbi: along each utterance (tuned on validation)", "viterbi")),
+                    "weights": (("equal", "equal"), ("chosen on the validation split", "val"))}
+
+
+class ExportEnsemble(ModalScreen["dict[str, str] | None"]):
+    """How to export the marked runs as one CSV: the decode and the members' weights (both tuned, if
+    asked, on the validation split the runs share). Export has the focus, so Enter exports; Tab
+    reaches the lists; Escape cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, runs: list[str], chosen: dict[str, str]) -> None:
+        super().__init__()
+        self.runs, self.chosen = runs, chosen
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ensemble-dialog"):
+            yield Label(f"Export an ensemble of {len(self.runs)} runs: {', '.join(self.runs)}", id="ensemble-title")
+            for key, options in ENSEMBLE_CHOICES.items():
+                with Horizontal(classes="field"):
+                    yield Label(key)
+                    yield Select(options, value=self.chosen.get(key, options[0][1]), allow_blank=False,
+                                 compact=True, id=f"ensemble-{key}")
+            with Horizontal(id="ensemble-buttons"):
+                yield Button("Export", variant="primary", id="ensemble-export")
+                yield Button("Cancel", id="ensemble-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#ensemble-export", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ensemble-export":
+            self.dismiss({key: str(self.query_one(f"#ensemble-{key}", Select).value) for key in ENSEMBLE_CHOICES})
+        else:
+            self.dismiss(None)
 
 
 HELP = """\

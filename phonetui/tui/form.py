@@ -11,9 +11,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from ..config import DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, fit_problems
+from ..config import (DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, epochs_for,
+                      fit_problems)
 
-FIELDS = {key: {"batch_size": "batch size", "val_ratio": "VAL_RATIO"}.get(key, key) for key in EDITABLE}
+FIELDS = {key: {"batch_size": "batch size", "min_steps": "min steps", "val_ratio": "VAL_RATIO"}.get(key, key)
+          for key in EDITABLE}
 CHOICES = ("decode", "device", "precision", "compile", "capture")  # chosen from lists; the other fields are typed
 
 
@@ -142,12 +144,24 @@ class ConfigForm(Vertical):
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         self.problems = {k: problems[k] for k in FIELDS if k in problems}
+        hints = {"min_steps": self._epochs_hint(values)} if not problems else {}
         for key in FIELDS:
             reason = problems.get(key, "")
+            text = reason or hints.get(key, "")
             self.query_one(f"#f-{key}").set_class(bool(reason), "-invalid")
-            self.query_one(f"#r-{key}", Static).update(reason)
-            self.query_one(f"#r-{key}", Static).display = bool(reason)
+            self.query_one(f"#r-{key}", Static).set_class(not reason, "-hint")
+            self.query_one(f"#r-{key}", Static).update(text)
+            self.query_one(f"#r-{key}", Static).display = bool(text)
         self._show_title()
+
+    def _epochs_hint(self, values: dict[str, Any]) -> str:
+        """What min_steps does to the epochs on this data ('' where it changes nothing)."""
+        if not self.train_units or self.lists() or not values.get("min_steps"):
+            return ""
+        t = self.config().training
+        n = self.train_units(t.val_ratio, self.base.model.sequence)
+        epochs = epochs_for(t, n)
+        return f"{epochs} epochs here: {-(-n // t.batch_size):,} steps an epoch" if epochs > t.epochs else ""
 
     def modified(self) -> list[str]:
         """Fields whose value differs from the base config."""

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, Tabb
 from .. import presets as preset_store
 from ..config import EDITABLE, RunConfig
 from ..errors import PhonetuiError, one_line
-from .dialogs import Compare, Confirm
+from .dialogs import Compare, Confirm, ExportEnsemble
 from .form import FIELDS, ConfigForm
 from .messages import (
     DataFailed,
@@ -75,6 +75,7 @@ class MainScreen(Screen):
         self.training = False
         self.train_worker = None
         self.current_run = None  # the run trained in this session (active or last)
+        self.ensemble_choices: dict[str, str] = {}  # the last export's decode and weights
         self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
 
     def compose(self) -> ComposeResult:
@@ -407,7 +408,9 @@ class MainScreen(Screen):
         if isinstance(e, trainer.RunStarted):
             self.current_run = e.run
             panel.started(e)
-            self.say(f"training {e.run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows")
+            note = e.run.epochs_note
+            self.say(f"training {e.run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows"
+                     + (f" ({note})" if note else ""))
             self.load_history(follow=e.run.id)
         elif isinstance(e, trainer.Progress):
             panel.progress(e)
@@ -571,15 +574,23 @@ class MainScreen(Screen):
         elif busy is not None and any(r.path == busy for r in chosen):
             self.say("a marked run is still training: stop it (F6) or wait, then export", "error")
         else:
-            self.say(f"predicting the test set with an ensemble of {len(chosen)} runs…")
-            self.predict_ensemble(chosen, self.runs_dir / f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+            def answer(how: dict[str, str] | None) -> None:
+                if how is None:
+                    return
+                self.ensemble_choices = how
+                self.say(f"predicting the test set with an ensemble of {len(chosen)} runs "
+                         f"({how['decode']}, {how['weights']} weights)…")
+                out = self.runs_dir / f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+                self.predict_ensemble(chosen, out, how["decode"], how["weights"])
+
+            self.app.push_screen(ExportEnsemble([r.id for r in chosen], self.ensemble_choices), answer)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="predict")
-    def predict_ensemble(self, members: list, out: Path) -> None:
+    def predict_ensemble(self, members: list, out: Path, decode: str, weights: str) -> None:
         try:
             from ..predict import predict_ensemble
 
-            self.post_message(Predicted(None, predict_ensemble(members, self.data, out)))
+            self.post_message(Predicted(None, predict_ensemble(members, self.data, out, decode=decode, weights=weights)))
         except Exception as e:  # noqa: BLE001
             self.post_message(PredictFailed(one_line(e)))
 

@@ -95,6 +95,23 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         assert not app.main.training and not (workdir / "runs").exists()
 
 
+async def test_min_steps_shows_the_epochs_it_gives_on_this_data(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        hint = app.query_one("#r-min_steps")
+        assert not hint.display  # min_steps 0: nothing to say
+        field(app, "batch_size").value = "128"  # 2,400 training rows: 19 steps an epoch
+        field(app, "epochs").value = "3"
+        field(app, "min_steps").value = "100"
+        await pilot.pause()
+        assert hint.display and str(hint.render()) == "6 epochs here: 19 steps an epoch"
+        assert not app.main.form.problems and hint.has_class("-hint")
+        field(app, "min_steps").value = "50"  # 3 epochs already take 57 steps
+        await pilot.pause()
+        assert not hint.display
+
+
 async def test_train_export_and_history(make_app, workdir: Path) -> None:
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
@@ -415,7 +432,19 @@ async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -
         await pilot.press("f2", "e")
         assert "mark two or more runs" in status(app)
         await pilot.press("space", "down", "space", "e")
+        await pilot.pause()
+        assert app.screen.query_one("#ensemble-title").render().plain.startswith("Export an ensemble of 2 runs")
+        await pilot.press("escape")  # cancelled: nothing written
+        await pilot.pause()
+        assert not list(Path("runs").glob("ensemble-*"))
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("shift+tab", "enter", "down", "enter")  # weights: chosen on the validation split
+        await pilot.press("shift+tab", "enter", "down", "enter")  # decode: viterbi
+        await pilot.press("tab", "tab", "enter")  # Export
         await until(pilot, lambda: status(app).startswith("wrote runs/ensemble-"))
         (record,) = Path("runs").glob("ensemble-*.json")
-        assert sorted(m["run"] for m in json.loads(record.read_text())["members"]) == sorted([a.id, b.id])
+        written = json.loads(record.read_text())
+        assert sorted(m["run"] for m in written["members"]) == sorted([a.id, b.id])
+        assert written["decode"] == "viterbi" and written["weights_from"] == "val" and "scale" in written
         assert record.with_suffix(".csv").read_text().startswith("Id,Class\n")

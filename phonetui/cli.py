@@ -88,13 +88,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The chosen preset with command-line overrides applied (each checked, naming its flag)."""
+    """The chosen preset with command-line overrides applied (each checked, naming its flag). Epochs
+    given with --epochs are trained as given: the preset's min_steps is off unless --min-steps is
+    given too."""
     cfg = presets.get(presets.load_all(args.presets), args.preset)
     changes = {}
     for key in EDITABLE:
         text = getattr(args, key, None)
         if text is not None:
             changes[key] = flag_value(key, text)
+    if "epochs" in changes:
+        changes.setdefault("min_steps", 0)
     return cfg.with_training(**changes)
 
 

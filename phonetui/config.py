@@ -88,7 +88,7 @@ class ModelConfig:
         if self.conv:
             total += d * self.conv * CONV_WIDTH + self.conv
             d = self.conv
-        if self.cell == "conv":  # an input convolution, then blocks of a convolution, a LayerNorm and a gate
+        if self.cell == "conv":  # an input convolution, then blocks of a LayerNorm, a convolution and a gate
             total += d * self.size * KERNEL + self.size
             squeeze = self.size // 8
             block = self.size * self.size * KERNEL + 3 * self.size + 2 * self.size * squeeze + squeeze + self.size

@@ -16,7 +16,7 @@ import torch
 
 from .config import N_CLASSES
 
-SCALES = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # tried on the validation split
+SCALES = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)  # tried on the validation split
 LOOPS = (-1.0, 0.5, 1.0, 2.0, 4.0)  # duration terms then tried at the best scale (besides 0)
 BATCH = 256  # utterances decoded at once
 

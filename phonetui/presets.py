@@ -13,7 +13,8 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     dropout = 0.0                      # after each hidden activation, in [0, 1)
     # kind = "tagger" (a tagger over each whole utterance; needs rows in utterance order):
     cell = "lstm"                      # lstm | gru | conv: residual blocks of dilated 3-frame
-                                       #   convolutions (dilations 1, 2, 4, 8, ...), no recurrence
+                                       #   convolutions (dilations 1, 2, 4, 8, 16, 1, ...) with utterance
+                                       #   context gates, no recurrence
     layers = 2                         # recurrent layers or conv blocks, 1..16
     size = 256                         # hidden units per direction, or conv channels
     bidirectional = true               # recurrent cells only

@@ -280,3 +280,14 @@ def test_runs_never_cuts_run_ids(tiny, demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "console", Console(width=40, highlight=False))
     assert main(["runs", "--runs", str(tmp_path)]) == 0
     assert run.id in capsys.readouterr().out
+
+
+def test_epochs_given_on_the_command_line_are_trained_as_given(presets_dir):
+    from phonetui.cli import parser, resolve_config
+
+    (presets_dir / "long.toml").write_text('name = "long"\n[training]\nepochs = 15\nmin_steps = 900\n')
+    args = lambda *a: parser().parse_args(["train", "--presets", str(presets_dir), "--preset", "long", *a])  # noqa: E731
+    assert resolve_config(args()).training.min_steps == 900  # the preset's floor
+    assert resolve_config(args("--epochs", "2")).training.min_steps == 0  # --epochs 2 means 2 epochs
+    cfg = resolve_config(args("--epochs", "2", "--min-steps", "50"))
+    assert (cfg.training.epochs, cfg.training.min_steps) == (2, 50)

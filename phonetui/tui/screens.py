@@ -119,6 +119,8 @@ class MainScreen(Screen):
         self.query_one(PresetList).show(self.presets, base.preset)
         self.form.trials = max(1, getattr(self.args, "trials", None) or 8)
         overrides = {k: str(v) for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
+        if "epochs" in overrides:  # as on the command line: --epochs N trains N epochs
+            overrides.setdefault("min_steps", "0")
         self.form.fill(base, f"preset {base.preset}", overrides)
         self.load_data()
         self.load_history()

@@ -2,8 +2,10 @@
 
 Each run's test posteriors (softmax, smoothed as the run smooths, under its precision) are cached
 in its folder as float16 (`test_posteriors.npy`, with the data and model they came from in
-`test_posteriors.json`), so exporting the same run again, or an ensemble with it, costs seconds.
-The CSV is the argmax of those posteriors: of one run's, or of the members' average.
+`test_posteriors.json`; likewise its validation posteriors), so exporting the same run again, or
+an ensemble with it, costs seconds. The CSV is the argmax of one run's posteriors or of the
+members' weighted average (equal, or weights chosen on validation), or their Viterbi decode along
+each utterance (phonetui.decode).
 """
 
 from __future__ import annotations
@@ -47,15 +49,17 @@ def _key(run: Run, data: TimitData, split: str, n_train: int | None = None) -> d
     return key if split == "test" else key | {"train_rows": n_train}
 
 
-def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarray, device: str):
-    """Smoothed posteriors (torch, on the device) of the run's best model over rows x (utterances at starts)."""
+def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarray, device: str,
+                      file: str):
+    """Smoothed posteriors (torch, on the device) of the run's best model over rows x (utterances at
+    starts) of the data's `file`."""
     dev = resolve_device(device)
     keep_freed_memory()
     model, cfg, width = checkpoint.load(run, dev)
     if width != data.width:
-        raise PhonetuiError(f"{data.path / TEST_X}: width {data.width} but {run.id}'s model expects {width}")
+        raise PhonetuiError(f"{data.path / file}: width {data.width} but {run.id}'s model expects {width}")
     if cfg.sequence:
-        utterances.check_ordered(starts, len(x), data.path / TEST_X)
+        utterances.check_ordered(starts, len(x), data.path / file)
     t = run.config.training
     probs, _ = posteriors(model, batches.source(cfg, x, None, starts, dev), dev, use_bf16(t.precision, dev, t.batch_size))
     return smooth(probs, starts, t.smooth)
@@ -89,7 +93,8 @@ def _cached(run: Run, data: TimitData, split: str, n_train: int | None, device: 
         x, starts = data.test_x, data.test_starts
     else:
         x, starts = data.train_x[n_train:], utterances.within(data.utterance_starts, n_train, len(data.train_x))
-    probs = _model_posteriors(run, data, x, starts, device).cpu().numpy().astype(np.float16)
+    file = TEST_X if split == "test" else TRAIN_X
+    probs = _model_posteriors(run, data, x, starts, device, file).cpu().numpy().astype(np.float16)
     atomic_write(cache, lambda tmp: _save_npy(tmp, probs))
     write_text(meta, json.dumps(key) + "\n")
     return probs

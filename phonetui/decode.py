@@ -19,6 +19,7 @@ from .config import N_CLASSES
 SCALES = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)  # tried on the validation split
 LOOPS = (-1.0, 0.5, 1.0, 2.0, 4.0)  # duration terms then tried at the best scale (besides 0)
 BATCH = 256  # utterances decoded at once
+EPOCH_TUNING = 64  # utterances a training tunes on each epoch (then decodes the whole split once)
 
 
 def transitions(labels: np.ndarray, starts: np.ndarray) -> torch.Tensor:
@@ -73,10 +74,25 @@ def viterbi(probs: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor, sc
     return out
 
 
-def tune(probs: torch.Tensor, y: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor) -> tuple[float, float, float]:
+def sample(probs: torch.Tensor, y: torch.Tensor, starts: np.ndarray, count: int):
+    """(probs, y, starts) of `count` utterances spread evenly over the split (all of them if fewer)."""
+    if len(starts) <= count:
+        return probs, y, starts
+    bounds = np.append(np.asarray(starts, np.int64), len(probs))
+    keep = np.unique(np.linspace(0, len(starts) - 1, count).round().astype(np.int64))
+    rows = torch.from_numpy(np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in keep]))
+    lengths = bounds[keep + 1] - bounds[keep]
+    return probs[rows.to(probs.device)], y[rows.to(y.device)], np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+def tune(probs: torch.Tensor, y: torch.Tensor, starts: np.ndarray, log_trans: torch.Tensor,
+         utterances: int | None = None) -> tuple[float, float, float]:
     """(scale, loop, accuracy) that decode the labelled split best: the best of SCALES with no
-    duration term, then the best of LOOPS at that scale where one beats it."""
+    duration term, then the best of LOOPS at that scale where one beats it. With `utterances`,
+    on that many of the split's utterances (sample), as a training tunes each epoch."""
     y = y.to(probs.device)
+    if utterances:
+        probs, y, starts = sample(probs, y, starts, utterances)
 
     def accuracy(scale: float, loop: float) -> float:
         return float((viterbi(probs, starts, log_trans, scale, loop) == y).float().mean())

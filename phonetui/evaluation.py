@@ -68,7 +68,7 @@ def score(probs: torch.Tensor, loss: float, y: torch.Tensor, starts: np.ndarray,
     smoothed = smooth(probs, starts, k) if k > 1 else probs
     decoder = None
     if transitions is not None:
-        scale, loop, _ = decode.tune(smoothed, y, starts, transitions)
+        scale, loop, _ = decode.tune(smoothed, y, starts, transitions, decode.EPOCH_TUNING)
         decoder = scale, loop
         pred = decode.viterbi(smoothed, starts, transitions, scale, loop)
     else:

@@ -103,3 +103,16 @@ def test_decode_viterbi_validates_keeps_the_raw_accuracy_and_predicts_decoded(ti
     assert (table[:, 1] == viterbi(probs, demo.test_starts, trans, *decoder).numpy()).all()
     assert (table[:, 1] != probs.argmax(1).numpy()).any()  # decoding changed something
     assert json.loads((run.path / POSTERIORS_KEY).read_text())["rows"] == len(demo.test_x)
+
+
+def test_a_training_tunes_on_a_spread_sample_of_the_utterances() -> None:
+    from phonetui.decode import sample
+
+    probs, starts = random_posteriors(1000, 5), np.arange(0, 1000, 10)  # 100 utterances of 10 rows
+    y = probs.argmax(1)
+    p, yy, st = sample(probs, y, starts, 4)
+    assert st.tolist() == [0, 10, 20, 30] and torch.equal(p[:10], probs[:10]) and torch.equal(p[-10:], probs[-10:])
+    assert torch.equal(yy, torch.cat([y[a:a + 10] for a in (0, 330, 660, 990)]))
+    assert sample(probs, y, starts, 500)[0] is probs  # fewer utterances than asked: all of them
+    log_trans = torch.log_softmax(torch.randn(N_CLASSES, N_CLASSES, generator=torch.Generator().manual_seed(6)), 1)
+    assert tune(probs, y, starts, log_trans, 4) == tune(p, yy, st, log_trans)

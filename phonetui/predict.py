@@ -152,14 +152,17 @@ def _decode_test(probs: np.ndarray, data: TimitData, trans, decoder: tuple[float
 
 
 def _shared_split(members: list[Run], data: TimitData, why: str) -> int:
-    """The training rows (the start of the validation split) every member was trained on, or a
-    PhonetuiError: `why` (a flag) needs one validation split they share."""
-    n_train = members[0].record.get("train_rows")
-    if any(r.record.get("train_rows") != n_train for r in members) or not isinstance(n_train, int):
-        raise PhonetuiError(f"predict {why}: the runs do not share one validation split to tune on")
-    if n_train >= len(data.train_x):
-        raise PhonetuiError(f"predict {why}: the runs have no validation split to tune on (val_ratio 0)")
-    return n_train
+    """The first row of the validation rows every member left out of its training: from the first
+    utterance that starts at or after the latest member's validation split (frame MLPs split by
+    rows, taggers by utterances), or a PhonetuiError: `why` (a flag) needs such rows to tune on."""
+    n_trains = [r.record.get("train_rows") for r in members]
+    if not all(isinstance(n, int) for n in n_trains):
+        raise PhonetuiError(f"predict {why}: a run does not record its validation split")
+    starts = np.asarray(data.utterance_starts)
+    later = starts[starts >= max(n_trains)]
+    if not len(later):
+        raise PhonetuiError(f"predict {why}: the runs share no validation rows to tune on (val_ratio 0)")
+    return int(later[0])
 
 
 def val_weights(val: list[np.ndarray], y: np.ndarray, rounds: int = 200) -> np.ndarray:
@@ -195,10 +198,10 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
         if weights == "val":
             w = val_weights(val, y_val)
         val_mix = sum(wi * v for wi, v in zip(w, val))
-        how["val_acc_argmax"] = float((val_mix.argmax(1) == y_val).mean())
+        how |= {"val_from_row": n_train, "val_acc_argmax": float((val_mix.argmax(1) == y_val).mean())}
     test_mix = sum(wi * test_posteriors(r, data, device).astype(np.float32) for wi, r in zip(w, members))
     if decode == "viterbi":
-        trans = _transitions(members[0], data)
+        trans = hmm.of_training(data, min(r.record["train_rows"] for r in members))  # rows every member trained on
         val_starts = utterances.within(data.utterance_starts, n_train, len(data.train_x))
         scale, loop, how["val_acc"] = hmm.tune(torch.from_numpy(val_mix), torch.from_numpy(y_val), val_starts, trans)
         how |= {"scale": scale, "loop": loop}

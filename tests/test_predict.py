@@ -175,7 +175,8 @@ def test_validation_weights_favour_the_better_member_and_never_read_the_test_lab
     from phonetui.predict import VAL_POSTERIORS, predict_ensemble, test_posteriors, val_posteriors
 
     weak = trainer.train(tiny.with_training(epochs=1, lr=1e-5, seed=3), demo, tmp_path / "runs")
-    n = trained.record["train_rows"]
+    starts = demo.utterance_starts
+    n = int(starts[starts >= trained.record["train_rows"]][0])  # the validation rows from the next utterance on
     y_val = demo.train_y[n:]
     accs = [float((val_posteriors(r, demo, n).argmax(1) == y_val).mean()) for r in (trained, weak)]
     assert accs[0] > accs[1] and all((r.path / VAL_POSTERIORS).is_file() for r in (trained, weak))
@@ -199,3 +200,18 @@ def test_val_weights_minimise_the_validation_log_loss() -> None:
     w = val_weights([bad, good], y)
     assert w[1] > 0.95 and w.sum() == pytest.approx(1)
     assert np.allclose(val_weights([good, good], y), [0.5, 0.5])
+
+
+def test_an_mlp_and_a_tagger_tune_their_ensemble_on_the_validation_rows_both_left_out(trained, demo, tmp_path):
+    from phonetui.config import ModelConfig
+    from phonetui.predict import predict_ensemble
+
+    tagger = trainer.train(dataclasses.replace(trained.config, model=ModelConfig(kind="tagger", cell="conv", layers=2, size=16))
+                           .with_training(epochs=1, batch_size=4), demo, tmp_path / "runs")
+    n_mlp, n_tag = trained.record["train_rows"], tagger.record["train_rows"]
+    assert n_mlp != n_tag  # rows against whole utterances: two different splits
+    predict_ensemble([trained, tagger], demo, tmp_path / "mix.csv", decode="viterbi", weights="val")
+    record = json.loads((tmp_path / "mix.json").read_text())
+    start = record["val_from_row"]
+    assert start >= max(n_mlp, n_tag) and start in set(demo.utterance_starts.tolist())
+    assert record["weights_from"] == "val" and 0 < record["val_acc"] <= 1

@@ -3,11 +3,14 @@
 Ctrl+C, SIGTERM and SIGHUP are held while Python loads phonetui and, for the commands that train
 or predict, torch: a Ctrl+C in the first second then ends the process with one line and exit code
 130, never a traceback from inside an import or an abort inside torch's C++ start-up. A signal held
-back arrives as soon as loading is over.
+back arrives as soon as loading is over. A process started with Ctrl+C ignored gets Python's
+handler first: an ignored signal that arrives while held would be dropped, not held.
 """
 
 import _signal  # the C module: `signal` builds enums first, and a Ctrl+C could land in that
 
+if _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN:  # started with Ctrl+C ignored (a background job,
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # a parent that ignored it): held, not dropped
 HELD = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _MASK = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD)  # at import: the console script imports us first
 

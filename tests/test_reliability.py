@@ -38,12 +38,18 @@ def _until_phonetui_runs(pid: int) -> None:
     pytest.fail("phonetui never held SIGINT while it loaded")
 
 
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(demo_dir, presets_dir, tmp_path):
-    """A user hammering Ctrl+C while Python and torch load: never a traceback, never an abort."""
+    """A user hammering Ctrl+C while Python and torch load: never a traceback, never an abort, and
+    never lost, also in a process started with it ignored (a parent that ignored it: CI once did)."""
     cmd = [sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets", str(presets_dir),
            "--preset", "tiny", "--epochs", "50", "--runs", str(tmp_path / "runs")]
-    for delay in (0.0, 0.02, 0.08, 0.15, 0.25, 0.4, 0.6, 0.9, 1.3):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cases = [(d, None) for d in (0.0, 0.02, 0.08, 0.15, 0.25, 0.4, 0.6, 0.9, 1.3)] + [(0.0, _ignore_ctrl_c), (0.3, _ignore_ctrl_c)]
+    for delay, preexec in cases:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
         _until_phonetui_runs(proc.pid)  # the milliseconds of Python's own start-up are out of phonetui's reach
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from . import __version__, presets
-from .config import EDITABLE, RunConfig, flag_value
+from .config import EDITABLE, RunConfig, as_asked, flag_value
 from .errors import PhonetuiError, one_line
 
 console = Console(highlight=False, soft_wrap=True)
@@ -97,9 +96,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         text = getattr(args, key, None)
         if text is not None:
             changes[key] = flag_value(key, text)
-    if "epochs" in changes:
-        changes.setdefault("min_steps", 0)
-    return cfg.with_training(**changes)
+    return cfg.with_training(**as_asked(changes))
 
 
 @contextmanager
@@ -364,8 +361,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = args.out or members[0].path.parent / f"{'ensemble' if len(members) > 1 else members[0].id}-{args.decode}-{stamp}.csv"
     if len(members) > 1:
         console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
-    _report(predict_ensemble(members, data, out, args.device, args.decode, args.weights))
-    record = json.loads(out.with_suffix(".json").read_text())
+    p = predict_ensemble(members, data, out, args.device, args.decode, args.weights)
+    _report(p)
+    record = p.record
     if args.weights == "val":
         console.print("weights chosen on the validation split: " + ", ".join(
             f"{m['run']} {m['weight']:.3f}" for m in record["members"]) + f" (val acc {record['val_acc_argmax']:.4f})")

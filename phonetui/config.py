@@ -242,14 +242,25 @@ def flag_value(key: str, text: str) -> Any:
     return value
 
 
+def steps_per_epoch(batch_size: int, n_train: int) -> int:
+    """Optimizer steps in an epoch over `n_train` rows or utterances (the last batch may be short)."""
+    return math.ceil(n_train / batch_size)
+
+
 def epochs_for(t: TrainConfig, n_train: int) -> int:
     """The epochs a run trains over `n_train` rows or utterances: t.epochs, or the fewest that
     reach t.min_steps optimizer steps where t.epochs would take fewer (a preset's length then holds
     on a subsample of the data)."""
-    per_epoch = math.ceil(n_train / t.batch_size)
+    per_epoch = steps_per_epoch(t.batch_size, n_train)
     if not t.min_steps or per_epoch < 1:
         return t.epochs
     return min(max(t.epochs, math.ceil(t.min_steps / per_epoch)), 100_000)
+
+
+def as_asked(changes: dict[str, Any]) -> dict[str, Any]:
+    """Training overrides as a user gave them (flags, the app's prefill): epochs given without
+    min_steps are trained as given, so the preset's min_steps is off."""
+    return {"min_steps": 0} | changes if "epochs" in changes else changes
 
 
 def fit_problems(batch_size: int, n_train: int, batchnorm: bool, unit: str = "rows") -> dict[str, str]:

@@ -101,7 +101,8 @@ class Tagger(nn.Module):
         d = cfg.input_dim(width)
         self.conv = nn.Conv1d(d, cfg.conv, CONV_WIDTH, padding=CONV_WIDTH // 2) if cfg.conv else None
         self.drop = nn.Dropout(cfg.dropout)
-        if cfg.cell == "conv":
+        self.convolutional = cfg.cell == "conv"
+        if self.convolutional:
             self.inp = nn.Conv1d(cfg.conv or d, cfg.size, KERNEL, padding=KERNEL // 2)
             self.blocks = nn.ModuleList(Block(cfg.size, DILATIONS[i % len(DILATIONS)], cfg.dropout)
                                         for i in range(cfg.layers))
@@ -131,7 +132,7 @@ class Tagger(nn.Module):
             x = spec_augment(x, lengths, self.time_mask, self.feature_mask)
         if self.conv is not None:
             x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2) * mask
-        x = self._convolve(x, mask) if hasattr(self, "blocks") else self._recur(x, lengths)
+        x = self._convolve(x, mask) if self.convolutional else self._recur(x, lengths)
         return self.out(self.drop(x.reshape(-1, x.shape[-1]).index_select(0, where)))
 
     def _convolve(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from . import batches, checkpoint, runs
 from .config import N_CLASSES
 from .data import TEST_X, TRAIN_X, TimitData, utterances
+from .decode import of_training, tune, viterbi
 from .device import keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError
 from .evaluation import posteriors, smooth
@@ -37,14 +38,22 @@ class Prediction:
     path: Path
     rows: int
     test_acc: float | None
+    record: dict | None = None  # an ensemble's, as written to <csv>.json
 
 
-def _key(run: Run, data: TimitData, split: str, n_train: int | None = None) -> dict:
+def _rows(data: TimitData, split: str, n_train: int | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(file, rows, utterance starts) of a split: the test file, or the training file's rows from n_train on."""
+    if split == "test":
+        return TEST_X, data.test_x, data.test_starts
+    return TRAIN_X, data.train_x[n_train:], utterances.within(data.utterance_starts, n_train, len(data.train_x))
+
+
+def _key(run: Run, data: TimitData, split: str, n_train: int | None) -> dict:
     """What a run's cached posteriors of a split depend on: its rows' file and the best model, as they are now."""
-    rows = (data.path / (TEST_X if split == "test" else TRAIN_X)).resolve()
+    file, x, _ = _rows(data, split, n_train)
+    rows = (data.path / file).resolve()
     f, b = rows.stat(), (run.path / runs.CHECKPOINT).stat()
-    key = {"file": str(rows), "size": f.st_size, "mtime_ns": f.st_mtime_ns,
-           "rows": len(data.test_x) if split == "test" else len(data.train_x) - n_train,
+    key = {"file": str(rows), "size": f.st_size, "mtime_ns": f.st_mtime_ns, "rows": len(x),
            "model_size": b.st_size, "model_mtime_ns": b.st_mtime_ns}
     return key if split == "test" else key | {"train_rows": n_train}
 
@@ -89,11 +98,7 @@ def _cached(run: Run, data: TimitData, split: str, n_train: int | None, device: 
                 return probs
     except (PhonetuiError, OSError, ValueError):
         pass  # no cache yet, or a stale or damaged one: compute it again
-    if split == "test":
-        x, starts = data.test_x, data.test_starts
-    else:
-        x, starts = data.train_x[n_train:], utterances.within(data.utterance_starts, n_train, len(data.train_x))
-    file = TEST_X if split == "test" else TRAIN_X
+    file, x, starts = _rows(data, split, n_train)
     probs = _model_posteriors(run, data, x, starts, device, file).cpu().numpy().astype(np.float16)
     atomic_write(cache, lambda tmp: _save_npy(tmp, probs))
     write_text(meta, json.dumps(key) + "\n")
@@ -128,7 +133,7 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     probs = test_posteriors(run, data, device)
     decoder = checkpoint.decoder(run) if run.config.training.decode == "viterbi" else None
     if decoder is not None:  # decoded as the run validated: its transitions, the setting saved with its best model
-        pred = _decode_test(probs, data, _transitions(run, data), decoder)
+        pred = _decode_test(probs, data, _transitions([run], data), decoder)
     else:
         pred = probs.argmax(1)
     out = out or run.path / runs.PREDICTION
@@ -137,18 +142,14 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
     return Prediction(out, len(pred), acc)
 
 
-def _transitions(run: Run, data: TimitData):
-    """log P(next | previous) from the training labels of the run's training split."""
-    from . import decode
-
-    n = run.record.get("train_rows")
-    return decode.of_training(data, n if isinstance(n, int) else len(data.train_x))
+def _transitions(members: list[Run], data: TimitData):
+    """log P(next | previous) from the training labels of the rows every member trained on."""
+    n = [r.record.get("train_rows") for r in members]
+    return of_training(data, min(n) if all(isinstance(v, int) for v in n) else len(data.train_x))
 
 
 def _decode_test(probs: np.ndarray, data: TimitData, trans, decoder: tuple[float, float]) -> np.ndarray:
-    from . import decode
-
-    return decode.viterbi(torch.from_numpy(np.asarray(probs, np.float32)), data.test_starts, trans, *decoder).numpy()
+    return viterbi(torch.from_numpy(np.asarray(probs, np.float32)), data.test_starts, trans, *decoder).numpy()
 
 
 def _shared_split(members: list[Run], data: TimitData, why: str) -> int:
@@ -184,13 +185,10 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
     members by their validation split (val_weights), never the test set; `decode = "viterbi"`
     decodes along the utterances (transitions from the training labels, scale and duration term
     tuned on the validation split) instead of taking each frame's argmax."""
-    from . import decode as hmm
-
     if len({r.path.resolve() for r in members}) != len(members):
         raise PhonetuiError("predict: a run is named twice in the ensemble")
     w = np.full(len(members), 1 / len(members))
     how: dict = {"decode": decode, "weights_from": weights}
-    val_mix = None
     if weights == "val" or decode == "viterbi":
         n_train = _shared_split(members, data, "--weights val" if weights == "val" else "--decode viterbi")
         val = [val_posteriors(r, data, n_train, device).astype(np.float32) for r in members]
@@ -201,9 +199,9 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
         how |= {"val_from_row": n_train, "val_acc_argmax": float((val_mix.argmax(1) == y_val).mean())}
     test_mix = sum(wi * test_posteriors(r, data, device).astype(np.float32) for wi, r in zip(w, members))
     if decode == "viterbi":
-        trans = hmm.of_training(data, min(r.record["train_rows"] for r in members))  # rows every member trained on
-        val_starts = utterances.within(data.utterance_starts, n_train, len(data.train_x))
-        scale, loop, how["val_acc"] = hmm.tune(torch.from_numpy(val_mix), torch.from_numpy(y_val), val_starts, trans)
+        trans = _transitions(members, data)
+        val_starts = _rows(data, "val", n_train)[2]
+        scale, loop, how["val_acc"] = tune(torch.from_numpy(val_mix), torch.from_numpy(y_val), val_starts, trans)
         how |= {"scale": scale, "loop": loop}
         pred = _decode_test(test_mix, data, trans, (scale, loop))
     else:
@@ -213,4 +211,4 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
     record = {"members": [{"run": r.id, "path": str(r.path.resolve()), "weight": float(wi)} for wi, r in zip(w, members)],
               "csv": str(out.resolve()), "test_acc": acc, **how, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_text(out.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
-    return Prediction(out, len(pred), acc)
+    return Prediction(out, len(pred), acc, record)

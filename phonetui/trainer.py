@@ -11,7 +11,6 @@ best model is saved with its per-phone diagnostics. `cancel` is checked between 
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import threading
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__, batches, checkpoint, decode, diagnostics, runs
-from .config import RunConfig, epochs_for, fit_problems
+from .config import RunConfig, epochs_for, fit_problems, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
@@ -258,7 +257,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
     val_starts = utterances.within(starts, n_train, len(data.train_x))
     val_set = batches.source(cfg.model, data.train_x[n_train:], data.train_y[n_train:], val_starts, device)
     trans = decode.of_training(data, n_train) if t.decode == "viterbi" else None
-    step = Step(cfg, data.width, device, math.ceil(train_set.units / t.batch_size) * t.epochs, p)
+    step = Step(cfg, data.width, device, steps_per_epoch(t.batch_size, train_set.units) * t.epochs, p)
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
     _record_step(run, step)
     history: list[EpochMetrics] = []

@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from ..config import (DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, epochs_for,
-                      fit_problems)
+                      fit_problems, steps_per_epoch)
 
 FIELDS = {key: {"batch_size": "batch size", "min_steps": "min steps", "val_ratio": "VAL_RATIO"}.get(key, key)
           for key in EDITABLE}
@@ -161,7 +161,7 @@ class ConfigForm(Vertical):
         t = self.config().training
         n = self.train_units(t.val_ratio, self.base.model.sequence)
         epochs = epochs_for(t, n)
-        return f"{epochs} epochs here: {-(-n // t.batch_size):,} steps an epoch" if epochs > t.epochs else ""
+        return f"{epochs} epochs here: {steps_per_epoch(t.batch_size, n):,} steps an epoch" if epochs > t.epochs else ""
 
     def modified(self) -> list[str]:
         """Fields whose value differs from the base config."""

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
-from ..config import EDITABLE, RunConfig
+from ..config import EDITABLE, RunConfig, as_asked
 from ..errors import PhonetuiError, one_line
 from .dialogs import Compare, Confirm, ExportEnsemble
 from .form import FIELDS, ConfigForm
@@ -118,10 +118,8 @@ class MainScreen(Screen):
             base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
         self.query_one(PresetList).show(self.presets, base.preset)
         self.form.trials = max(1, getattr(self.args, "trials", None) or 8)
-        overrides = {k: str(v) for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
-        if "epochs" in overrides:  # as on the command line: --epochs N trains N epochs
-            overrides.setdefault("min_steps", "0")
-        self.form.fill(base, f"preset {base.preset}", overrides)
+        given = {k: v for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
+        self.form.fill(base, f"preset {base.preset}", {k: str(v) for k, v in as_asked(given).items()})
         self.load_data()
         self.load_history()
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ import torch
 
 from . import models, runs
 from .config import ModelConfig, RunConfig, parse_model
-from .errors import PhonetuiError
+from .errors import PhonetuiError, first_line
 from .fileio import atomic_write, check_regular, failed
 from .runs import Run
 
@@ -166,9 +166,4 @@ def _unreadable(path: Path, what: str, e: Exception) -> PhonetuiError:
         return PhonetuiError(f"{path}: {what} (truncated: {size:,} bytes and no end of archive)")
     if isinstance(e, OSError):
         return failed(path, "read", e)
-    return PhonetuiError(f"{path}: {what} ({_first_line(e)})")
-
-
-def _first_line(e: Exception) -> str:
-    """An exception's first sentence (torch's load errors run to a paragraph; an empty one has its type)."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+    return PhonetuiError(f"{path}: {what} ({first_line(e).split('. ')[0]})")  # torch's first sentence

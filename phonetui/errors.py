@@ -14,3 +14,9 @@ def one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     return f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, up to `limit` characters (an empty one: its type),
+    for errors whose message runs to a paragraph (torch, Optuna, SQLAlchemy)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]

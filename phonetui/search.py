@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import EDITABLE, RunConfig, flag_value
-from .errors import PhonetuiError
+from .errors import PhonetuiError, first_line
 
 DB = "optuna.db"
 HEARTBEAT_S, GRACE_S = 20, 60  # a live trial's heartbeat; a trial silent for GRACE_S is stale
@@ -92,11 +92,7 @@ def open_study(runs_dir: Path, name: str, storage: str | None = None):
             optuna.storages.fail_stale_trials(study)
         return study
     except Exception as e:  # noqa: BLE001 - a bad URL, a missing database driver, an unreachable server
-        raise PhonetuiError(f"optuna storage {shown(url)}: {_first_line(e).replace(url, shown(url))}") from None
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise PhonetuiError(f"optuna storage {shown(url)}: {first_line(e, 200).replace(url, shown(url))}") from None
 
 
 class _Stopped(Exception):
@@ -163,7 +159,7 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
     except (PhonetuiError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - the storage or Optuna refused: one line
-        raise PhonetuiError(f"optuna study '{study.study_name}': {_first_line(e)}") from None
+        raise PhonetuiError(f"optuna study '{study.study_name}': {first_line(e, 200)}") from None
     return True
 
 
@@ -173,5 +169,5 @@ def leaderboard(study) -> list[dict[str, Any]]:
         rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
                  "run": t.user_attrs.get("run"), "value": t.value} for t in study.trials]
     except Exception as e:  # noqa: BLE001 - a damaged database
-        raise PhonetuiError(f"optuna study '{study.study_name}': cannot read its trials ({_first_line(e)})") from None
+        raise PhonetuiError(f"optuna study '{study.study_name}': cannot read its trials ({first_line(e, 200)})") from None
     return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0)))

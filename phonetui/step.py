@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import models
 from .batches import Batch, Frames, Utterances
 from .config import RunConfig
+from .errors import first_line
 
 WARMUP = 3  # eager steps on a side stream before capture (the allocator and cuBLAS settle)
 
@@ -116,7 +117,7 @@ class Step:
                 compiled(*example).float().sum().backward()
             self.forward = compiled
         except Exception as e:  # noqa: BLE001 - no compiler, unsupported backend: eager still trains
-            self.notes.append(f"compile: off (torch.compile failed: {_first_line(e)})")
+            self.notes.append(f"compile: off (torch.compile failed: {first_line(e, 160)})")
         finally:
             self.model.load_state_dict(state)
             self.model.zero_grad(set_to_none=True)
@@ -168,7 +169,7 @@ class Step:
                     self._graph = graph
                 except Exception as e:  # noqa: BLE001 - any capture failure: eager still trains
                     self._capture = False
-                    self.notes.append(f"capture: off (CUDA-graph capture failed: {_first_line(e)})")
+                    self.notes.append(f"capture: off (CUDA-graph capture failed: {first_line(e, 160)})")
                     torch.cuda.synchronize(self.device)
                     self._eager(source.take(idx))
         torch.cuda.current_stream(self.device).wait_stream(side)
@@ -195,7 +196,3 @@ class Step:
         for group in self.opt.param_groups:  # a loaded group's lr is the saved value, not our tensor
             group["lr"] = self.lr
         self.count = int(state["scheduler"]["last_epoch"])
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]

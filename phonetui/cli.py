@@ -66,7 +66,13 @@ def parser() -> argparse.ArgumentParser:
     _add_run_options(se, sub=True)
     se.add_argument("--trials", type=int, default=8, help="trials to run now (8)")
     se.add_argument("--study", help="study name (the preset's name); an existing study continues")
-    se.add_argument("--storage", help="Optuna storage URL (sqlite in the runs folder), e.g. postgresql://user@host/db")
+    se.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:password@host/db (default: "
+                    "$PHONETUI_STORAGE, else SQLite in the runs folder)")
+    se.add_argument("--jobs", type=int, default=1, help="trials at once, each its own process with its share of "
+                    "the CPU threads (1)")
+    se.add_argument("--list", action="store_true", help="print the study's leaderboard (every trial, from every "
+                    "machine) without training")
+    se.add_argument("--job", help=argparse.SUPPRESS)  # a --jobs worker: no header, no leaderboard
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
@@ -110,13 +116,18 @@ def _synthesis_bar():
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _demo_dir() -> Path:
+    """The built-in demo set's folder (made on first use)."""
+    from . import data
+
+    with _synthesis_bar() as progress:
+        return data.default_dir(say=console.print, progress=progress)
+
+
 def load_data(path: Path | None):
     from . import data
 
-    if path is None:
-        with _synthesis_bar() as progress:
-            path = data.default_dir(say=console.print, progress=progress)
-    return data.load(path)
+    return data.load(path or _demo_dir())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -289,23 +300,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from . import search
+    from . import search, storage
 
     runs_dir = getattr(args, "runs", Path("runs"))
+    notify = lambda line: print(f"phonetui: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.list:
+        name = args.study or getattr(args, "preset", None) or ""
+        _study_board(search.open_study(runs_dir, name, args.storage, notify, create=False))
+        return 0
     if getattr(args, "preset", None) is None:
         raise PhonetuiError("search: name a --preset")
-    if args.trials < 1:
-        raise PhonetuiError(f"--trials {args.trials}: must be an integer >= 1")
+    for flag, n in (("trials", args.trials), ("jobs", args.jobs)):
+        if n < 1:
+            raise PhonetuiError(f"--{flag} {n}: must be an integer >= 1")
     texts = {k: str(text) for k in EDITABLE if (text := getattr(args, k, None)) is not None}
     space, fixed = search.parse_space(texts)
     for key in texts:
         setattr(args, key, None)
     base = resolve_config(args).with_training(**fixed)
-    study = search.open_study(runs_dir, args.study or base.preset, args.storage)
-    url = search.shown(search.storage_url(runs_dir, args.storage))
-    console.print(f"study {study.study_name} ({url}): {args.trials} trials of "
-                  f"{base.preset} over " + ", ".join(f"{d.key} {d}" for d in space))
+    study = search.open_study(runs_dir, args.study or base.preset, args.storage, notify)
+    url = storage.url_for(runs_dir, args.storage)
+    shares = search.shares(args.trials, args.jobs)
+    if args.job is None:
+        console.print(f"study {study.study_name} ({storage.shown(url)}): {args.trials} trials of {base.preset} over "
+                      + ", ".join(f"{d.key} {d}" for d in space) + (f", {len(shares)} at a time" if len(shares) > 1 else ""))
+    if len(shares) > 1 and args.job is None:
+        data_dir = getattr(args, "data", None) or _demo_dir()
+        commands = [_worker(args, texts, study.study_name, data_dir, runs_dir, n, f"{i}/{len(shares)}")
+                    for i, n in enumerate(shares, 1)]
+        codes = search.run_jobs(commands, lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop,
+                                env={storage.ENV: url})
+        _study_board(search.open_study(runs_dir, study.study_name, args.storage, notify))
+        return 130 if args.stop.is_set() else next((c for c in codes if c), 0)
     dataset = load_data(getattr(args, "data", None))
+    console.print(dataset.describe(base.training.val_ratio))
 
     def announce(i: int, n: int, values: dict) -> None:
         console.print(f"[bold]trial {i}/{n}[/]: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
@@ -314,15 +342,40 @@ def cmd_search(args: argparse.Namespace) -> int:
     with _printer() as listen:
         finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, args.stop,
                                    announce=announce)
-    table = Table("rank", "trial", "state", *(d.key for d in space), "best val acc", "run", box=None)
-    table.columns[-1].no_wrap = True
-    for rank, row in enumerate(search.leaderboard(study), 1):
-        table.add_row(str(rank), str(row["trial"]), row["state"],
-                      *(f"{row['params'].get(d.key):.3g}" if isinstance(row["params"].get(d.key), float)
-                        else str(row["params"].get(d.key, "-")) for d in space),
-                      "-" if row["value"] is None else f"{row['value']:.4f}", row["run"] or "-")
-    console.print(table)
+    if args.job is None:
+        _study_board(study)
     return 0 if finished else 130
+
+
+def _worker(args: argparse.Namespace, texts: dict[str, str], study: str, data_dir: Path, runs_dir: Path,
+            trials: int, job: str) -> list[str]:
+    """The command line of one `search --jobs N` worker (its storage URL comes in the environment)."""
+    cmd = [sys.executable, "-m", "phonetui", "search", "--preset", args.preset, "--study", study, "--trials",
+           str(trials), "--job", job, "--data", str(data_dir), "--runs", str(runs_dir)]
+    for folder in getattr(args, "presets", None) or []:
+        cmd += ["--presets", str(folder)]
+    for key, text in texts.items():
+        cmd += ["--" + key.replace("_", "-"), text]
+    return cmd
+
+
+def _study_board(study) -> None:
+    """A study's leaderboard: every trial from every worker and machine, with where it ran."""
+    from . import search
+
+    board = search.leaderboard(study)
+    keys = list(dict.fromkeys(k for row in board for k in row["params"]))
+    table = Table("rank", "trial", "state", *keys, "best val acc", "host", Column("run", no_wrap=True), box=None)
+    for rank, row in enumerate(board, 1):
+        run = Path(row["runs"] or ".") / row["run"] if row["run"] else None
+        if run is not None and run.is_relative_to(Path.cwd()):
+            run = run.relative_to(Path.cwd())
+        table.add_row(str(rank), str(row["trial"]), row["state"],
+                      *(f"{v:.3g}" if isinstance(v := row["params"].get(k), float) else str("-" if v is None else v)
+                        for k in keys),
+                      "-" if row["value"] is None else f"{row['value']:.4f}", row["host"] or "-", str(run or "-"))
+    console.print(f"study {study.study_name}: {len(board)} trials")
+    (console if console.is_terminal else Console(highlight=False, width=10_000)).print(table)
 
 
 def _leaderboard(s) -> None:

@@ -1,6 +1,7 @@
 """Optuna studies over a preset: every trial an ordinary run, poor trials pruned from their
 per-epoch val accuracy. Storage is SQLite in the runs folder unless an Optuna storage URL is
-given (a database server lets several machines work on one study).
+given (a database server lets several machines work on one study, see storage); `run_jobs`
+runs trials in parallel, each worker its own process with its share of the CPU threads.
 
 A search space maps training values to "LO:HI" (a range: log-uniform for lr, uniform otherwise,
 integers for integer values) or "A,B,..." (a choice); any other text fixes the value.
@@ -14,7 +15,11 @@ next opened, once its heartbeat is older than the grace period.
 from __future__ import annotations
 
 import itertools
-import re
+import os
+import queue
+import signal
+import socket
+import subprocess
 import threading
 import warnings
 from dataclasses import dataclass
@@ -23,9 +28,7 @@ from typing import Any, Callable
 
 from .config import EDITABLE, RunConfig, flag_value
 from .errors import PhonetuiError, first_line
-
-DB = "optuna.db"
-HEARTBEAT_S, GRACE_S = 20, 60  # a live trial's heartbeat; a trial silent for GRACE_S is stale
+from .storage import connect, describe, shown, url_for
 
 
 @dataclass(frozen=True)
@@ -66,33 +69,30 @@ def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]
     return space, fixed
 
 
-def storage_url(runs_dir: Path, storage: str | None) -> str:
-    return storage or f"sqlite:///{(runs_dir / DB).resolve()}"
-
-
-def shown(url: str) -> str:
-    """A storage URL fit to print: its password masked."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
-
-
-def open_study(runs_dir: Path, name: str, storage: str | None = None):
-    """The study called `name` (created if new), maximising best val accuracy, median pruning; its
-    stale trials (see the module's note) marked failed."""
+def open_study(runs_dir: Path, name: str, storage: str | None = None, notify: Callable[[str], None] = lambda line: None,
+               create: bool = True):
+    """The study called `name` (created if new, unless `create` is False), maximising best val
+    accuracy, median pruning; its stale trials (see the module's note) marked failed. `notify`
+    hears when the connection is lost and back (see storage)."""
     import optuna
 
     runs_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped trial is phonetui's to report, in one line
-    url = storage_url(runs_dir, storage)
+    url = url_for(runs_dir, storage)
+    rdb = connect(url, notify)
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9, and work
+        if not create and name not in (names := [s.study_name for s in rdb.get_all_studies()]):
+            raise PhonetuiError(f"optuna storage {shown(url)}: no study '{name}' (it holds: {', '.join(names) or 'none'})")
+        study = optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, and works
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-            study = optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
-                                        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
             optuna.storages.fail_stale_trials(study)
         return study
-    except Exception as e:  # noqa: BLE001 - a bad URL, a missing database driver, an unreachable server
-        raise PhonetuiError(f"optuna storage {shown(url)}: {first_line(e, 200).replace(url, shown(url))}") from None
+    except PhonetuiError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the server refused a request
+        raise PhonetuiError(describe(url, e)) from None
 
 
 class _Stopped(Exception):
@@ -132,6 +132,8 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
 
     def objective(trial) -> float:
         values = {d.key: d.suggest(trial) for d in space}
+        trial.set_user_attr("host", socket.gethostname())  # where it ran: any machine's leaderboard shows it
+        trial.set_user_attr("runs", str(runs_dir.resolve()))
         announce(next(count), trials, values)
         pruned = threading.Event()
 
@@ -164,10 +166,64 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
 
 
 def leaderboard(study) -> list[dict[str, Any]]:
-    """Every trial of the study: number, state, params, run, value; completed ones best first."""
+    """Every trial of the study, from every worker: number, state, params, value and origin (host,
+    runs folder, run id); completed ones best first."""
     try:
-        rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
-                 "run": t.user_attrs.get("run"), "value": t.value} for t in study.trials]
+        rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params, "value": t.value,
+                 "host": t.user_attrs.get("host"), "runs": t.user_attrs.get("runs"), "run": t.user_attrs.get("run")}
+                for t in study.trials]
     except Exception as e:  # noqa: BLE001 - a damaged database
         raise PhonetuiError(f"optuna study '{study.study_name}': cannot read its trials ({first_line(e, 200)})") from None
     return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0)))
+
+
+def shares(trials: int, jobs: int) -> list[int]:
+    """How many of `trials` each of `jobs` workers runs (no worker without a trial)."""
+    jobs = min(jobs, trials)
+    return [trials // jobs + (i < trials % jobs) for i in range(jobs)]
+
+
+def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: threading.Event,
+             env: dict[str, str] | None = None) -> list[int]:
+    """Run each command (a `phonetui search` worker) as its own process, one CPU-thread share each,
+    passing their output lines to `say(job, line)` as they come; the exit codes. A stop (the flag
+    set, or Ctrl+C here) is passed on to every worker once, as SIGINT (SIGTERM where this process
+    got one), and the workers are waited for: each stops its trial as an ordinary stopped run."""
+    threads = max(1, len(os.sched_getaffinity(0)) // len(commands))
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    lines: queue.Queue = queue.Queue()
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              start_new_session=True)  # a terminal's Ctrl+C comes through us, once
+             for c in commands]
+    for i, p in enumerate(procs, 1):
+        threading.Thread(target=_pump, args=(i, p.stdout, lines), daemon=True).start()
+    passed, open_ = False, len(procs)
+    while open_:
+        try:
+            if stop.is_set() and not passed:
+                passed = _pass_on(procs, stop)
+            try:
+                job, line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                open_ -= 1
+            else:
+                say(job, line)
+        except KeyboardInterrupt:
+            stop.set()
+    return [p.wait() for p in procs]
+
+
+def _pump(job: int, stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put((job, line.rstrip("\n")))
+    lines.put((job, None))
+
+
+def _pass_on(procs: list[subprocess.Popen], stop: threading.Event) -> bool:
+    sig = signal.SIGTERM if getattr(stop, "outcome", None) == "stopped-by-signal" else signal.SIGINT
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    return True

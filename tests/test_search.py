@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from phonetui import runs, search
+from phonetui import runs, search, storage
 from phonetui.errors import PhonetuiError
 
 optuna = pytest.importorskip("optuna")
@@ -32,7 +32,7 @@ def test_a_study_on_sqlite_prunes_and_continues(tiny, demo, tmp_path) -> None:
     space, _ = search.parse_space({"lr": "1e-5:3e-2"})
     study = search.open_study(runs_dir, "tiny")
     assert search.optimize(study, tiny.with_training(epochs=4), space, demo, runs_dir, trials=8)
-    assert (runs_dir / search.DB).is_file()
+    assert (runs_dir / storage.DB).is_file()
     again = search.open_study(runs_dir, "tiny")  # what another process (or machine) sees
     states = [t.state.name for t in again.trials]
     assert len(states) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
@@ -73,8 +73,8 @@ def test_a_trial_stopped_by_ctrl_c_is_phonetuis_line_not_an_optuna_traceback(dem
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_trial_whose_process_died_is_marked_failed_when_the_study_is_next_opened(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(search, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(search, "GRACE_S", 1)
+    monkeypatch.setattr(storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(storage, "GRACE_S", 1)
     runs_dir = tmp_path / "runs"
     study = search.open_study(runs_dir, "tiny")
     trial = study.ask()  # as a worker does, then killed before it tells the result
@@ -87,15 +87,33 @@ def test_a_damaged_study_database_is_one_line(tiny, demo, tmp_path) -> None:
     runs_dir = tmp_path / "runs"
     study = search.open_study(runs_dir, "tiny")
     search.optimize(study, tiny.with_training(epochs=1), search.parse_space({"lr": "1e-3:1e-2"})[0], demo, runs_dir, 1)
-    with sqlite3.connect(runs_dir / search.DB) as db:
+    with sqlite3.connect(runs_dir / storage.DB) as db:
         db.execute("UPDATE trial_params SET distribution_json = '{'")
     with pytest.raises(PhonetuiError, match="optuna study 'tiny': cannot read its trials"):
         search.leaderboard(search.open_study(runs_dir, "tiny"))
 
 
 def test_a_storage_password_is_never_printed(tmp_path) -> None:
-    assert search.shown("postgresql://ann:s3cr%40t@db.lab:5432/phon") == "postgresql://ann:***@db.lab:5432/phon"
-    assert search.shown("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert storage.shown("postgresql://ann:s3cr%40t@db.lab:5432/phon") == "postgresql://ann:***@db.lab:5432/phon"
+    assert storage.shown("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     with pytest.raises(PhonetuiError) as e:
         search.open_study(tmp_path, "tiny", "postgresql+nodriver://ann:s3cret@127.0.0.1:1/phon")
     assert "s3cret" not in str(e.value) and "ann:***@127.0.0.1" in str(e.value)
+
+
+def test_jobs_split_the_trials_and_ctrl_c_stops_every_worker(demo_dir, presets_dir, tmp_path) -> None:
+    assert search.shares(5, 2) == [3, 2] and search.shares(2, 4) == [1, 1]
+    cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "500", "--trials", "4", "--jobs", "2",
+           "--runs", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # to phonetui alone: it passes the stop on to its workers
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err + out, err
+    trials = search.open_study(tmp_path, "tiny", create=False).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]  # two in flight at once, none left running
+    assert {runs.open_run(tmp_path / t.user_attrs["run"]).state for t in trials} == {"stopped"}
+    assert "[job 1] stopped" in out and "[job 2] stopped" in out

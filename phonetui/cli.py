@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"phonetui {__version__}")
     _add_run_options(p, sub=False)
     p.add_argument("--trials", type=int, default=8, help="trials of an Optuna search started in the app (8)")
+    p.add_argument("--jobs", type=int, default=1, help="trials at once of an Optuna search started in the app (1)")
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a preset headless, printing the course's log lines")
     _add_run_options(t, sub=True)
@@ -326,8 +327,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                       + ", ".join(f"{d.key} {d}" for d in space) + (f", {len(shares)} at a time" if len(shares) > 1 else ""))
     if len(shares) > 1 and args.job is None:
         data_dir = getattr(args, "data", None) or _demo_dir()
-        commands = [_worker(args, texts, study.study_name, data_dir, runs_dir, n, f"{i}/{len(shares)}")
-                    for i, n in enumerate(shares, 1)]
+        commands = [search.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}", data_dir,
+                                          runs_dir, getattr(args, "presets", None)) for i, n in enumerate(shares, 1)]
         codes = search.run_jobs(commands, lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop,
                                 env={storage.ENV: url})
         _study_board(search.open_study(runs_dir, study.study_name, args.storage, notify))
@@ -345,18 +346,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.job is None:
         _study_board(study)
     return 0 if finished else 130
-
-
-def _worker(args: argparse.Namespace, texts: dict[str, str], study: str, data_dir: Path, runs_dir: Path,
-            trials: int, job: str) -> list[str]:
-    """The command line of one `search --jobs N` worker (its storage URL comes in the environment)."""
-    cmd = [sys.executable, "-m", "phonetui", "search", "--preset", args.preset, "--study", study, "--trials",
-           str(trials), "--job", job, "--data", str(data_dir), "--runs", str(runs_dir)]
-    for folder in getattr(args, "presets", None) or []:
-        cmd += ["--presets", str(folder)]
-    for key, text in texts.items():
-        cmd += ["--" + key.replace("_", "-"), text]
-    return cmd
 
 
 def _study_board(study) -> None:

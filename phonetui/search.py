@@ -20,6 +20,7 @@ import queue
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -181,6 +182,19 @@ def shares(trials: int, jobs: int) -> list[int]:
     """How many of `trials` each of `jobs` workers runs (no worker without a trial)."""
     jobs = min(jobs, trials)
     return [trials // jobs + (i < trials % jobs) for i in range(jobs)]
+
+
+def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, job: str, data_dir: Path,
+                   runs_dir: Path, presets_dirs: list[Path] | None = None) -> list[str]:
+    """The command line of one `search --jobs N` worker: the preset, and the training flags' text
+    (ranges and lists included) as typed; its storage URL comes in the environment (storage.ENV)."""
+    cmd = [sys.executable, "-m", "phonetui", "search", "--preset", preset, "--study", study, "--trials", str(trials),
+           "--job", job, "--data", str(data_dir), "--runs", str(runs_dir)]
+    for folder in presets_dirs or []:
+        cmd += ["--presets", str(folder)]
+    for key, text in texts.items():
+        cmd += ["--" + key.replace("_", "-"), text]
+    return cmd
 
 
 def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: threading.Event,

@@ -17,6 +17,8 @@ from ..config import (DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunC
 FIELDS = {key: {"batch_size": "batch size", "min_steps": "min steps", "val_ratio": "VAL_RATIO"}.get(key, key)
           for key in EDITABLE}
 CHOICES = ("decode", "device", "precision", "compile", "capture")  # chosen from lists; the other fields are typed
+SEARCH = {"trials": "trials", "jobs": "jobs"}  # an Optuna search's own fields, shown while a field holds a range
+LABELS = FIELDS | SEARCH
 
 
 def _text(value: Any) -> str:
@@ -36,7 +38,6 @@ class ConfigForm(Vertical):
         self.train_units: Callable[[float, bool], int] | None = None  # rows or utterances left to train on
         self.devices: frozenset[str] | None = None
         self.problems: dict[str, str] = {}
-        self.trials = 8  # an Optuna search's trials (phonetui --trials N)
 
     def compose(self) -> ComposeResult:
         yield Static(id="form-title")
@@ -49,6 +50,20 @@ class ConfigForm(Vertical):
                 else:
                     yield Input(id=f"f-{key}", compact=True)
             yield Static(id=f"r-{key}", classes="reason")
+        for key, label in SEARCH.items():
+            with Horizontal(classes="field", id=f"row-{key}"):
+                yield Label(label)
+                yield Input(id=f"f-{key}", compact=True, tooltip=f"the Optuna search's {label}")
+            yield Static(id=f"r-{key}", classes="reason")
+
+    def set_search(self, trials: int, jobs: int) -> None:
+        """An Optuna search's trials and jobs (trials at once, each its own process)."""
+        self.query_one("#f-trials", Input).value = str(trials)
+        self.query_one("#f-jobs", Input).value = str(jobs)
+
+    def search(self) -> tuple[int, int]:
+        """(trials, jobs) of an Optuna search (call only when `problems` is empty)."""
+        return int(self.text("trials")), int(self.text("jobs"))
 
     def fill(self, cfg: RunConfig, origin: str, overrides: dict[str, str] | None = None) -> None:
         """Show cfg's training values (raw override text wins) and make cfg the unmodified state."""
@@ -143,9 +158,15 @@ class ConfigForm(Vertical):
                                          self.base.model.batchnorm, "utterances" if seq else "rows")
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
-        self.problems = {k: problems[k] for k in FIELDS if k in problems}
+        searching = bool(self.ranges())
+        for key in SEARCH:
+            self.query_one(f"#row-{key}").display = searching
+            text = self.text(key).strip()
+            if searching and not (text.isdigit() and int(text) >= 1):
+                problems[key] = "must be an integer >= 1"
+        self.problems = {k: problems[k] for k in LABELS if k in problems}
         hints = {"min_steps": self._epochs_hint(values)} if not problems else {}
-        for key in FIELDS:
+        for key in LABELS:
             reason = problems.get(key, "")
             text = reason or hints.get(key, "")
             self.query_one(f"#f-{key}").set_class(bool(reason), "-invalid")
@@ -172,7 +193,8 @@ class ConfigForm(Vertical):
         changed = ", ".join(FIELDS[k] for k in self.modified())
         note = f"[$warning]· modified: {changed}[/]" if changed else "[$text-muted]· unmodified[/]"
         if self.ranges():
-            note += f" [$accent]· Optuna search, {self.trials} trials[/]"
+            trials, jobs = (self.text(k).strip() for k in SEARCH)
+            note += f" [$accent]· Optuna search, {trials} trials" + (f", {jobs} at a time" if jobs != "1" else "") + "[/]"
         elif lists := self.lists():
             n = 1
             for values in lists.values():

@@ -27,7 +27,7 @@ from .. import presets as preset_store
 from ..config import EDITABLE, RunConfig, as_asked
 from ..errors import PhonetuiError, one_line
 from .dialogs import Compare, Confirm, ExportEnsemble
-from .form import FIELDS, ConfigForm
+from .form import FIELDS, LABELS, ConfigForm
 from .messages import (
     DataFailed,
     DataLoaded,
@@ -117,7 +117,7 @@ class MainScreen(Screen):
                 self.say(f"unknown preset '{self.args.preset}' (known: {', '.join(sorted(self.presets))})", "error")
             base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
         self.query_one(PresetList).show(self.presets, base.preset)
-        self.form.trials = max(1, getattr(self.args, "trials", None) or 8)
+        self.form.set_search(max(1, getattr(self.args, "trials", None) or 8), max(1, getattr(self.args, "jobs", None) or 1))
         given = {k: v for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
         self.form.fill(base, f"preset {base.preset}", {k: str(v) for k, v in as_asked(given).items()})
         self.load_data()
@@ -140,6 +140,10 @@ class MainScreen(Screen):
         if toast or kind == "error":
             self.notify(text, severity="error" if kind == "error" else "information",
                         timeout=8 if kind == "error" else 4)
+
+    def log_line(self, text: str) -> None:
+        """One line in the Log tab only."""
+        self.query_one("#log", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}")
 
     def show_data_line(self) -> None:
         if self.data is not None:
@@ -264,7 +268,7 @@ class MainScreen(Screen):
             return
         if self.form.problems:
             key, reason = next(iter(self.form.problems.items()))
-            self.say(f"cannot start: {FIELDS[key]} {reason}", "error")
+            self.say(f"cannot start: {LABELS[key]} {reason}", "error")
             self.query_one(f"#f-{key}").focus()
             return
         cfg, grid = self.form.config(), self.form.lists()
@@ -273,10 +277,11 @@ class MainScreen(Screen):
 
             texts = {k: self.form.text(k) for k in grid} | self.form.ranges()
             space, _ = search.parse_space(texts)
-            self.say(f"Optuna search: {self.form.trials} trials of {cfg.preset} over "
-                     + ", ".join(f"{FIELDS[d.key]} {d}" for d in space))
+            trials, jobs = self.form.search()
+            self.say(f"Optuna search: {trials} trials of {cfg.preset} over "
+                     + ", ".join(f"{FIELDS[d.key]} {d}" for d in space) + (f", {jobs} at a time" if jobs > 1 else ""))
             self._begin(f"Optuna search over {cfg.preset}")
-            self.train_worker = self.run_search(cfg, space)
+            self.train_worker = self.run_search(cfg, space, trials, jobs)
             return
         if grid:
             from .. import sweep
@@ -356,8 +361,9 @@ class MainScreen(Screen):
         self.post_message(TrainingEnded(error))
 
     @work(thread=True, exit_on_error=False, group="train")
-    def run_search(self, base: RunConfig, space) -> None:
-        """An Optuna study named after the preset (SQLite in the runs folder), trials one after another."""
+    def run_search(self, base: RunConfig, space, trials: int, jobs: int) -> None:
+        """An Optuna study named after the preset (SQLite in the runs folder): trials one after
+        another here, or `jobs` at once, each in a worker process whose lines go to the Log."""
         error = None
         try:
             from .. import search
@@ -372,14 +378,43 @@ class MainScreen(Screen):
                 self.app.call_from_thread(self.panel.queue, f"Optuna study {study.study_name}: trial {i} of {n} "
                                           f"({shown}) · {done} complete in the study so far")
 
-            if search.optimize(study, base, space, self.data, self.runs_dir, self.form.trials, self._events,
-                               self.cancel, announce):
+            if jobs > 1:
+                finished = self._search_jobs(study, base, trials, jobs)
+            else:
+                finished = search.optimize(study, base, space, self.data, self.runs_dir, trials, self._events,
+                                           self.cancel, announce)
+            if finished:
                 best = study.best_trial
                 self.app.call_from_thread(self.say, f"Optuna search finished: best val acc {best.value:.4f} "
                                           f"(trial {best.number}, run {best.user_attrs.get('run')})", "ok", True)
         except Exception as e:  # noqa: BLE001
             error = one_line(e)
         self.post_message(TrainingEnded(error))
+
+    def _search_jobs(self, study, base: RunConfig, trials: int, jobs: int) -> bool:
+        """The search's trials in `jobs` worker processes (`phonetui search --jobs`); False when stopped."""
+        from .. import search, storage
+
+        texts = {k: self.form.text(k) for k in FIELDS}  # every field as typed: the workers' flags
+        shares = search.shares(trials, jobs)
+        commands = [search.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}",
+                                          self.data.path, self.runs_dir, self.args.presets)
+                    for i, n in enumerate(shares, 1)]
+        self.app.call_from_thread(self.panel.queue, f"Optuna study {study.study_name}: {trials} trials, "
+                                  f"{len(shares)} worker processes at once (their lines: the Log tab)")
+
+        def say(job: int, line: str) -> None:
+            self.app.call_from_thread(self.log_line, f"[job {job}] {line}")
+            if line.startswith("run "):
+                self.app.call_from_thread(self.load_history)
+
+        codes = search.run_jobs(commands, say, self.cancel, {storage.ENV: storage.url_for(self.runs_dir, None)})
+        if self.cancel.is_set():
+            return False
+        if any(codes):
+            raise PhonetuiError(f"Optuna search: a worker process ended with exit code {next(c for c in codes if c)} "
+                                "(its last lines are in the Log)")
+        return True
 
     @work(thread=True, exit_on_error=False, group="train")
     def run_sweep(self, queue) -> None:

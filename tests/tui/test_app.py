@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, TabbedContent
 
 from phonetui.tui.app import PhonetuiApp
 from phonetui.tui.charts import Chart
@@ -416,6 +416,34 @@ async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
         await train_to_end(pilot)
         assert app.query_one(RunsTable).row_count == 3 and (workdir / "runs" / "optuna.db").is_file()
         assert "Optuna search finished: best val acc" in status(app)
+
+
+async def test_an_optuna_search_with_two_jobs_from_the_form(make_app, workdir: Path) -> None:
+    from phonetui import search
+
+    app = make_app("--epochs", "30")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert not app.query_one("#row-jobs").display  # the search's own fields: shown for a search only
+        field(app, "lr").value = "0.0005:0.01"
+        await pilot.pause()
+        field(app, "trials").value = "2"
+        field(app, "jobs").value = "0"
+        await pilot.pause()
+        assert app.query_one("#row-jobs").display and app.main.form.problems == {"jobs": "must be an integer >= 1"}
+        field(app, "jobs").value = "2"
+        await pilot.pause()
+        assert "Optuna search, 2 trials, 2 at a time" in str(app.query_one("#form-title").render())
+        await train_to_end(pilot)
+        assert "Optuna search finished: best val acc" in status(app)
+        a, b = search.open_study(workdir / "runs", "tiny", create=False).trials
+        assert a.state.name == b.state.name == "COMPLETE" and a.params["lr"] != b.params["lr"]
+        assert a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete  # at once
+        assert app.query_one(RunsTable).row_count == 2
+        app.query_one(TabbedContent).active = "log-tab"  # a RichLog renders what it was given once shown
+        await pilot.pause(0.2)
+        log = "\n".join(line.text for line in app.query_one("#log").lines)
+        assert "[job 1] trial 1/1" in log and "[job 2] trial 1/1" in log
 
 
 async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -> None:

@@ -19,6 +19,16 @@ from .errors import PhonetuiError, one_line
 console = Console(highlight=False, soft_wrap=True)
 
 
+def _print_table(table: Table) -> None:
+    """A table with no value ever cut: as wide as its widest row needs, on a terminal too (one
+    narrower than that wraps the lines) and piped (scripts read every value)."""
+    need = Console(width=10_000).measure(table).maximum
+    if console.is_terminal and need <= console.width:
+        console.print(table)
+    else:
+        Console(highlight=False, width=need, force_terminal=console.is_terminal).print(table)
+
+
 def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
     """Options shared by the TUI and `train` (a subcommand's copy must not mask the top level's)."""
     default = argparse.SUPPRESS if sub else None
@@ -43,12 +53,14 @@ def parser() -> argparse.ArgumentParser:
     _add_run_options(t, sub=True)
     t.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
     rr = sub.add_parser("resume", help="continue a stopped or interrupted run from its last finished epoch")
-    rr.add_argument("run_dir", type=Path)
+    rr.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder, or its id in the runs folder")
+    rr.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="the runs folder of a bare id (./runs)")
     rr.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder (the run's own by default)")
     rr.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
     pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV; "
                         "several runs: their averaged posteriors (an ensemble)")
-    pr.add_argument("run_dir", type=Path, nargs="+")
+    pr.add_argument("run_dir", type=Path, nargs="+", metavar="RUN", help="run folders, or their ids in the runs folder")
+    pr.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="the runs folder of a bare id (./runs)")
     pr.add_argument("--data", type=Path, default=argparse.SUPPRESS)
     pr.add_argument("--out", type=Path, help="CSV path (RUN_DIR/prediction.csv; an ensemble: RUNS/ensemble-<time>.csv)")
     pr.add_argument("--decode", choices=("argmax", "viterbi"), default="argmax",
@@ -62,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--predict", action="store_true", help="export each trial's test-set CSV")
     sw.add_argument("--continue", dest="sweep_id", metavar="ID", help="run what is left of sweep ID")
     sw.add_argument("--list", action="store_true", help="list the sweeps in the runs folder")
+    sw.add_argument("--drop", metavar="ID", help="forget sweep ID and its runs left to train (its runs stay)")
     se = sub.add_parser("search", help="an Optuna study over a preset: ranges LO:HI or lists A,B on any editable "
                         "flag (e.g. --lr 1e-4:1e-2 --batch-size 128,256), poor trials pruned")
     _add_run_options(se, sub=True)
@@ -69,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--study", help="study name (the preset's name); an existing study continues")
     se.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:password@host/db (default: "
                     "$PHONETUI_STORAGE, else SQLite in the runs folder)")
+    se.add_argument("--predict", action="store_true", help="export the test-set CSV of each trial that completes")
     se.add_argument("--jobs", type=int, default=1, help="trials at once, each its own process with its share of "
                     "the CPU threads (1)")
     se.add_argument("--list", action="store_true", help="print the study's leaderboard (every trial, from every "
@@ -78,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
     rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
-    rs.add_argument("--show", type=Path, metavar="RUN_DIR", help="per-phone val accuracy and most confused pairs")
+    rs.add_argument("--show", type=Path, metavar="RUN", help="per-phone val accuracy and most confused pairs "
+                    "(RUN: a run folder or its id)")
     d = sub.add_parser("demo-data", help="write a demo data set in the course's format (synthesized speech by default)")
     d.add_argument("--out", type=Path, required=True)
     kind = d.add_mutually_exclusive_group()
@@ -143,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from . import data, runs, trainer
 
-    run = runs.open_run(args.run_dir)
+    run = runs.open_run(runs.find(args.run_dir, getattr(args, "runs", Path("runs"))))
     dataset = data.load(_data_of(run, args))
     console.print(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
     return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop), dataset, args.predict)
@@ -260,10 +275,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if isinstance(s, sweep.Sweep):
                 grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in s.grid.items())
                 table.add_row(s.id, s.preset, grid, str(len(s.trials)), str(len(s.pending())))
-        console.print(table)
+        _print_table(table)
         for e in listed:
             if isinstance(e, PhonetuiError):
                 console.print(str(e))
+        return 0
+    if args.drop:
+        s = sweep.drop(runs_dir, args.drop)
+        console.print(f"dropped sweep {s.id} ({len(s.pending())} of {len(s.trials)} runs were left; its runs stay)")
         return 0
     flags = [k for k in EDITABLE if getattr(args, k, None) is not None]
     if args.sweep_id:
@@ -288,6 +307,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         left = s.pending()
         console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run")
         dataset = load_data(getattr(args, "data", None))
+        console.print(dataset.describe(s.base.training.val_ratio))
         for i, trial in enumerate(left, 1):
             cfg = s.config(trial)
             console.print(f"[bold]trial {i}/{len(left)}[/]: " + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
@@ -319,7 +339,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for key in texts:
         setattr(args, key, None)
     base = resolve_config(args).with_training(**fixed)
-    study = search.open_study(runs_dir, args.study or base.preset, args.storage, notify)
+    study = search.open_study(runs_dir, args.study or search.study_name(base.preset, fixed), args.storage, notify)
     url = storage.url_for(runs_dir, args.storage)
     shares = search.shares(args.trials, args.jobs)
     if args.job is None:
@@ -328,7 +348,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if len(shares) > 1 and args.job is None:
         data_dir = getattr(args, "data", None) or _demo_dir()
         commands = [search.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}", data_dir,
-                                          runs_dir, getattr(args, "presets", None)) for i, n in enumerate(shares, 1)]
+                                          runs_dir, getattr(args, "presets", None), args.predict)
+                    for i, n in enumerate(shares, 1)]
         codes = search.run_jobs(commands, lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop,
                                 env={storage.ENV: url})
         _study_board(search.open_study(runs_dir, study.study_name, args.storage, notify))
@@ -336,13 +357,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     dataset = load_data(getattr(args, "data", None))
     console.print(dataset.describe(base.training.val_ratio))
 
-    def announce(i: int, n: int, values: dict) -> None:
-        console.print(f"[bold]trial {i}/{n}[/]: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                                            for k, v in values.items()))
+    def announce(number: int, i: int, n: int, values: dict) -> None:
+        console.print(f"[bold]trial {number}[/] ({i} of {n}): " + ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()))
+
+    def export(run) -> None:
+        if args.predict:
+            from .predict import predict
+
+            _report(predict(run, dataset, device=run.config.training.device))
 
     with _printer() as listen:
         finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, args.stop,
-                                   announce=announce)
+                                   announce=announce, finished=export)
     if args.job is None:
         _study_board(study)
     return 0 if finished else 130
@@ -364,7 +391,7 @@ def _study_board(study) -> None:
                         for k in keys),
                       "-" if row["value"] is None else f"{row['value']:.4f}", row["host"] or "-", str(run or "-"))
     console.print(f"study {study.study_name}: {len(board)} trials")
-    (console if console.is_terminal else Console(highlight=False, width=10_000)).print(table)
+    _print_table(table)
 
 
 def _leaderboard(s) -> None:
@@ -379,7 +406,7 @@ def _leaderboard(s) -> None:
                       "-" if best is None else f"{best:.4f}", "-" if test is None else f"{test:.4f}",
                       run.state if run else "not run")
     console.print(f"sweep {s.id}: leaderboard")
-    console.print(table)
+    _print_table(table)
 
 
 def _report(p) -> None:
@@ -394,7 +421,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict, predict_ensemble
 
     flag_value("device", args.device)
-    members = [runs.open_run(d) for d in args.run_dir]
+    members = [runs.open_run(runs.find(d, getattr(args, "runs", Path("runs")))) for d in args.run_dir]
     data = load_data(_data_of(members[0], args))
     if len(members) == 1 and args.decode == "argmax":
         _report(predict(members[0], data, args.out, args.device))
@@ -428,21 +455,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
     if args.show is not None:
-        return _show(runs.open_run(args.show))
+        return _show(runs.open_run(runs.find(args.show, getattr(args, "runs", Path("runs")))))
     listed = runs.list_runs(getattr(args, "runs", Path("runs")))
-    table = Table(Column("id", no_wrap=True, min_width=max((len(r.id) for r in listed), default=2)),
-                  "preset", "lr", "batch", "epochs", "best val acc", "status", box=None)  # ids never cut
+    table = Table("id", "preset", "lr", "batch", "epochs", "best val acc", "test acc", "status", box=None)
     damaged = []
     for r in listed:
         if isinstance(r, runs.DamagedRun):
-            table.add_row(r.id, "-", "-", "-", "-", "-", r.state)
+            table.add_row(r.id, "-", "-", "-", "-", "-", "-", r.state)
             damaged.append(f"{r.path}: damaged: {r.reason}")
             continue
-        t, best = r.config.training, r.status.best_val_acc
+        t, best, test = r.config.training, r.status.best_val_acc, r.test_acc
         table.add_row(r.id, r.config.preset, f"{t.lr:g}", str(t.batch_size), f"{r.status.epochs_done}/{t.epochs}",
-                      "-" if best is None else f"{best:.4f}", r.state)
-    # piped, no value is ever cut (scripts read it): the table as wide as its values
-    (console if console.is_terminal else Console(highlight=False, width=10_000)).print(table)
+                      "-" if best is None else f"{best:.4f}", "-" if test is None else f"{test:.4f}", r.state)
+    _print_table(table)
     for line in damaged:
         console.print(line)
     return 0

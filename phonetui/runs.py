@@ -316,6 +316,13 @@ def _move_into_place(tmp: Path, runs_dir: Path, base: str) -> Path:
     raise PhonetuiError(f"{runs_dir}: cannot make a new run folder (too many named {base})")
 
 
+def find(given: Path, runs_dir: Path) -> Path:
+    """A run folder named by its path, or by its bare id in the runs folder (as `phonetui runs` lists it)."""
+    if not given.exists() and len(given.parts) == 1 and (runs_dir / given).is_dir():
+        return runs_dir / given
+    return given
+
+
 def open_run(path: Path) -> Run:
     """A run folder read back; one that is not a run, or is damaged, raises PhonetuiError saying why."""
     if not path.is_dir():

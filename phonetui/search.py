@@ -70,6 +70,12 @@ def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]
     return space, fixed
 
 
+def study_name(preset: str, fixed: dict[str, Any]) -> str:
+    """A study's default name: the preset and every training value fixed for it (trials of other
+    fixed values, another epoch count say, are another objective and get a study of their own)."""
+    return " ".join([preset, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(fixed.items()))])
+
+
 def open_study(runs_dir: Path, name: str, storage: str | None = None, notify: Callable[[str], None] = lambda line: None,
                create: bool = True):
     """The study called `name` (created if new, unless `create` is False), maximising best val
@@ -122,8 +128,11 @@ class _Either:
 
 def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Path, trials: int,
              listen: Callable = lambda e: None, cancel: threading.Event | None = None,
-             announce: Callable = lambda i, n, values: None) -> bool:
-    """Run `trials` more trials of the study; False when the user stopped it."""
+             announce: Callable = lambda number, i, n, values: None,
+             finished: Callable = lambda run: None) -> bool:
+    """Run `trials` more trials of the study; False when the user stopped it. `announce` hears
+    each trial's number in the study (Optuna's, from 0, as the leaderboard shows it), its place
+    among these `trials` and its values; `finished` gets the run of each trial that completes."""
     import optuna
 
     from . import trainer
@@ -135,7 +144,7 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
         values = {d.key: d.suggest(trial) for d in space}
         trial.set_user_attr("host", socket.gethostname())  # where it ran: any machine's leaderboard shows it
         trial.set_user_attr("runs", str(runs_dir.resolve()))
-        announce(next(count), trials, values)
+        announce(trial.number, next(count), trials, values)
         pruned = threading.Event()
 
         def on(e) -> None:
@@ -152,6 +161,7 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
             raise optuna.TrialPruned()
         if run.state != "finished":
             raise _Stopped(run.status.message or "stopped")
+        finished(run)
         best = run.status.best_val_acc
         return best if best is not None else float("nan")
 
@@ -185,7 +195,7 @@ def shares(trials: int, jobs: int) -> list[int]:
 
 
 def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, job: str, data_dir: Path,
-                   runs_dir: Path, presets_dirs: list[Path] | None = None) -> list[str]:
+                   runs_dir: Path, presets_dirs: list[Path] | None = None, predict: bool = False) -> list[str]:
     """The command line of one `search --jobs N` worker: the preset, and the training flags' text
     (ranges and lists included) as typed; its storage URL comes in the environment (storage.ENV)."""
     cmd = [sys.executable, "-m", "phonetui", "search", "--preset", preset, "--study", study, "--trials", str(trials),
@@ -194,7 +204,7 @@ def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, 
         cmd += ["--presets", str(folder)]
     for key, text in texts.items():
         cmd += ["--" + key.replace("_", "-"), text]
-    return cmd
+    return cmd + ["--predict"] * predict
 
 
 def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: threading.Event,

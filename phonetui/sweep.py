@@ -183,6 +183,18 @@ def hold(sweep: Sweep) -> Iterator[None]:
         os.close(fd)
 
 
+def drop(runs_dir: Path, sweep_id: str) -> Sweep:
+    """Forget a sweep: its queue file goes (refused while a process runs it); its runs stay."""
+    s = load(runs_dir, sweep_id)
+    with hold(s):
+        try:
+            s.path.unlink()
+            s.path.with_suffix(".lock").unlink(missing_ok=True)
+        except OSError as e:
+            raise failed(s.path, "delete", e) from None
+    return s
+
+
 def list_sweeps(runs_dir: Path) -> list[Sweep | PhonetuiError]:
     """Every sweep, newest first: readable ones as Sweep, the others as the error saying why."""
     out: list[Sweep | PhonetuiError] = []

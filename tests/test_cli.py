@@ -271,15 +271,27 @@ def test_damaged_runs_are_listed_beside_good_ones(tiny, tmp_path, capsys):
     assert capsys.readouterr().err == f"phonetui: error: {bad.path / runs.STATUS}: expected a JSON object, got list\n"
 
 
-def test_runs_never_cuts_run_ids(tiny, demo, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("terminal", [True, False])
+def test_runs_never_cuts_a_value_and_takes_a_bare_id_wherever_a_run_is_named(tiny, demo, tmp_path, monkeypatch,
+                                                                             capsys, terminal):
+    import dataclasses
+
     from rich.console import Console
 
     from phonetui import cli, trainer
 
-    run = trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
-    monkeypatch.setattr(cli, "console", Console(width=40, highlight=False))
+    cfg = dataclasses.replace(tiny, preset="bilstm-small-copy").with_training(epochs=1, lr=0.0001633444833469307)
+    run = trainer.train(cfg, demo, tmp_path)
+    monkeypatch.setattr(cli, "console", Console(width=60, highlight=False, force_terminal=terminal))
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["predict", "--runs", tmp_path.name, run.id]) == 0  # the id as `runs` lists it
+    capsys.readouterr()
     assert main(["runs", "--runs", str(tmp_path)]) == 0
-    assert run.id in capsys.readouterr().out
+    out = capsys.readouterr().out
+    test_acc = runs.open_run(run.path).test_acc
+    for value in (run.id, "bilstm-small-copy", "0.000163344", "finished", f"{test_acc:.4f}", "test acc"):
+        assert value in out, out
+    assert main(["runs", "--runs", tmp_path.name, "--show", run.id]) == 0
 
 
 def test_epochs_given_on_the_command_line_are_trained_as_given(presets_dir):

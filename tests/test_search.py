@@ -67,7 +67,7 @@ def test_a_trial_stopped_by_ctrl_c_is_phonetuis_line_not_an_optuna_traceback(dem
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "failed because of" not in err, err
-    (trial,) = search.open_study(tmp_path, "tiny").trials
+    (trial,) = search.open_study(tmp_path, "tiny epochs=200").trials
     assert trial.state.name == "FAIL"
 
 
@@ -113,7 +113,24 @@ def test_jobs_split_the_trials_and_ctrl_c_stops_every_worker(demo_dir, presets_d
     proc.send_signal(signal.SIGINT)  # to phonetui alone: it passes the stop on to its workers
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err + out, err
-    trials = search.open_study(tmp_path, "tiny", create=False).trials
+    trials = search.open_study(tmp_path, "tiny epochs=500", create=False).trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]  # two in flight at once, none left running
     assert {runs.open_run(tmp_path / t.user_attrs["run"]).state for t in trials} == {"stopped"}
     assert "[job 1] stopped" in out and "[job 2] stopped" in out
+
+
+def test_a_study_is_named_for_its_fixed_settings_and_numbers_trials_as_its_leaderboard(demo_dir, presets_dir,
+                                                                                       tmp_path, capsys) -> None:
+    from phonetui.cli import main
+
+    base = ["search", "--data", str(demo_dir), "--presets", str(presets_dir), "--preset", "tiny", "--lr", "1e-3:1e-2",
+            "--runs", str(tmp_path)]
+    assert main([*base, "--epochs", "1", "--trials", "2", "--predict"]) == 0
+    out = capsys.readouterr().out
+    assert "study tiny epochs=1 " in out and "trial 0 (1 of 2)" in out and "trial 1 (2 of 2)" in out
+    trials = search.open_study(tmp_path, "tiny epochs=1", create=False).trials
+    assert [t.number for t in trials] == [0, 1]
+    assert all((tmp_path / t.user_attrs["run"] / runs.PREDICTION).is_file() for t in trials)  # --predict
+    assert main([*base, "--epochs", "2", "--trials", "1"]) == 0  # another objective: a study of its own
+    assert "trial 0 (1 of 1)" in capsys.readouterr().out
+    assert len(search.open_study(tmp_path, "tiny epochs=1", create=False).trials) == 2

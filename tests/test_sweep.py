@@ -96,6 +96,21 @@ def test_a_continued_sweep_keeps_the_settings_it_started_with(queued, demo_dir, 
                  "--presets", str(presets_dir)]) == 0
     done = [runs.open_run(runs_dir / t.run) for t in sweep.load(runs_dir, s.id).trials]
     assert [r.config.training.epochs for r in done] == [1, 1] and [r.config.training.lr for r in done] == [3e-3, 1e-2]
-    capsys.readouterr()
+    assert f"DEMO data (simulated) {demo_dir}" in capsys.readouterr().out  # the data line, as train prints it
     assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir), "--epochs", "5"]) == 2
     assert "continues with the settings it started with; --epochs cannot change them" in capsys.readouterr().err
+
+
+def test_a_dropped_sweep_is_forgotten_and_its_runs_stay(queued, demo_dir, capsys):
+    s, runs_dir = queued
+    trained = sweep.load(runs_dir, s.id)
+    with sweep.hold(trained):
+        assert main(["sweep", "--drop", s.id, "--runs", str(runs_dir)]) == 2  # a process runs it: refused
+    assert "already running in another process" in capsys.readouterr().err
+    run = runs.create(runs_dir, s.base, {})
+    run.release()
+    assert main(["sweep", "--drop", s.id, "--runs", str(runs_dir)]) == 0
+    assert f"dropped sweep {s.id} (2 of 2 runs were left; its runs stay)" in capsys.readouterr().out
+    assert sweep.list_sweeps(runs_dir) == [] and run.path.is_dir()
+    assert main(["sweep", "--drop", s.id, "--runs", str(runs_dir)]) == 2
+    assert "no such sweep" in capsys.readouterr().err

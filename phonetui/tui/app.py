@@ -27,6 +27,8 @@ class PhonetuiCommands(Provider):
                   for name, cfg in sorted(main.presets.items())]
         items += [(f"Continue sweep {sweep_id}", partial(main.continue_sweep, sweep_id), f"{left} of {total} runs left")
                   for sweep_id, (left, total) in main.pending_sweeps.items()]
+        items += [(f"Drop sweep {sweep_id}", partial(main.drop_sweep, sweep_id), f"forget its {left} runs left")
+                  for sweep_id, (left, total) in main.pending_sweeps.items()]
         items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
                   for run_id in main.query_one(RunsTable).runs]
         return items

@@ -67,6 +67,9 @@ class TrainingPanel(Vertical):
         self.started_at = time.monotonic()
         self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
         t, m = e.run.config.training, e.run.config.model
+        self.query_one(RunView).show([], None)  # a sweep's or search's next run: not the last one's curves
+        self.query_one(ProgressBar).update(total=1, progress=0)
+        self._label("starting…")
         self.query_one("#run-line", Static).update(
             f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
             f"{escape(e.device)} · {e.n_train:,} train / {e.n_val:,} val rows")

@@ -230,7 +230,8 @@ class MainScreen(Screen):
         for sweep_id in sorted(new):
             if not self.training:
                 left, total = message.sweeps[sweep_id]
-                self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them")
+                self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them, "
+                         "'Drop sweep' forgets them")
         self.show_picked()
 
     # -- the form -------------------------------------------------------------------------------
@@ -278,10 +279,12 @@ class MainScreen(Screen):
             texts = {k: self.form.text(k) for k in grid} | self.form.ranges()
             space, _ = search.parse_space(texts)
             trials, jobs = self.form.search()
-            self.say(f"Optuna search: {trials} trials of {cfg.preset} over "
+            fixed = {k: getattr(cfg.training, k) for k in self.form.modified() if k not in texts}
+            name = search.study_name(cfg.preset, fixed)
+            self.say(f"Optuna search (study {name}): {trials} trials of {cfg.preset} over "
                      + ", ".join(f"{FIELDS[d.key]} {d}" for d in space) + (f", {jobs} at a time" if jobs > 1 else ""))
             self._begin(f"Optuna search over {cfg.preset}")
-            self.train_worker = self.run_search(cfg, space, trials, jobs)
+            self.train_worker = self.run_search(cfg, space, name, trials, jobs)
             return
         if grid:
             from .. import sweep
@@ -316,6 +319,21 @@ class MainScreen(Screen):
         self.say(f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
         self._begin(f"sweep {queue.id}")
         self.train_worker = self.run_sweep(queue)
+
+    def drop_sweep(self, sweep_id: str) -> None:
+        """Forget a pending sweep (its queue; the runs it trained stay)."""
+        from .. import sweep
+
+        if self.training:
+            self.say("a run is active: stop it (F6) before dropping a sweep", "error")
+            return
+        try:
+            queue = sweep.drop(self.runs_dir, sweep_id)
+        except PhonetuiError as e:
+            self.say(str(e), "error")
+            return
+        self.say(f"dropped sweep {queue.id}: {len(queue.pending())} runs left untrained; its runs stay", "ok")
+        self.load_history()
 
     def action_resume(self) -> None:
         run = self.query_one(RunsTable).selected() if self.query_one(TabbedContent).active == "history" else None
@@ -361,22 +379,22 @@ class MainScreen(Screen):
         self.post_message(TrainingEnded(error))
 
     @work(thread=True, exit_on_error=False, group="train")
-    def run_search(self, base: RunConfig, space, trials: int, jobs: int) -> None:
+    def run_search(self, base: RunConfig, space, name: str, trials: int, jobs: int) -> None:
         """An Optuna study named after the preset (SQLite in the runs folder): trials one after
         another here, or `jobs` at once, each in a worker process whose lines go to the Log."""
         error = None
         try:
             from .. import search
 
-            study = search.open_study(self.runs_dir, base.preset)
+            study = search.open_study(self.runs_dir, name)
 
-            def announce(i: int, n: int, values: dict) -> None:
+            def announce(number: int, i: int, n: int, values: dict) -> None:
                 shown = ", ".join(f"{FIELDS.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{FIELDS.get(k, k)} {v}"
                                   for k, v in values.items())
                 done = sum(t.state.name == "COMPLETE" for t in study.trials)
-                self.app.call_from_thread(self.say, f"Optuna trial {i}/{n}: {shown}")
-                self.app.call_from_thread(self.panel.queue, f"Optuna study {study.study_name}: trial {i} of {n} "
-                                          f"({shown}) · {done} complete in the study so far")
+                self.app.call_from_thread(self.say, f"Optuna trial {number} ({i} of {n}): {shown}")
+                self.app.call_from_thread(self.panel.queue, f"Optuna study {study.study_name}: trial {number} "
+                                          f"({i} of {n}: {shown}) · {done} complete in the study so far")
 
             if jobs > 1:
                 finished = self._search_jobs(study, base, trials, jobs)
@@ -449,6 +467,9 @@ class MainScreen(Screen):
             self.load_history(follow=e.run.id)
         elif isinstance(e, trainer.Progress):
             panel.progress(e)
+            if self.current_run is not None:
+                part = round(e.frames / max(e.total, 1), 2)  # whole percents: a cell updated at most 100 times an epoch
+                table.update_live(self.current_run.id, len(panel.live), panel.best_acc, part)
         elif isinstance(e, trainer.EpochEnd):
             m = e.metrics
             panel.epoch(e)
@@ -470,7 +491,7 @@ class MainScreen(Screen):
         elif isinstance(e, trainer.Cancelled):
             kept = f"the best model (epoch {panel.best_epoch}) is kept" if panel.best_epoch else "no model was saved yet"
             panel.ended("stopped")
-            self.say(f"stopped {e.run.path}: {kept}", "ok", toast=True)
+            self.say(f"stopped {e.run.path}: {kept} · F10 on it in History resumes it", "ok", toast=True)
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         self.training = False
@@ -506,12 +527,13 @@ class MainScreen(Screen):
     def header_clicked(self, event: DataTable.HeaderSelected) -> None:
         if event.column_key.value != "mark":
             self.query_one(RunsTable).sort_by(event.column_key.value)
+            self.say(self.query_one(RunsTable).sort_line())
 
     def action_sort_best(self) -> None:
         table = self.query_one(RunsTable)
         table.sort_by("best", True) if table.sort_column != "best" else table.sort_by("id", True)
         self.query_one(TabbedContent).active = "history"
-        self.say("history sorted by best val acc" if table.sort_column == "best" else "history sorted newest first")
+        self.say(table.sort_line())
 
     def action_switch_tab(self) -> None:
         tabs = self.query_one(TabbedContent)

@@ -102,11 +102,22 @@ class RunsTable(DataTable):
         self.sort_column, self.descending = "id", True
         self.runs: dict[str, Run | DamagedRun] = {}
         self.marked: set[str] = set()
-        self.live: dict[str, tuple[int, float | None]] = {}  # run id -> (epochs done, best val acc) while training
+        self.live: dict[str, tuple[int, float | None, float]] = {}  # run id -> (epochs done, best val acc,
+        # the epoch's fraction done) while it trains
 
     def on_mount(self) -> None:
         for key, label in self.HEADERS.items():
-            self.add_column(label, key=key)
+            self.add_column(label + "  ", key=key)  # room for the sort arrow: a column is as wide as its first label
+
+    def sort_line(self) -> str:
+        """The order in words, for the status line."""
+        if self.sort_column == "id":
+            return "history sorted newest first" if self.descending else "history sorted oldest first"
+        label = {"best": "best val acc"}.get(self.sort_column, self.HEADERS[self.sort_column])
+        order = "highest first" if self.descending else "lowest first"
+        if self.sort_column in ("preset", "status"):
+            order = "Z to A" if self.descending else "A to Z"
+        return f"history sorted by {label}, {order}"
 
     def sort_by(self, column: str, descending: bool | None = None) -> None:
         """Sort by `column`; the same column again reverses the direction unless `descending` is given."""
@@ -124,7 +135,7 @@ class RunsTable(DataTable):
         with self.app.batch_update():
             self.clear()
             for key, label in self.HEADERS.items():
-                arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else ""
+                arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else "  "
                 self.columns[key].label = Text(label + arrow)
             for r in runs:
                 self.add_row(*self._cells(r), key=r.id)
@@ -135,13 +146,17 @@ class RunsTable(DataTable):
         if isinstance(r, DamagedRun):
             return [" ", r.id, "-", r.state, "-", "-", "-", "-", "-"]
         t, s = r.config.training, r.status
-        epochs, best = self.live.get(r.id, (s.epochs_done, s.best_val_acc))
-        return ["✓" if r.id in self.marked else " ", r.id, r.config.preset, "training" if r.id in self.live else r.state,
+        epochs, best, part = self.live.get(r.id, (s.epochs_done, s.best_val_acc, 0.0))
+        state = f"training {part:.0%}" if r.id in self.live else r.state
+        return ["✓" if r.id in self.marked else " ", r.id, r.config.preset, state,
                 _num(best, ".4f"), _num(r.test_acc, ".4f"), f"{epochs}/{t.epochs}", f"{t.lr:g}", str(t.batch_size)]
 
-    def update_live(self, run_id: str, epochs: int, best: float | None) -> None:
-        """Show the active run's progress without reading the runs folder again."""
-        self.live[run_id] = (epochs, best)
+    def update_live(self, run_id: str, epochs: int, best: float | None, part: float = 0.0) -> None:
+        """Show the active run's progress (epochs done, best val acc, the epoch in progress's share
+        done) without reading the runs folder again."""
+        if self.live.get(run_id) == (epochs, best, part):
+            return
+        self.live[run_id] = (epochs, best, part)
         if run_id in self.runs:
             for key, cell in zip(self.HEADERS, self._cells(self.runs[run_id])):
                 self.update_cell(run_id, key, cell)

@@ -378,6 +378,12 @@ async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: P
         await until(pilot, lambda: not app.main.training)
         table = app.query_one(RunsTable)
         assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
+        drop = sweep.create(Path("runs"), tiny, {"lr": [0.004]})
+        app.main.load_history()
+        await until(pilot, lambda: drop.id in app.main.pending_sweeps)
+        app.main.drop_sweep(drop.id)
+        await until(pilot, lambda: drop.id not in app.main.pending_sweeps)
+        assert f"dropped sweep {drop.id}" in status(app) and not drop.path.exists()
         app.main.continue_sweep(old.id)
         await until(pilot, lambda: not app.main.training and table.row_count == 3)
         assert not sweep.load(Path("runs"), old.id).pending()
@@ -436,14 +442,14 @@ async def test_an_optuna_search_with_two_jobs_from_the_form(make_app, workdir: P
         assert "Optuna search, 2 trials, 2 at a time" in str(app.query_one("#form-title").render())
         await train_to_end(pilot)
         assert "Optuna search finished: best val acc" in status(app)
-        a, b = search.open_study(workdir / "runs", "tiny", create=False).trials
+        a, b = search.open_study(workdir / "runs", "tiny epochs=30", create=False).trials
         assert a.state.name == b.state.name == "COMPLETE" and a.params["lr"] != b.params["lr"]
         assert a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete  # at once
         assert app.query_one(RunsTable).row_count == 2
         app.query_one(TabbedContent).active = "log-tab"  # a RichLog renders what it was given once shown
         await pilot.pause(0.2)
         log = "\n".join(line.text for line in app.query_one("#log").lines)
-        assert "[job 1] trial 1/1" in log and "[job 2] trial 1/1" in log
+        assert "[job 1] trial " in log and "[job 2] trial " in log
 
 
 async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -> None:
@@ -476,3 +482,50 @@ async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -
         assert sorted(m["run"] for m in written["members"]) == sorted([a.id, b.id])
         assert written["decode"] == "viterbi" and written["weights_from"] == "val" and "scale" in written
         assert record.with_suffix(".csv").read_text().startswith("Id,Class\n")
+
+
+async def test_the_next_run_of_a_sweep_starts_with_an_empty_panel(make_app, workdir: Path) -> None:
+    from phonetui import runs, trainer
+    from phonetui.tui.messages import TrainerEvent
+    from phonetui.tui.widgets import RunView
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await feed_run(pilot, epochs=3)
+        view = app.main.panel.query_one(RunView)
+        assert len(view.metrics) == 3
+        nxt = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:01:00"})
+        app.main.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
+        await pilot.pause()
+        assert view.metrics == [] and view.query_one(DataTable).row_count == 0
+        assert nxt.id in str(app.query_one("#run-line").render())
+        nxt.release()
+
+
+async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_app, workdir: Path) -> None:
+    from phonetui import runs, trainer
+    from phonetui.tui.messages import TrainerEvent
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await feed_run(pilot, lr=1e-3)
+        await feed_run(pilot, lr=3e-3, end="stopped")
+        assert "F10 on it in History resumes it" in status(app)
+        await pilot.press("f7")
+        await pilot.pause()
+        table = app.query_one(RunsTable)
+        best = table.columns["best"]
+        assert str(best.label) == "best val ▼" and best.get_render_width(table) >= len("best val ▼") + 2
+        assert status(app) == "history sorted by best val acc, highest first"
+        table.sort_by("lr", False)  # as a click on the header does
+        assert table.sort_line() == "history sorted by lr, lowest first"
+        nxt = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:02:00"})
+        app.main.training = True
+        app.main.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
+        await until(pilot, lambda: nxt.id in table.runs)
+        app.main.post_message(TrainerEvent(trainer.Progress(1, 5, 1200, 2400, 1000.0)))
+        await pilot.pause()
+        assert str(table.get_cell(nxt.id, "status")) == "training 50%"
+        nxt.release()

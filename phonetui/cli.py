@@ -195,7 +195,8 @@ def _printer():
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.frames, total=e.total, fps=e.frames_per_s)
         elif isinstance(e, trainer.EpochEnd):
             bar.update(task, completed=0)
-            console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s)")
+            console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s"
+                          + (", trained before the resume)" if e.earlier else ")"))
         elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
             console.print(f"saving model with acc {e.val_acc:.3f}")
         elif isinstance(e, trainer.Cancelled) and e.run.status.outcome == "pruned":

@@ -247,6 +247,11 @@ def steps_per_epoch(batch_size: int, n_train: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
+def n_epochs(n: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
 def epochs_for(t: TrainConfig, n_train: int) -> int:
     """The epochs a run trains over `n_train` rows or utterances: t.epochs, or the fewest that
     reach t.min_steps optimizer steps where t.epochs would take fewer (a preset's length then holds

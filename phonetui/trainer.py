@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__, batches, checkpoint, decode, diagnostics, runs
-from .config import RunConfig, epochs_for, fit_problems, steps_per_epoch
+from .config import RunConfig, epochs_for, fit_problems, n_epochs, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
@@ -61,6 +61,7 @@ class Progress:
 class EpochEnd:
     metrics: EpochMetrics
     epochs: int
+    earlier: bool = False  # an epoch of a resumed run trained before it was stopped, replayed from its record
 
 
 @dataclass(frozen=True)
@@ -271,9 +272,10 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
         best, since_best, first = state["best"], state["since_best"], state["epoch"] + 1
         history = run.metrics()[:state["epoch"]]
         for m in history:
-            listen(EpochEnd(m, t.epochs))
+            listen(EpochEnd(m, t.epochs, earlier=True))
     for epoch in range(first, t.epochs + 1):
         start = last_report = time.perf_counter()
+        lr = step.current_lr()  # the rate the epoch trains with: a cosine run's last epoch is not lr 0
         step.model.train()
         for idx in train_set.epoch(t.batch_size, gen):
             if cancel.is_set():
@@ -286,7 +288,6 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                 last_report = now
                 listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start)))
         _record_step(run, step)
-        lr = step.current_lr()
         train_acc, train_loss = step.totals()
         scores = (score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth, trans)
                   if val_set.rows else None)
@@ -311,6 +312,6 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                                     "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state(), **rng,
                                     "best": best, "since_best": since_best})
         if t.patience and val_acc is not None and since_best >= t.patience:
-            run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {t.patience} epochs")
+            run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {n_epochs(t.patience)}")
             return True
     return False

@@ -41,12 +41,21 @@ def test_a_stopped_run_resumes_to_the_same_metrics(tiny, demo, tmp_path) -> None
     resumed = trainer.resume(runs.open_run(cut.path), demo, events.append)
     assert resumed.state == "finished" and resumed.status.message == "resumed after epoch 2"
     assert _numbers(resumed) == _numbers(whole)
-    assert [e.metrics.epoch for e in events if isinstance(e, trainer.EpochEnd)] == [1, 2, 3, 4]
+    ends = [(e.metrics.epoch, e.earlier) for e in events if isinstance(e, trainer.EpochEnd)]
+    assert ends == [(1, True), (2, True), (3, False), (4, False)]  # the first two replayed from the record
     with pytest.raises(PhonetuiError, match="finished, nothing to resume"):
         trainer.resume(resumed, demo)
 
 
-def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path) -> None:
+def test_a_cosine_run_records_the_lr_each_epoch_trained_with(tiny, demo, tmp_path) -> None:
+    run = trainer.train(tiny.with_training(epochs=2, schedule="cosine", lr=1e-3), demo, tmp_path)
+    first, last = (m.lr for m in run.metrics())
+    assert first == 1e-3 and 0.4e-3 < last < 0.6e-3  # its last epoch starts half way down, not at 0
+    assert trainer.train(tiny.with_training(epochs=50, lr=0.3, patience=1), demo, tmp_path).status.message.endswith(
+        "no val acc gain in 1 epoch")
+
+
+def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path, capsys) -> None:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets", str(presets_dir),
            "--preset", "tiny", "--epochs", "400", "--runs", str(tmp_path / "runs")]
@@ -64,6 +73,10 @@ def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path) 
     done = run.status.epochs_done
     config = (path / runs.CONFIG).read_text().replace("epochs = 400", f"epochs = {done + 2}")  # a short rest
     (path / runs.CONFIG).write_text(config)
+    capsys.readouterr()
     assert main(["resume", str(path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "Train Acc" in line]
+    assert len(lines) == done + 2 and all(line.endswith(", trained before the resume)") for line in lines[:done])
+    assert not lines[-1].endswith("resume)")
     run = runs.open_run(path)
     assert run.state == "finished" and run.status.epochs_done == done + 2 and len(run.metrics()) == done + 2

@@ -23,7 +23,8 @@ TAGGER = RunConfig("tag", "", ModelConfig(kind="tagger", layers=1, size=24, conv
 
 
 def reference(cfg: RunConfig, demo) -> list[float]:
-    """Train acc, train loss and lr of each epoch from the plainest loop: float lr, LambdaLR, .item() per batch."""
+    """Train acc, train loss and lr (its first step's) of each epoch from the plainest loop: float
+    lr, LambdaLR, .item() per batch."""
     t, seq = cfg.training, cfg.model.sequence
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
@@ -40,6 +41,7 @@ def reference(cfg: RunConfig, demo) -> list[float]:
     for _ in range(t.epochs):
         model.train()
         correct = loss_sum = seen = 0
+        lr = opt.param_groups[0]["lr"]  # the rate the epoch trained with (its first step's)
         for idx in src.epoch(t.batch_size, gen):
             if cfg.model.batchnorm and len(idx) < 2:
                 continue
@@ -53,7 +55,7 @@ def reference(cfg: RunConfig, demo) -> list[float]:
             correct += (logits.argmax(1) == b.y).sum().item()
             loss_sum += loss.item() * len(b.y)
             seen += len(b.y)
-        out += [correct / seen, loss_sum / seen, opt.param_groups[0]["lr"]]
+        out += [correct / seen, loss_sum / seen, lr]
     return out
 
 

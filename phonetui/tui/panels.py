@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
+from ..config import n_epochs
 from ..errors import PhonetuiError
 from .widgets import RunView
 
@@ -34,6 +35,7 @@ class TrainingPanel(Vertical):
         self.live: list[EpochMetrics] = []
         self.best_epoch: int | None = None
         self.best_acc: float | None = None
+        self.earlier = 0
         self.started_at = 0.0
 
     def compose(self) -> ComposeResult:
@@ -66,6 +68,7 @@ class TrainingPanel(Vertical):
         """RunStarted (a resumed run brings its best epoch; its earlier epochs follow as EpochEnd)."""
         self.started_at = time.monotonic()
         self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
+        self.earlier = 0  # epochs a resumed run had trained before, replayed as EpochEnd(earlier=True)
         t, m = e.run.config.training, e.run.config.model
         self.query_one(RunView).show([], None)  # a sweep's or search's next run: not the last one's curves
         self.query_one(ProgressBar).update(total=1, progress=0)
@@ -87,6 +90,7 @@ class TrainingPanel(Vertical):
 
     def epoch(self, e) -> None:
         self.live.append(e.metrics)
+        self.earlier += e.earlier
         with self.app.batch_update():
             bar = self.query_one(ProgressBar)
             bar.update(progress=bar.total)
@@ -98,7 +102,10 @@ class TrainingPanel(Vertical):
         self.query_one(RunView).show(self.live, self.best_epoch)
 
     def finished(self) -> None:
-        self._label(f"finished {len(self.live)} epochs in {duration(time.monotonic() - self.started_at)}")
+        trained = len(self.live) - self.earlier
+        span = f"epoch {len(self.live)}" if trained == 1 else f"epochs {self.earlier + 1}-{len(self.live)}"
+        of = f" ({span} of a resumed run)" if self.earlier else ""
+        self._label(f"finished {n_epochs(trained)} in {duration(time.monotonic() - self.started_at)}{of}")
 
     def ended(self, how: str) -> None:
         self._label(how)

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
-from ..config import EDITABLE, RunConfig, as_asked
+from ..config import EDITABLE, RunConfig, as_asked, n_epochs
 from ..errors import PhonetuiError, one_line
 from .dialogs import Compare, Confirm, ExportEnsemble
 from .form import FIELDS, LABELS, ConfigForm
@@ -296,7 +296,7 @@ class MainScreen(Screen):
             self.train_worker = self.run_sweep(queue)
             return
         self.say(f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, "
-                 f"{cfg.training.epochs} epochs")
+                 f"{n_epochs(cfg.training.epochs)}")
         self._begin(cfg.preset)
         self.train_worker = self.train(cfg)
 

@@ -529,3 +529,24 @@ async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_a
         await pilot.pause()
         assert str(table.get_cell(nxt.id, "status")) == "training 50%"
         nxt.release()
+
+
+async def test_a_resumed_run_counts_the_epochs_it_trained_now(make_app, workdir: Path) -> None:
+    from phonetui import runs, trainer
+    from phonetui.tui.messages import TrainerEvent
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        run = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:00:00"})
+        post = lambda e: app.main.post_message(TrainerEvent(e))  # noqa: E731
+        app.main.training = True
+        post(trainer.RunStarted(run, "cpu", 2400, 600))
+        for epoch in (1, 2, 3):
+            post(trainer.EpochEnd(runs.EpochMetrics(epoch, 0.5, 1.0, 0.5, 1.0, 1e-3, 1.0), 3, earlier=epoch < 3))
+        run.write_status(status="finished")
+        run.release()
+        post(trainer.Finished(run))
+        await pilot.pause()
+        assert str(app.query_one("#progress-label").render()).startswith("finished 1 epoch in ")
+        assert str(app.query_one("#progress-label").render()).endswith("(epoch 3 of a resumed run)")

@@ -221,12 +221,22 @@ def _coerce(value: Any, kind: type) -> Any:
     return kind(text)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def check_value(rules: dict[str, _Rule], key: str, value: Any) -> tuple[Any, str | None]:
     """(parsed value, None) or (None, reason) for one field; what the form calls on every keystroke."""
     rule = rules[key]
     try:
         parsed = _coerce(value, rule.kind)
     except (TypeError, ValueError):
+        if rule.kind in (int, float) and isinstance(value, str) and not _is_number(value):
+            return None, "not a number"
         return None, rule.reason
     if isinstance(parsed, float) and parsed != parsed:
         return None, rule.reason

@@ -45,6 +45,8 @@ def test_presets_listing():
 
 @pytest.mark.parametrize("args, words", [
     (["train", "--lr", "-1"], ["--lr -1", "must be > 0"]),
+    (["train", "--lr", "abc"], ["--lr abc: not a number"]),
+    (["train", "--epochs", "2.5"], ["--epochs 2.5: must be an integer"]),
     (["train", "--val-ratio", "1"], ["--val-ratio 1", "[0, 1)"]),
     (["train", "--precision", "fp16"], ["--precision fp16", "must be one of auto, fp32, tf32, bf16"]),
     (["train", "--preset", "nope"], ["unknown preset 'nope'"]),

@@ -68,8 +68,9 @@ def test_test_voices_and_sentences_are_unseen(speech_set: Path) -> None:
 
 
 def test_same_seed_same_files(speech_set: Path, tmp_path: Path) -> None:
-    again = tmp_path / "again"
-    data.make_speech_demo(again, utterances=8, test_utterances=4, seed=1)
+    again, told = tmp_path / "again", []
+    data.make_speech_demo(again, utterances=8, test_utterances=4, seed=1, progress=lambda *a: told.append(a))
+    assert told[0] == (0, 12) and told[-1] == (12, 12)  # the total from the start: a bar never shows 0/?
     for name in ("train_11.npy", "train_label_11.npy", "test_11.npy", "test_label_11.npy", speech.UTTERANCES):
         assert (again / name).read_bytes() == (speech_set / name).read_bytes(), name
 

@@ -344,6 +344,8 @@ def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, 
         skipped = 0
         shards = [jobs[i:i + _SHARD] for i in range(0, len(jobs), _SHARD)]
         spoken: list = []
+        if progress:
+            progress(0, len(jobs))  # the total at once: a bar that says 0/1,600, not 0/?, while eSpeak starts
         # eSpeak keeps state from one utterance to the next (echo buffers), so each shard is spoken in
         # order by a fresh process, its randomness seeded per utterance: the files depend on the seed only.
         # Spawned, not forked: the caller may be a threaded app with torch loaded.

@@ -98,6 +98,13 @@ reverse). **space** marks runs; **F4** compares the marked runs (val curves and 
 that differ). **F3** loads a run's config into the form, **F8** deletes a run (after asking).
 
 **Log**: every message of this session, newest last.
+
+**Sweeps and searches from the form.** Type several values into a field, separated by commas
+(lr `0.001,0.003`, batch size `128,256`): **F5** trains every combination, one run after another
+(a sweep), then ranks them. Type a range `LO:HI` (lr `1e-4:1e-2`) and **F5** starts an Optuna
+search instead: each trial picks a value in the range (log-uniform for lr, whole numbers for
+integer fields), comma lists become its choices, and poor trials are pruned. A search shows two
+more fields: its **trials**, and its **jobs** (trials at once, each in its own process).
 """
 
 
@@ -160,9 +167,10 @@ class Compare(ModalScreen[None]):
         rows = {"best val acc": [_acc(r.status.best_val_acc) for r in self.runs],
                 "test acc": [_acc(r.test_acc) for r in self.runs],
                 "epochs": [f"{r.status.epochs_done}/{r.config.training.epochs}" for r in self.runs]}
-        rows |= {k: ["-" if v is None else str(v) for v in values] for k, values in differences(self.runs).items()}
+        rows |= {k: ["-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
+                 for k, values in differences(self.runs).items()}
         for key, values in rows.items():
-            table.add_row(Text(key, "bold"), *values)
+            table.add_row(Text(key, "bold"), *values, key=key)
 
 
 def _label(run: Run) -> str:

@@ -92,6 +92,9 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         field(app, "lr").value = "-1"
         await pilot.pause()
         assert app.main.form.problems["lr"] == "must be > 0 (and < 10)"
+        field(app, "lr").value = "abc"
+        await pilot.pause()
+        assert app.main.form.problems["lr"] == "not a number"
         assert not app.main.training and not (workdir / "runs").exists()
 
 
@@ -296,7 +299,7 @@ async def test_compare_marked_runs_then_delete_one(make_app, workdir: Path) -> N
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         first = await feed_run(pilot, lr=1e-3)
-        await feed_run(pilot, lr=3e-3)
+        await feed_run(pilot, lr=0.0001633444833469307)
         table = app.query_one(RunsTable)
         await pilot.press("f2", "f4")
         assert "mark at least two runs" in status(app)
@@ -304,6 +307,7 @@ async def test_compare_marked_runs_then_delete_one(make_app, workdir: Path) -> N
         await until(pilot, lambda: isinstance(app.screen, Compare))
         compare = app.screen.query_one("#compare-table", DataTable)
         assert compare.row_count == 4 and len(compare.columns) == 3  # best, test, epochs, training.lr
+        assert [str(c) for c in compare.get_row("training.lr")] == ["training.lr", "0.001", "0.0001633"]
         assert [len(s) for s in app.screen.query_one(Chart).series.values()] == [5, 5]
         await pilot.press("escape")
         table.move_cursor(row=table.get_row_index(first.id))
@@ -323,6 +327,10 @@ async def test_help_palette_and_sorting(make_app, workdir: Path) -> None:
         await ready(pilot)
         await pilot.press("f1")
         await until(pilot, lambda: isinstance(app.screen, Help))
+        from textual.widgets import Markdown
+
+        text = app.screen.query_one(Markdown).source
+        assert "`0.001,0.003`" in text and "`LO:HI`" in text and "**jobs**" in text  # the sweep and range syntax
         await pilot.press("escape")
         await pilot.press("ctrl+p")
         await pilot.press(*"preset: relu")
@@ -338,7 +346,7 @@ async def test_help_palette_and_sorting(make_app, workdir: Path) -> None:
         header = lambda key: str(table.columns[key].label)  # noqa: E731
         assert header("id") == "id ▼"
         app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
-        assert header("lr") == "lr ▼" and header("id") == "id"
+        assert header("lr") == "lr ▼" and header("id") == "id  "  # room kept for the arrow
         assert [table.get_row_at(i)[7] for i in range(2)] == ["0.01", "0.001"]
         app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
         assert header("lr") == "lr ▲" and [table.get_row_at(i)[7] for i in range(2)] == ["0.001", "0.01"]

@@ -44,6 +44,14 @@ class PhonetuiCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, help=help_text)
 
 
+def keys_shown(keys: str) -> str:
+    """A binding's keys as the help lists them: 'f5,s' -> 'F5 / s', 'ctrl+e' -> '^e'."""
+    names = {"question_mark": "?", "delete": "Delete", "space": "space"}
+    shown = [names.get(k, k.upper() if k[0] == "f" and k[1:].isdigit() else k.replace("ctrl+", "^"))
+             for k in keys.split(",")]
+    return " / ".join(shown)
+
+
 class PhonetuiApp(App):
     """The terminal app; `args` is the parsed command line (see phonetui.cli.parser)."""
 
@@ -53,7 +61,7 @@ class PhonetuiApp(App):
     COMMANDS = App.COMMANDS | {PhonetuiCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
-        Binding("f1,question_mark", "help", "Help", key_display="F1/?"),
+        Binding("f1,question_mark", "help", "Help", key_display="F1"),
         Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
     ]
 
@@ -72,7 +80,7 @@ class PhonetuiApp(App):
     def action_help(self) -> None:
         if isinstance(self.screen, Help):
             return
-        keys = [(b.key_display or b.key, b.tooltip or b.description)
+        keys = [(keys_shown(b.key), b.tooltip or b.description)
                 for b in [*self.main.BINDINGS, *self.BINDINGS] if b.tooltip or b.description]
         keys += [("ctrl+p", "command palette: presets, actions, runs"),
                  ("Enter", "fill the form with the highlighted preset")]

@@ -16,18 +16,27 @@ Series = dict[str, list[tuple[int, float]]]  # legend label -> (epoch, value) po
 
 class Chart(PlotextPlot):
     """One metric over epochs: a line per series with its legend, epoch ticks on x, the y axis
-    fitted to the values (so a 0.840 -> 0.830 change looks like the small change it is)."""
+    fitted to the values (so a 0.840 -> 0.830 change looks like the small change it is). With
+    `colors` and under SMALL rows, the legend moves into the title and the x label goes, so that
+    the few rows there are show the curves."""
 
-    def __init__(self, title: str, **kwargs: Any) -> None:
+    SMALL = 14
+
+    def __init__(self, title: str, colors: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.title = title
+        self.series_colors = colors or {}
         self.series: Series = {}
+
+    def on_resize(self) -> None:
+        self.show(self.series)
 
     def show(self, series: Series) -> None:
         self.series = series
+        small = bool(self.series_colors) and self.size.height < self.SMALL
         plt = self.plt
         plt.clear_figure()
-        plt.title(self.title)
+        plt.title(f"{self.title}: " + ", ".join(f"{k} {c}" for k, c in self.series_colors.items()) if small else self.title)
         points = [p for line in series.values() for p in line]
         if points:
             epochs = sorted({e for e, _ in points})
@@ -40,8 +49,9 @@ class Chart(PlotextPlot):
             for label, line in series.items():
                 if line:
                     xs, ys = zip(*line)
-                    plt.plot(xs, ys, label=label, marker="braille")
-        plt.xlabel("epoch")
+                    plt.plot(xs, ys, label=None if small else label, marker="braille", color=self.series_colors.get(label))
+        if not small:
+            plt.xlabel("epoch")
         self.refresh()
 
 
@@ -49,8 +59,9 @@ class RunCharts(Horizontal):
     """A run's train/val accuracy and loss as two charts side by side."""
 
     def compose(self) -> ComposeResult:
-        yield Chart("accuracy", classes="acc-chart")
-        yield Chart("loss", classes="loss-chart")
+        colors = {"train": "blue", "val": "orange"}
+        yield Chart("accuracy", colors, classes="acc-chart")
+        yield Chart("loss", colors, classes="loss-chart")
 
     def show(self, metrics: list[EpochMetrics]) -> None:
         def points(name: str) -> list[tuple[int, float]]:

@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, OptionList, RichLog, Select, Static, TabbedContent, TabPane
 
 from .. import presets as preset_store
 from ..config import EDITABLE, RunConfig, as_asked, n_epochs
@@ -48,18 +48,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 class MainScreen(Screen):
     """Choose a preset, edit it, train in a thread, watch, compare runs, export the CSV."""
 
-    BINDINGS = [
-        Binding("f5,s", "start", "Start", key_display="F5/s", tooltip="Train the form's config in the background"),
-        Binding("f6,x", "stop", "Stop", key_display="F6/x", tooltip="Stop the run; its best model is kept"),
-        Binding("f9,p", "predict", "Export", key_display="F9/p", tooltip="Predict the test set, write the CSV"),
-        Binding("f2,t", "switch_tab", "Tab", key_display="F2/t", tooltip="Training / History / Log"),
-        Binding("f3,l", "load_run", "Load", key_display="F3/l", tooltip="Load the selected run's config"),
-        Binding("f4,c", "compare", "Compare", key_display="F4/c", tooltip="Compare the marked runs"),
+    BINDINGS = [  # the footer shows the function keys of the main actions; the help (F1) every key
+        Binding("f5,s", "start", "Start", key_display="F5", tooltip="Train the form's config in the background"),
+        Binding("f6,x", "stop", "Stop", key_display="F6", tooltip="Stop the run; its best model is kept"),
+        Binding("f9,p", "predict", "Export", key_display="F9", tooltip="Predict the test set, write the CSV"),
+        Binding("f2,t", "switch_tab", "Tab", key_display="F2", tooltip="Training / History / Log"),
+        Binding("f3,l", "load_run", "Load", show=False, tooltip="Load the selected run's config"),
+        Binding("f4,c", "compare", "Compare", key_display="F4", tooltip="Compare the marked runs"),
         Binding("space", "mark", "Mark", show=False, tooltip="Mark the selected run for comparison"),
-        Binding("f7,b", "sort_best", "Sort", key_display="F7/b", tooltip="Sort the history by best val acc"),
-        Binding("f8,delete", "delete_run", "Delete", key_display="F8", tooltip="Delete the selected run"),
-        Binding("f10,r", "resume", "Resume", key_display="F10/r", tooltip="Continue the selected stopped run"),
-        Binding("ctrl+e,e", "export_ensemble", "Export ensemble", show=False, key_display="^e/e",
+        Binding("f7,b", "sort_best", "Sort", show=False, tooltip="Sort the history by best val acc"),
+        Binding("f8,delete", "delete_run", "Delete", show=False, tooltip="Delete the selected run"),
+        Binding("f10,r", "resume", "Resume", key_display="F10", tooltip="Continue the selected stopped run"),
+        Binding("ctrl+e,e", "export_ensemble", "Export ensemble", show=False,
                 tooltip="Export the marked runs as one ensemble CSV (their posteriors averaged)"),
     ]
 
@@ -84,6 +84,7 @@ class MainScreen(Screen):
             with VerticalScroll(id="left") as left:
                 left.can_focus = False  # its fields scroll into view as they get focus
                 yield PresetList(id="presets")
+                yield Select([], prompt="preset", allow_blank=True, compact=True, id="preset-select")  # narrow screens
                 yield ConfigForm(id="form")
             with TabbedContent(id="tabs"):
                 with TabPane("Training", id="training"):
@@ -117,6 +118,10 @@ class MainScreen(Screen):
                 self.say(f"unknown preset '{self.args.preset}' (known: {', '.join(sorted(self.presets))})", "error")
             base = next(iter(sorted(self.presets.items())), ("", RunConfig()))[1]
         self.query_one(PresetList).show(self.presets, base.preset)
+        picker = self.query_one("#preset-select", Select)
+        picker.set_options([(f"{name}  {cfg.model.param_count():,} params", name) for name, cfg in sorted(self.presets.items())])
+        if base.preset in self.presets:
+            picker.value = base.preset
         self.form.set_search(max(1, getattr(self.args, "trials", None) or 8), max(1, getattr(self.args, "jobs", None) or 1))
         given = {k: v for k in EDITABLE if (v := getattr(self.args, k, None)) is not None}
         self.form.fill(base, f"preset {base.preset}", {k: str(v) for k, v in as_asked(given).items()})
@@ -240,6 +245,12 @@ class MainScreen(Screen):
     def preset_chosen(self, event: OptionList.OptionSelected) -> None:
         self.use_preset(event.option.id)
 
+    @on(Select.Changed, "#preset-select")
+    def preset_picked(self, event: Select.Changed) -> None:
+        """The narrow screen's preset list (one line); choosing the form's own preset changes nothing."""
+        if event.value in self.presets and event.value != self.form.base.preset:
+            self.use_preset(event.value)
+
     def use_preset(self, name: str) -> None:
         cfg = self.presets[name]
         self.form.fill(cfg, f"preset {cfg.preset}")
@@ -351,6 +362,7 @@ class MainScreen(Screen):
         self.training, self.current_run = True, None
         self.panel.begin(what)
         self.query_one(TabbedContent).active = "training"
+        self.place_left()
 
     def _events(self, event) -> None:
         self.post_message(TrainerEvent(event))
@@ -495,6 +507,7 @@ class MainScreen(Screen):
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         self.training = False
+        self.place_left()
         self.query_one(RunsTable).live.clear()
         if message.error:
             self.panel.ended("failed")
@@ -513,10 +526,20 @@ class MainScreen(Screen):
 
     @on(TabbedContent.TabActivated)
     def tab_shown(self, event: TabbedContent.TabActivated) -> None:
-        """The presets and form sit beside Training only: History and Log get the whole width."""
-        self.query_one("#left").display = event.pane.id == "training"
+        self.place_left()
         if event.pane.id == "history":
             self.show_picked()
+
+    def place_left(self) -> None:
+        """The presets and form sit beside Training only (History and Log get the whole width); on a
+        narrow screen a run being trained gets the whole width too."""
+        narrow = self.app.size.width < 100  # the screen's -narrow class (HORIZONTAL_BREAKPOINTS) comes after a resize
+        self.query_one("#left").display = (self.query_one(TabbedContent).active == "training"
+                                           and not (narrow and self.training))
+        self.query_one(Footer).show_command_palette = not narrow
+
+    def on_resize(self) -> None:
+        self.place_left()
 
     @on(DataTable.RowHighlighted, "#runs")
     def show_picked(self) -> None:

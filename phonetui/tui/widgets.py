@@ -92,10 +92,14 @@ def _sort_key(run: Run | DamagedRun, column: str) -> Any:
 
 class RunsTable(DataTable):
     """The runs folder: sorted by any column (newest first by default), marked runs for comparison,
-    and the active run's epochs and best accuracy updated live."""
+    and the active run's epochs and best accuracy updated live. Below 90 columns it drops the
+    preset column (a run's id ends with it) and the mark column (a mark prefixes the id), and
+    shortens its headers, so that every column stays in view."""
 
     HEADERS = {"mark": " ", "id": "id", "preset": "preset", "status": "status", "best": "best val",
                "test": "test acc", "epochs": "epochs", "lr": "lr", "batch": "batch"}
+    COMPACT = {"id": "id", "status": "status", "best": "val", "test": "test", "epochs": "ep", "lr": "lr",
+               "batch": "bs"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -104,16 +108,35 @@ class RunsTable(DataTable):
         self.marked: set[str] = set()
         self.live: dict[str, tuple[int, float | None, float]] = {}  # run id -> (epochs done, best val acc,
         # the epoch's fraction done) while it trains
+        self.compact: bool | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.COMPACT if self.compact else self.HEADERS
 
     def on_mount(self) -> None:
-        for key, label in self.HEADERS.items():
-            self.add_column(label + "  ", key=key)  # room for the sort arrow: a column is as wide as its first label
+        self._columns(self.app.size.width < 92)  # its width once shown (the tabs' padding aside)
+
+    def on_resize(self) -> None:
+        if self.size.width:
+            self._columns(self.size.width < 90)
+
+    def _columns(self, compact: bool) -> None:
+        if compact != self.compact:
+            self.compact = compact
+            self.clear(columns=True)
+            for key, label in self.headers.items():
+                # room for the sort arrow: a column is as wide as its first label (the marks are not sorted)
+                self.add_column(label + "  " * (key != "mark"), key=key)
+            picked = self.selected()
+            self.show(list(self.runs.values()), picked.id if picked else None)
 
     def sort_line(self) -> str:
         """The order in words, for the status line."""
         if self.sort_column == "id":
             return "history sorted newest first" if self.descending else "history sorted oldest first"
-        label = {"best": "best val acc"}.get(self.sort_column, self.HEADERS[self.sort_column])
+        label = {"best": "best val acc", "test": "test acc", "batch": "batch size"}.get(self.sort_column,
+                                                                                   self.HEADERS[self.sort_column])
         order = "highest first" if self.descending else "lowest first"
         if self.sort_column in ("preset", "status"):
             order = "Z to A" if self.descending else "A to Z"
@@ -134,7 +157,7 @@ class RunsTable(DataTable):
         runs = sorted(runs, key=lambda r: _sort_key(r, self.sort_column), reverse=self.descending)
         with self.app.batch_update():
             self.clear()
-            for key, label in self.HEADERS.items():
+            for key, label in self.headers.items():
                 arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else "  "
                 self.columns[key].label = Text(label + arrow)
             for r in runs:
@@ -143,13 +166,19 @@ class RunsTable(DataTable):
                 self.move_cursor(row=self.get_row_index(keep))
 
     def _cells(self, r: Run | DamagedRun) -> list[str]:
+        mark = "✓" if r.id in self.marked else " "
         if isinstance(r, DamagedRun):
-            return [" ", r.id, "-", r.state, "-", "-", "-", "-", "-"]
-        t, s = r.config.training, r.status
-        epochs, best, part = self.live.get(r.id, (s.epochs_done, s.best_val_acc, 0.0))
-        state = f"training {part:.0%}" if r.id in self.live else r.state
-        return ["✓" if r.id in self.marked else " ", r.id, r.config.preset, state,
-                _num(best, ".4f"), _num(r.test_acc, ".4f"), f"{epochs}/{t.epochs}", f"{t.lr:g}", str(t.batch_size)]
+            cells = {"mark": mark, "id": r.id, "status": r.state}
+        else:
+            t, s = r.config.training, r.status
+            epochs, best, part = self.live.get(r.id, (s.epochs_done, s.best_val_acc, 0.0))
+            cells = {"mark": mark, "id": r.id, "preset": r.config.preset,
+                     "status": f"training {part:.0%}" if r.id in self.live else r.state, "best": _num(best, ".4f"),
+                     "test": _num(r.test_acc, ".4f"), "epochs": f"{epochs}/{t.epochs}", "lr": f"{t.lr:.3g}",
+                     "batch": str(t.batch_size)}
+        if self.compact:
+            cells["id"] = mark + cells["id"]
+        return [cells.get(key, "-") for key in self.headers]
 
     def update_live(self, run_id: str, epochs: int, best: float | None, part: float = 0.0) -> None:
         """Show the active run's progress (epochs done, best val acc, the epoch in progress's share
@@ -158,14 +187,15 @@ class RunsTable(DataTable):
             return
         self.live[run_id] = (epochs, best, part)
         if run_id in self.runs:
-            for key, cell in zip(self.HEADERS, self._cells(self.runs[run_id])):
+            for key, cell in zip(self.headers, self._cells(self.runs[run_id])):
                 self.update_cell(run_id, key, cell)
 
     def toggle_mark(self) -> Run | DamagedRun | None:
         run = self.selected()
         if run is not None:
             self.marked ^= {run.id}
-            self.update_cell(run.id, "mark", "✓" if run.id in self.marked else " ")
+            for key, cell in zip(self.headers, self._cells(run)):
+                self.update_cell(run.id, key, cell)
         return run
 
     def selected(self) -> Run | DamagedRun | None:

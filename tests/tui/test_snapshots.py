@@ -93,3 +93,43 @@ def test_help(make_app, snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(100, 30), run_before=open_help)
+
+
+def test_idle_small(make_app, snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=ready)
+
+
+def test_training_small(make_app, fixed_clock, snap_compare) -> None:
+    async def mid_run(pilot) -> None:
+        """Three epochs of a run in progress, as fixed events: on 80 columns Training takes the width."""
+        from pathlib import Path
+
+        from phonetui import runs, trainer
+        from phonetui.tui.messages import TrainerEvent
+
+        await ready(pilot)
+        main = pilot.app.main
+        run = runs.create(Path("runs"), main.form.config().with_training(epochs=5), {"started": "2021-03-01 12:00:00"})
+        main.training = True
+        main.place_left()
+        post = lambda e: main.post_message(TrainerEvent(e))  # noqa: E731
+        post(trainer.RunStarted(run, "cpu", 2400, 600))
+        for epoch, (ta, tl, va, vl) in enumerate(CURVE[:3], 1):
+            post(trainer.EpochEnd(runs.EpochMetrics(epoch, ta, tl, va, vl, 1e-3, 1.5), 5))
+        post(trainer.BestSaved(3, CURVE[2][2], run.path / runs.CHECKPOINT))
+        post(trainer.Progress(4, 5, 1200, 2400, 1000.0))
+        await pilot.pause(0.2)
+        pilot.app.clear_notifications()
+        await _scrolled_to_cursor(pilot)
+        run.release()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=mid_run)
+
+
+def test_history_small(make_app, fixed_clock, snap_compare) -> None:
+    async def run_then_browse(pilot) -> None:
+        await _finished(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_then_browse)

@@ -39,6 +39,12 @@ def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
     for key in EDITABLE:
         p.add_argument("--" + key.replace("_", "-"), dest=key, default=default, metavar="V",
                        help=f"override training.{key}")
+    _add_tensorboard(p, sub)
+
+
+def _add_tensorboard(p: argparse.ArgumentParser, sub: bool) -> None:
+    p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS if sub else False,
+                   help="also write each run's TensorBoard event files into its folder ($PHONETUI_TENSORBOARD=1)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("resume", help="continue a stopped or interrupted run from its last finished epoch")
     rr.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder, or its id in the runs folder")
     rr.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="the runs folder of a bare id (./runs)")
+    _add_tensorboard(rr, sub=True)
     rr.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder (the run's own by default)")
     rr.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
     pr = sub.add_parser("predict", help="predict the test set with a run's best model and write the CSV; "
@@ -181,6 +188,8 @@ def _printer():
 
     from . import runs, trainer
 
+    from . import tensorboard
+
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
     task = bar.add_task("", total=1, fps=0.0)
@@ -192,7 +201,8 @@ def _printer():
             if note := e.run.epochs_note:
                 console.print(note)
         elif isinstance(e, trainer.Progress):
-            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.frames, total=e.total, fps=e.frames_per_s)
+            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}" + (f" · {e.device}" if e.device else ""),
+                       completed=e.frames, total=e.total, fps=e.frames_per_s)
         elif isinstance(e, trainer.EpochEnd):
             bar.update(task, completed=0)
             console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s"
@@ -209,7 +219,7 @@ def _printer():
                 console.print(f"`phonetui resume {e.run.path}` continues it")
 
     with bar:
-        yield listen
+        yield tensorboard.tee(listen) if tensorboard.wanted() else listen
 
 
 def _train(start, dataset, export: bool) -> int:
@@ -528,11 +538,14 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resum
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .tensorboard import enabled
+
     try:
-        if args.command is None:
-            return cmd_tui(args)
-        with _signals_stop() as args.stop:
-            return COMMANDS[args.command](args)
+        with enabled(getattr(args, "tensorboard", False)):  # this process's runs and its --jobs workers'
+            if args.command is None:
+                return cmd_tui(args)
+            with _signals_stop() as args.stop:
+                return COMMANDS[args.command](args)
     except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
         print(f"phonetui: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -25,6 +25,23 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def gpu_line(device: torch.device) -> str | None:
+    """While a run trains on a CUDA device: its memory in use (of the total) and utilisation, e.g.
+    'GPU 3.2/80 GiB, 87%'; None on other devices. Utilisation needs NVML (pynvml), memory does not."""
+    if device.type != "cuda":
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    try:
+        busy = f", {torch.cuda.utilization(device)}%"
+    except Exception:  # noqa: BLE001 - no NVML here: memory alone
+        busy = ""
+    return gpu_text(total - free, total, busy)
+
+
+def gpu_text(used: int, total: int, busy: str = "") -> str:
+    return f"GPU {used / 2**30:.1f}/{total / 2**30:.0f} GiB{busy}"
+
+
 CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step costs more than it saves
 
 

@@ -26,7 +26,7 @@ import torch
 from . import __version__, batches, checkpoint, decode, diagnostics, runs
 from .config import RunConfig, epochs_for, fit_problems, n_epochs, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
-from .device import fits, free_memory, keep_freed_memory, resolve_device, use_bf16
+from .device import fits, free_memory, gpu_line, keep_freed_memory, resolve_device, use_bf16
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
 from .fileio import write_text
@@ -51,6 +51,7 @@ class Progress:
     frames: int
     total: int
     frames_per_s: float
+    device: str | None = None  # a GPU's memory and utilisation (device.gpu_line)
 
     @property
     def eta_s(self) -> float:
@@ -286,7 +287,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
             now = time.perf_counter()
             if now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
-                listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start)))
+                listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start), gpu_line(device)))
         _record_step(run, step)
         train_acc, train_loss = step.totals()
         scores = (score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth, trans)

@@ -140,3 +140,20 @@ def test_gpu_tagger_trains_on_the_device_and_records_why_it_is_not_captured(demo
     assert "capture: off (a tagger's batches change shape with their utterances)" in record["step_notes"]
     cpu = trainer.train(TAGGER, demo, tmp_path)
     assert run.status.best_val_acc == pytest.approx(cpu.status.best_val_acc, abs=0.05)
+
+
+def test_the_device_line_of_progress_is_a_gpu_s_memory_and_use_and_nothing_on_a_cpu():
+    from phonetui.device import gpu_line, gpu_text
+
+    assert gpu_line(torch.device("cpu")) is None
+    assert gpu_text(3 * 2**30 + 2**29, 80 * 2**30, ", 87%") == "GPU 3.5/80 GiB, 87%"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_progress_events_carry_the_device_line(tiny, demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    lines = []
+    trainer.train(tiny.with_training(device="cuda", epochs=1, batch_size=64), demo, tmp_path,
+                  lambda e: lines.append(e.device) if isinstance(e, trainer.Progress) else None)
+    assert lines and all(line.startswith("GPU ") and " GiB" in line for line in lines)

@@ -85,12 +85,13 @@ class TrainingPanel(Vertical):
         remaining = e.eta_s + (e.epochs - e.epoch) * per_epoch
         with self.app.batch_update():
             self.query_one(ProgressBar).update(total=e.total, progress=e.frames)
+            gpu = f" · {e.device}" if e.device else ""
             if self.size.width < 90:  # one line beside the bar
                 self._label(f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · {duration(elapsed)} run, "
-                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} fr/s")
+                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} fr/s{gpu}")
             else:
                 self._label(f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · run {duration(elapsed)} elapsed, "
-                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s")
+                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s{gpu}")
 
     def epoch(self, e) -> None:
         self.live.append(e.metrics)

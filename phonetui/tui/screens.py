@@ -367,6 +367,12 @@ class MainScreen(Screen):
     def _events(self, event) -> None:
         self.post_message(TrainerEvent(event))
 
+    def _listener(self):
+        """A new job's trainer listener: its events posted here (and TensorBoard's files, if asked for)."""
+        from .. import tensorboard
+
+        return tensorboard.tee(self._events) if tensorboard.wanted() else self._events
+
     @work(thread=True, exit_on_error=False, group="train")
     def train(self, cfg: RunConfig) -> None:
         """Run the trainer, forwarding each of its events as a message."""
@@ -374,7 +380,7 @@ class MainScreen(Screen):
         try:
             from .. import trainer
 
-            trainer.train(cfg, self.data, self.runs_dir, self._events, self.cancel)
+            trainer.train(cfg, self.data, self.runs_dir, self._listener(), self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
             error = one_line(e)
         self.post_message(TrainingEnded(error))
@@ -385,7 +391,7 @@ class MainScreen(Screen):
         try:
             from .. import runs, trainer
 
-            trainer.resume(runs.open_run(run.path), self.data, self._events, self.cancel)
+            trainer.resume(runs.open_run(run.path), self.data, self._listener(), self.cancel)
         except Exception as e:  # noqa: BLE001
             error = one_line(e)
         self.post_message(TrainingEnded(error))
@@ -411,7 +417,7 @@ class MainScreen(Screen):
             if jobs > 1:
                 finished = self._search_jobs(study, base, trials, jobs)
             else:
-                finished = search.optimize(study, base, space, self.data, self.runs_dir, trials, self._events,
+                finished = search.optimize(study, base, space, self.data, self.runs_dir, trials, self._listener(),
                                            self.cancel, announce)
             if finished:
                 best = study.best_trial
@@ -459,7 +465,7 @@ class MainScreen(Screen):
                 total = len(queue.trials)
                 self.app.call_from_thread(self.panel.queue, f"sweep {queue.id}: run {total - n + i} of {total} ({values})")
 
-            if sweep.run(queue, self.data, self._events, self.cancel, announce):
+            if sweep.run(queue, self.data, self._listener(), self.cancel, announce):
                 self.app.call_from_thread(self.say, f"sweep {queue.id} finished: History ranks its runs "
                                           "(F7 sorts by best val acc)", "ok", True)
         except Exception as e:  # noqa: BLE001

@@ -1,0 +1,46 @@
+"""TensorBoard event files: per-epoch scalars written as each epoch ends, hparams with final metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from phonetui import tensorboard, trainer
+from phonetui.cli import main
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+
+def _events(run_dir) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return acc
+
+
+def test_each_epoch_is_in_the_event_files_as_it_ends_and_the_hparams_at_the_end(tiny, demo, tmp_path) -> None:
+    seen = []
+
+    def check(e) -> None:  # after the tee has written the epoch: TensorBoard can already read it
+        if isinstance(e, trainer.EpochEnd):
+            seen.append(len(_events(e_run[0].path).Scalars("val/acc")))
+        elif isinstance(e, trainer.RunStarted):
+            e_run.append(e.run)
+
+    e_run: list = []
+    run = trainer.train(tiny.with_training(epochs=3), demo, tmp_path, tensorboard.tee(check))
+    assert seen == [1, 2, 3]
+    acc = _events(run.path)
+    vals = [s.value for s in acc.Scalars("val/acc")]
+    assert vals == pytest.approx([m.val_acc for m in run.metrics()]) and len(acc.Scalars("lr")) == 3
+    assert acc.Scalars("hparams/best_val_acc")[0].value == pytest.approx(run.status.best_val_acc)
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.PluginTagToContent("hparams"))
+
+
+def test_off_by_default_and_one_flag_turns_it_on(demo_dir, presets_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(tensorboard.ENV, raising=False)
+    base = ["train", "--data", str(demo_dir), "--presets", str(presets_dir), "--preset", "tiny", "--epochs", "1"]
+    assert main([*base, "--runs", str(tmp_path / "off")]) == 0
+    assert not list((tmp_path / "off").glob("*/events.out.tfevents.*"))
+    assert main([*base, "--runs", str(tmp_path / "on"), "--tensorboard"]) == 0
+    assert len(list((tmp_path / "on").glob("*/events.out.tfevents.*"))) == 1
+    assert not tensorboard.wanted()  # the flag is the command's, not the test process's

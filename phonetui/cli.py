@@ -538,9 +538,9 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resum
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .tensorboard import enabled
-
     try:
+        from .tensorboard import enabled
+
         with enabled(getattr(args, "tensorboard", False)):  # this process's runs and its --jobs workers'
             if args.command is None:
                 return cmd_tui(args)

@@ -26,7 +26,7 @@ import shutil
 import time
 import tomllib
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,11 @@ class Run:
     @property
     def id(self) -> str:
         return self.path.name
+
+    def snapshot(self) -> Run:
+        """A copy that stays as the run is now (status, record, prediction), for another thread to
+        read while the training thread goes on writing; it holds no lock, so it cannot write."""
+        return replace(self, record=dict(self.record), status=replace(self.status), _lock=None)
 
     @property
     def uid(self) -> str:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from .errors import PhonetuiError
-from .trainer import BestSaved, Cancelled, EpochEnd, Finished, Listener, RunStarted
 
 ENV = "PHONETUI_TENSORBOARD"  # "1": write event files (`--tensorboard` sets it, so --jobs workers inherit it)
 SCALARS = {"train/acc": "train_acc", "train/loss": "train_loss", "val/acc": "val_acc", "val/loss": "val_loss",
@@ -46,11 +45,13 @@ def available() -> str | None:
     return None
 
 
-def tee(listen: Listener) -> Listener:
-    """A listener that writes each run's events, then passes every event on to `listen`."""
+def tee(listen):
+    """A trainer listener that writes each run's events, then passes every event on to `listen`."""
     if why := available():
         raise PhonetuiError(why)
     from torch.utils.tensorboard import SummaryWriter
+
+    from .trainer import BestSaved, Cancelled, EpochEnd, Finished, RunStarted  # here: the CLI imports this module early
 
     state: dict[str, Any] = {}
 

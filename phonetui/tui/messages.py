@@ -50,7 +50,7 @@ class HistoryLoaded(Message):
         self.sweeps = sweeps or {}
 
 
-class TrainerEvent(Message):
+class TrainerEvent(Message):  # its event's run is a snapshot (Run.snapshot), never the live one
     """One event of `phonetui.trainer` (RunStarted, Progress, EpochEnd, BestSaved, Finished, ...)."""
 
     def __init__(self, event: Any) -> None:
@@ -59,10 +59,12 @@ class TrainerEvent(Message):
 
 
 class TrainingEnded(Message):
-    """The training worker has returned; `error` says why it failed, if it did."""
+    """A job's worker returned: `outcome` is its last run's (finished, early-stopped, stopped,
+    pruned, failed; None where it made no run), `error` the failure's one line."""
 
-    def __init__(self, error: str | None) -> None:
+    def __init__(self, outcome: str | None, error: str | None = None) -> None:
         super().__init__()
+        self.outcome = outcome
         self.error = error
 
 

@@ -1,0 +1,76 @@
+"""A training session, with no widgets: the cancel flag, the run being trained, and ONE thread
+worker that runs any job, `(listen, cancel) -> Run` (a run, a resume, a sweep, a search), joined
+when the app closes. The events it posts carry snapshots of the run, never the live one the
+trainer thread keeps changing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Callable
+
+from textual.message_pump import MessagePump
+
+from ..errors import one_line
+from .messages import TrainerEvent, TrainingEnded
+
+Job = Callable[[Callable[[Any], None], threading.Event], Any]
+
+
+def decide(ranges: dict[str, str], lists: dict[str, list]) -> str:
+    """What Start makes of the form: 'search' where a field holds a range LO:HI (its lists become
+    the search's choices), 'sweep' where one holds a list, else 'run'."""
+    return "search" if ranges else "sweep" if lists else "run"
+
+
+class Session:
+    """The cancel flag, the current run and the one training worker of a screen (`node`, where
+    its messages go)."""
+
+    def __init__(self, node: MessagePump) -> None:
+        self.node = node
+        self.cancel = threading.Event()
+        self.run = None  # the run trained in this session (active or last): a snapshot
+        self.worker = None
+        self.active = False
+
+    def start(self, job: Job, name: str) -> None:
+        """Run `job` in the worker thread (call only when no job is active)."""
+        self.cancel.clear()
+        self.active, self.run = True, None
+        self.worker = self.node.run_worker(lambda: self._work(job), name=name, group="train", thread=True,
+                                           exit_on_error=False)
+
+    def _work(self, job: Job) -> None:
+        from .. import tensorboard
+
+        post = lambda e: self.node.post_message(TrainerEvent(_snapshot(e)))  # noqa: E731
+        last: list = []
+        listen = tensorboard.tee(post) if tensorboard.wanted() else post
+        outcome, error = None, None
+        try:
+            job(lambda e: (last.append(e.run) if hasattr(e, "run") and e.run else None, listen(e)), self.cancel)
+        except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
+            error = one_line(e)
+        if last:
+            outcome = last[-1].status.outcome or last[-1].status.status
+        self.node.post_message(TrainingEnded(outcome, error))
+
+    def ended(self) -> None:
+        self.active = False
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    async def join(self) -> None:
+        """Stop the job and wait for its worker (the app is closing)."""
+        self.cancel.set()
+        if self.worker is not None:
+            await self.worker.wait()
+
+
+def _snapshot(event):
+    """The event with its run (if any) as it is now."""
+    run = getattr(event, "run", None)
+    return dataclasses.replace(event, run=run.snapshot()) if run is not None else event

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from phonetui import data
 from phonetui.cli import parser
+from phonetui.tui.settings import Settings
 
 
 def _exe() -> str:
@@ -101,7 +102,7 @@ async def key_latencies(data_dir: Path, presses: int) -> dict:
         switch_tab(self)
 
     MainScreen.action_switch_tab = timed  # bindings look actions up on the class
-    app = PhonetuiApp(args)
+    app = PhonetuiApp(Settings.from_args(args))
 
     def hook(message) -> None:
         if type(message).__name__ == "TrainerEvent" and isinstance(message.event, trainer.Progress):

@@ -527,8 +527,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import PhonetuiApp
+    from .tui.settings import Settings
 
-    PhonetuiApp(args).run()
+    PhonetuiApp(Settings.from_args(args)).run()
     return 0
 
 

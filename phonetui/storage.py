@@ -26,6 +26,8 @@ ENV = "PHONETUI_STORAGE"  # the storage URL, kept off command lines (and out of 
 HEARTBEAT_S, GRACE_S = 20, 60  # a live trial's heartbeat; a trial silent for GRACE_S is stale
 RETRY_S = 120  # how long a worker waits for a lost database
 OPEN_TRIES = 8  # openings that lost the table-creation race to another worker
+# RDBStorage's private methods that Optuna's cache layer calls, each a whole transaction of its own
+CACHED_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials", "_get_stale_trial_ids")
 
 
 def url_for(runs_dir: Path, storage: str | None) -> str:
@@ -61,7 +63,8 @@ def transient(e: BaseException) -> bool:
     """A failure of the connection rather than of the request: worth retrying."""
     from sqlalchemy import exc
 
-    return any(isinstance(c, (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError)) for c in _chain(e))
+    lost = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.PendingRollbackError)
+    return any(isinstance(c, lost) or getattr(c, "connection_invalidated", False) for c in _chain(e))
 
 
 def _lost_race(e: BaseException) -> bool:
@@ -119,6 +122,10 @@ def _retrying_storage() -> type:
                                             f"{where(self.url)} for over {RETRY_S} s ({reason(e)})") from None
                     self._said(f"optuna storage {where(self.url)}: lost the connection ({reason(e)}); "
                                f"retrying for up to {RETRY_S} s", True)
+                    try:
+                        self.scoped_session.remove()  # this thread's session saw the loss: a new one for the retry
+                    except Exception:  # noqa: BLE001 - a session past rolling back is dropped all the same
+                        pass
                     time.sleep(0.5 + random.random())
                     continue
                 if started is not None:
@@ -134,7 +141,7 @@ def _retrying_storage() -> type:
 
     skip = {"remove_session", "upgrade", "get_current_version", "get_head_version", "get_all_versions"}
     for name, method in vars(optuna.storages.RDBStorage).items():
-        if callable(method) and not name.startswith("_") and name not in skip:
+        if callable(method) and (not name.startswith("_") or name in CACHED_CALLS) and name not in skip:
             setattr(Retrying, name, _retried(method))
     return Retrying
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 from textual.app import App
@@ -11,7 +10,9 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import TabbedContent
 
 from .dialogs import Confirm, Help
+from .history import HistoryPane
 from .screens import MainScreen
+from .settings import Settings
 from .widgets import RunsTable
 
 
@@ -20,15 +21,16 @@ class PhonetuiCommands(Provider):
 
     def entries(self) -> list[tuple[str, object, str]]:
         main: MainScreen = self.app.main
-        items = [(b.description or b.action, partial(main.run_action, b.action), b.tooltip)
-                 for b in main.BINDINGS if b.description]
+        history = main.history
+        items = [(b.description or b.action, partial(node.run_action, b.action), b.tooltip)
+                 for node in (main, history) for b in node.BINDINGS if b.description]
         items += [("Help: keys and actions", self.app.action_help, "F1 / ?")]
         items += [(f"Preset: {name}", partial(main.use_preset, name), cfg.description)
                   for name, cfg in sorted(main.presets.items())]
         items += [(f"Continue sweep {sweep_id}", partial(main.continue_sweep, sweep_id), f"{left} of {total} runs left")
-                  for sweep_id, (left, total) in main.pending_sweeps.items()]
+                  for sweep_id, (left, total) in history.pending_sweeps.items()]
         items += [(f"Drop sweep {sweep_id}", partial(main.drop_sweep, sweep_id), f"forget its {left} runs left")
-                  for sweep_id, (left, total) in main.pending_sweeps.items()]
+                  for sweep_id, (left, total) in history.pending_sweeps.items()]
         items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
                   for run_id in main.query_one(RunsTable).runs]
         return items
@@ -53,7 +55,7 @@ def keys_shown(keys: str) -> str:
 
 
 class PhonetuiApp(App):
-    """The terminal app; `args` is the parsed command line (see phonetui.cli.parser)."""
+    """The terminal app, with the settings the command line asked for."""
 
     CSS_PATH = "app.tcss"
     TITLE = "phonetui"
@@ -65,12 +67,12 @@ class PhonetuiApp(App):
         Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
     ]
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__()
-        self.args = args
+        self.settings = settings
 
     def get_default_screen(self) -> MainScreen:
-        return MainScreen(self.args)
+        return MainScreen(self.settings)
 
     @property
     def main(self) -> MainScreen:
@@ -81,7 +83,7 @@ class PhonetuiApp(App):
         if isinstance(self.screen, Help):
             return
         keys = [(keys_shown(b.key), b.tooltip or b.description)
-                for b in [*self.main.BINDINGS, *self.BINDINGS] if b.tooltip or b.description]
+                for b in [*self.main.BINDINGS, *HistoryPane.BINDINGS, *self.BINDINGS] if b.tooltip or b.description]
         keys += [("ctrl+p", "command palette: presets, actions, runs"),
                  ("Enter", "fill the form with the highlighted preset")]
         self.push_screen(Help(keys))

@@ -83,3 +83,11 @@ class PredictFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class Notice(Message):
+    """A line for the status bar and the Log (kind: info, ok, error), from a pane to the screen."""
+
+    def __init__(self, text: str, kind: str = "info", toast: bool = False) -> None:
+        super().__init__()
+        self.text, self.kind, self.toast = text, kind, toast

@@ -13,6 +13,7 @@ import pytest
 from phonetui.cli import parser
 from phonetui.data import make_demo
 from phonetui.tui.app import PhonetuiApp
+from phonetui.tui.settings import Settings
 
 TINY = """name = "tiny"
 description = "Test MLP 429-32-39, ReLU, Adam 1e-3, batch 256"
@@ -65,7 +66,7 @@ def make_app(workdir: Path) -> Callable[..., PhonetuiApp]:
 
     def make(*flags: str) -> PhonetuiApp:
         base = ["--data", "demo", "--presets", "tiny-presets", "--preset", "tiny"]
-        return PhonetuiApp(parser().parse_args([*base, *flags]))
+        return PhonetuiApp(Settings.from_args(parser().parse_args([*base, *flags])))
 
     return make
 
@@ -94,12 +95,12 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     """Deterministic run ids, dates, epoch seconds, frames/s and the app's run times (for snapshots)."""
     import phonetui.runs
     import phonetui.trainer
-    import phonetui.tui.panels
+    import phonetui.tui.training
 
     clock = FixedClock()
     monkeypatch.setattr(phonetui.trainer, "time", clock)
     monkeypatch.setattr(phonetui.runs, "time", clock)
-    monkeypatch.setattr(phonetui.tui.panels, "time", clock)
+    monkeypatch.setattr(phonetui.tui.training, "time", clock)
     return clock
 
 

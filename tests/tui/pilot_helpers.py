@@ -60,7 +60,7 @@ async def feed_run(pilot: Pilot, lr: float = 1e-3, epochs: int = 5, curve=CURVE,
     run = runs.create(Path("runs"), cfg, {"started": "2021-03-01 12:00:00", "device": "cpu", "train_rows": 2400,
                                           "val_rows": 600})
     main.training = True
-    post = lambda event: main.post_message(TrainerEvent(event))  # noqa: E731
+    post = lambda event: main.panel.post_message(TrainerEvent(event))  # noqa: E731
     post(trainer.RunStarted(run, "cpu", 2400, 600))
     history, best = [], -1.0
     for epoch, (ta, tl, va, vl) in enumerate(curve[:epochs], 1):
@@ -76,7 +76,7 @@ async def feed_run(pilot: Pilot, lr: float = 1e-3, epochs: int = 5, curve=CURVE,
     run.write_status(status=end)
     run.release()
     post(trainer.Finished(run) if end == "finished" else trainer.Cancelled(run))
-    main.post_message(TrainingEnded(None))
+    main.panel.post_message(TrainingEnded(end))
     await until(pilot, lambda: not main.training)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

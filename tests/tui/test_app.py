@@ -153,7 +153,7 @@ async def test_history_loads_config_back(make_app, workdir: Path) -> None:
         assert field(app, "lr").value == "0.003" and field(app, "epochs").value == "1"
         assert app.query_one("#tabs").active == "training" and app.query_one("#left").display
         assert "run " + table.selected().id in str(app.query_one("#form-title").render())
-        await pilot.press("b")
+        await pilot.press("f2", "b")  # History's keys work in History
         assert table.sort_column == "best"
         await pilot.press("p")
         await until(pilot, lambda: status(app).startswith("wrote"))
@@ -345,10 +345,10 @@ async def test_help_palette_and_sorting(make_app, workdir: Path) -> None:
         await pilot.pause()
         header = lambda key: str(table.columns[key].label)  # noqa: E731
         assert header("id") == "id ▼"
-        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        app.main.history.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
         assert header("lr") == "lr ▼" and header("id") == "id  "  # room kept for the arrow
         assert [table.get_row_at(i)[7] for i in range(2)] == ["0.01", "0.001"]
-        app.main.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
+        app.main.history.header_clicked(DataTable.HeaderSelected(table, table.columns["lr"].key, 7, table.columns["lr"].label))
         assert header("lr") == "lr ▲" and [table.get_row_at(i)[7] for i in range(2)] == ["0.001", "0.01"]
 
 
@@ -363,7 +363,7 @@ async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: 
         await pilot.press("f9")
         assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
         assert not (old.path / "prediction.csv").exists()
-        app.main.say("cannot start: the data is still loading", "error")
+        app.main.asked_early = True  # as F5 before the data had loaded leaves it
         app.main.post_message(DataLoaded(app.main.data))
         await until(pilot, lambda: status(app) == "the data has loaded: F5 trains")
 
@@ -376,7 +376,7 @@ async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: P
     app = make_app("--epochs", "1")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        assert app.main.pending_sweeps == {old.id: (1, 1)}
+        assert app.main.history.pending_sweeps == {old.id: (1, 1)}
         field(app, "lr").value = "0.001, 0.003"
         await pilot.pause()
         assert "sweep of 2 runs" in str(app.query_one("#form-title").render())
@@ -387,10 +387,10 @@ async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: P
         table = app.query_one(RunsTable)
         assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
         drop = sweep.create(Path("runs"), tiny, {"lr": [0.004]})
-        app.main.load_history()
-        await until(pilot, lambda: drop.id in app.main.pending_sweeps)
+        app.main.history.reload()
+        await until(pilot, lambda: drop.id in app.main.history.pending_sweeps)
         app.main.drop_sweep(drop.id)
-        await until(pilot, lambda: drop.id not in app.main.pending_sweeps)
+        await until(pilot, lambda: drop.id not in app.main.history.pending_sweeps)
         assert f"dropped sweep {drop.id}" in status(app) and not drop.path.exists()
         app.main.continue_sweep(old.id)
         await until(pilot, lambda: not app.main.training and table.row_count == 3)
@@ -504,7 +504,7 @@ async def test_the_next_run_of_a_sweep_starts_with_an_empty_panel(make_app, work
         view = app.main.panel.query_one(RunView)
         assert len(view.metrics) == 3
         nxt = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:01:00"})
-        app.main.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
+        app.main.panel.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
         await pilot.pause()
         assert view.metrics == [] and view.query_one(DataTable).row_count == 0
         assert nxt.id in str(app.query_one("#run-line").render())
@@ -521,7 +521,7 @@ async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_a
         await feed_run(pilot, lr=1e-3)
         await feed_run(pilot, lr=3e-3, end="stopped")
         assert "F10 on it in History resumes it" in status(app)
-        await pilot.press("f7")
+        await pilot.press("f2", "f7")
         await pilot.pause()
         table = app.query_one(RunsTable)
         best = table.columns["best"]
@@ -531,9 +531,9 @@ async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_a
         assert table.sort_line() == "history sorted by lr, lowest first"
         nxt = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:02:00"})
         app.main.training = True
-        app.main.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
+        app.main.panel.post_message(TrainerEvent(trainer.RunStarted(nxt, "cpu", 2400, 600)))
         await until(pilot, lambda: nxt.id in table.runs)
-        app.main.post_message(TrainerEvent(trainer.Progress(1, 5, 1200, 2400, 1000.0)))
+        app.main.panel.post_message(TrainerEvent(trainer.Progress(1, 5, 1200, 2400, 1000.0)))
         await pilot.pause()
         assert str(table.get_cell(nxt.id, "status")) == "training 50%"
         nxt.release()
@@ -547,7 +547,7 @@ async def test_a_resumed_run_counts_the_epochs_it_trained_now(make_app, workdir:
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         run = runs.create(Path("runs"), app.main.form.config(), {"started": "2021-03-01 12:00:00"})
-        post = lambda e: app.main.post_message(TrainerEvent(e))  # noqa: E731
+        post = lambda e: app.main.panel.post_message(TrainerEvent(e))  # noqa: E731
         app.main.training = True
         post(trainer.RunStarted(run, "cpu", 2400, 600))
         for epoch in (1, 2, 3):

@@ -112,7 +112,7 @@ def test_training_small(make_app, fixed_clock, snap_compare) -> None:
         run = runs.create(Path("runs"), main.form.config().with_training(epochs=5), {"started": "2021-03-01 12:00:00"})
         main.training = True
         main.place_left()
-        post = lambda e: main.post_message(TrainerEvent(e))  # noqa: E731
+        post = lambda e: main.panel.post_message(TrainerEvent(e))  # noqa: E731
         post(trainer.RunStarted(run, "cpu", 2400, 600))
         for epoch, (ta, tl, va, vl) in enumerate(CURVE[:3], 1):
             post(trainer.EpochEnd(runs.EpochMetrics(epoch, ta, tl, va, vl, 1e-3, 1.5), 5))

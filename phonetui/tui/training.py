@@ -1,5 +1,5 @@
-"""The tabs' contents that keep their own state: the training panel (the run being trained, its
-progress and curves) and a selected run's details in History."""
+"""The Training tab: the run being trained, its progress and curves, followed from the trainer's
+events (which then go on up to the screen)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from ..config import n_epochs
-from ..errors import PhonetuiError
+from .messages import TrainerEvent, TrainingEnded
 from .widgets import RunView
 
 if TYPE_CHECKING:
@@ -115,43 +115,23 @@ class TrainingPanel(Vertical):
     def ended(self, how: str) -> None:
         self._label(how)
 
+    def on_trainer_event(self, message: TrainerEvent) -> None:
+        from .. import trainer  # loaded by the worker that sent the event
 
-class RunDetails(Vertical):
-    """A run picked in History: one line about it, its weakest phones, its curves and epoch table."""
+        e = message.event
+        if isinstance(e, trainer.RunStarted):
+            self.started(e)
+        elif isinstance(e, trainer.Progress):
+            self.progress(e)
+        elif isinstance(e, trainer.EpochEnd):
+            self.epoch(e)
+        elif isinstance(e, trainer.BestSaved):
+            self.best(e)
+        elif isinstance(e, trainer.Finished):
+            self.finished()
+        elif isinstance(e, trainer.Cancelled) and e.run.status.outcome != "pruned":
+            self.ended("stopped")
 
-    def compose(self) -> ComposeResult:
-        yield Static("select a run", id="picked-info")
-        yield RunView(id="picked-view")
-
-    def show(self, run, empty: str = "select a run") -> None:
-        info, view = self.query_one("#picked-info", Static), self.query_one(RunView)
-        if run is None or run.state == "damaged":
-            info.update(empty if run is None else escape(f"{run.id}: damaged: {run.reason}"))
-            view.show([], None)
-            return
-        t, m = run.config.training, run.config.model
-        metrics, note = [], ""
-        try:
-            metrics = run.metrics()
-        except PhonetuiError as e:
-            note = f" · {e}"
-        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
-        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
-        info.update(escape(line + self._phones_line(run)))
-        view.show(metrics, run.status.best_epoch)
-
-    @staticmethod
-    def _phones_line(run) -> str:
-        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
-        from .. import diagnostics
-
-        try:
-            phones, pairs = diagnostics.read(run)
-        except PhonetuiError as e:
-            return f"\n{e}"
-        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
-        if not scored:
-            return ""
-        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
-        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
-        return f"\nweakest phones: {weak} · confused: {confused}"
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        if message.error:
+            self.ended("failed")

@@ -1,0 +1,235 @@
+"""The History tab: the runs folder as a table, the picked run's details, and what is done to runs
+(mark, compare, sort, delete here; load, resume and ensemble export asked of the screen by message).
+Its keys work while the focus is in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from ..errors import PhonetuiError, one_line
+from .dialogs import Compare, Confirm, ExportEnsemble
+from .messages import HistoryLoaded, Notice
+from .widgets import RunsTable, RunView
+
+
+class RunDetails(Vertical):
+    """A run picked in History: one line about it, its weakest phones, its curves and epoch table."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("select a run", id="picked-info")
+        yield RunView(id="picked-view")
+
+    def show(self, run, empty: str = "select a run") -> None:
+        info, view = self.query_one("#picked-info", Static), self.query_one(RunView)
+        if run is None or run.state == "damaged":
+            info.update(empty if run is None else escape(f"{run.id}: damaged: {run.reason}"))
+            view.show([], None)
+            return
+        t, m = run.config.training, run.config.model
+        metrics, note = [], ""
+        try:
+            metrics = run.metrics()
+        except PhonetuiError as e:
+            note = f" · {e}"
+        test = f" · test acc {run.test_acc:.4f}" if run.test_acc is not None else ""
+        line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{note}"
+        info.update(escape(line + self._phones_line(run)))
+        view.show(metrics, run.status.best_epoch)
+
+    @staticmethod
+    def _phones_line(run) -> str:
+        """A second line: the best model's weakest phones and most confused pairs (validation frames)."""
+        from .. import diagnostics
+
+        try:
+            phones, pairs = diagnostics.read(run)
+        except PhonetuiError as e:
+            return f"\n{e}"
+        scored = sorted((p for p in phones if p.accuracy is not None), key=lambda p: p.accuracy)
+        if not scored:
+            return ""
+        weak = " ".join(f"{p.phone} {p.accuracy:.2f}" for p in scored[:5])
+        confused = " ".join(f"{c.true}>{c.predicted} {c.share:.0%}" for c in pairs[:3])
+        return f"\nweakest phones: {weak} · confused: {confused}"
+
+
+class HistoryPane(Vertical):
+    """Every run of the runs folder; `busy` is the folder of the run being trained (kept from harm)."""
+
+    BINDINGS = [
+        Binding("space", "mark", "Mark", show=False, tooltip="Mark the selected run for comparison"),
+        Binding("f3,l", "load_run", "Load", show=False, tooltip="Load the selected run's config"),
+        Binding("f4,c", "compare", "Compare", key_display="F4", tooltip="Compare the marked runs"),
+        Binding("f7,b", "sort_best", "Sort", show=False, tooltip="Sort the history by best val acc"),
+        Binding("f8,delete", "delete_run", "Delete", show=False, tooltip="Delete the selected run"),
+        Binding("f10,r", "resume", "Resume", key_display="F10", tooltip="Continue the selected stopped run"),
+        Binding("ctrl+e,e", "export_ensemble", "Export ensemble", show=False,
+                tooltip="Export the marked runs as one ensemble CSV (their posteriors averaged)"),
+    ]
+
+    class LoadConfig(Message):
+        def __init__(self, run) -> None:
+            super().__init__()
+            self.run = run
+
+    class Resume(Message):
+        def __init__(self, run) -> None:
+            super().__init__()
+            self.run = run
+
+    class Ensemble(Message):
+        """Export `runs` as one ensemble, decoded and weighted as `how` says."""
+
+        def __init__(self, runs: list, how: dict[str, str]) -> None:
+            super().__init__()
+            self.runs, self.how = runs, how
+
+    def __init__(self, runs_dir: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.busy: Path | None = None
+        self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
+        self.ensemble_choices: dict[str, str] = {}  # the last export's decode and weights
+
+    def compose(self) -> ComposeResult:
+        yield RunsTable(id="runs")
+        yield RunDetails(id="picked")
+
+    @property
+    def table(self) -> RunsTable:
+        return self.query_one(RunsTable)
+
+    def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
+        self.post_message(Notice(text, kind, toast))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history")
+    def reload(self, follow: str | None = None) -> None:
+        """Read the runs folder; `follow`: the run id to put the cursor on."""
+        try:
+            from .. import runs, sweep
+
+            sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)
+                      if isinstance(s, sweep.Sweep)}
+            self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow,
+                                            sweeps={k: v for k, v in sweeps.items() if v[0]}))
+        except Exception as e:  # noqa: BLE001
+            self.post_message(HistoryLoaded([], one_line(e)))
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        message.stop()
+        picked = self.table.selected()
+        self.table.show(message.runs, message.follow or (picked.id if picked else None))
+        if message.error:
+            self.say(f"runs folder: {message.error}", "error")
+        new = set(message.sweeps) - set(self.pending_sweeps)
+        self.pending_sweeps = message.sweeps
+        for sweep_id in sorted(new):
+            if self.busy is None:
+                left, total = message.sweeps[sweep_id]
+                self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them, "
+                         "'Drop sweep' forgets them")
+        self.show_picked()
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def show_picked(self) -> None:
+        self.query_one(RunDetails).show(self.table.selected(), "select a run" if self.table.row_count else "no runs yet")
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        if event.column_key.value != "mark":
+            self.table.sort_by(event.column_key.value)
+            self.say(self.table.sort_line())
+
+    def action_sort_best(self) -> None:
+        table = self.table
+        table.sort_by("best", True) if table.sort_column != "best" else table.sort_by("id", True)
+        self.say(table.sort_line())
+
+    def picked(self, verb: str, damaged_ok: bool = False):
+        """The selected run, or None with a line saying why it cannot be `verb`ed."""
+        run = self.table.selected()
+        if run is None:
+            self.say(f"no run selected: pick one in History (F2) to {verb}", "error")
+        elif run.state == "damaged" and not damaged_ok:
+            self.say(f"cannot {verb}: {run.id} is damaged: {run.reason}", "error")
+            return None
+        return run
+
+    def marked(self) -> list:
+        return [r for i in sorted(self.table.marked) if (r := self.table.runs.get(i)) is not None and r.state != "damaged"]
+
+    def action_load_run(self) -> None:
+        if run := self.picked("load its config"):
+            self.post_message(self.LoadConfig(run))
+
+    def action_resume(self) -> None:
+        run = self.table.selected()
+        if run is None:
+            self.say("select a stopped or interrupted run in History (F2), then F10 resumes it", "error")
+        elif run.state not in ("stopped", "interrupted", "failed"):
+            self.say(f"{run.id} is {run.state}: only a stopped or interrupted run can be resumed", "error")
+        else:
+            self.post_message(self.Resume(run))
+
+    def action_mark(self) -> None:
+        if run := self.table.toggle_mark():
+            n = len(self.table.marked)
+            self.say(f"{'marked' if run.id in self.table.marked else 'unmarked'} {run.id} · "
+                     f"{n} marked" + (" · F4 compares them" if n >= 2 else ""))
+
+    def action_compare(self) -> None:
+        chosen = self.marked()
+        if len(chosen) < 2:
+            self.say("mark at least two runs in History with space, then F4 compares them", "error")
+            return
+        metrics = {}
+        for run in chosen:
+            try:
+                metrics[run.id] = run.metrics()
+            except PhonetuiError:
+                metrics[run.id] = []
+        self.app.push_screen(Compare(chosen, metrics))
+
+    def action_export_ensemble(self) -> None:
+        chosen = self.marked()
+        if len(chosen) < 2:
+            self.say("mark two or more runs in History (space), then e exports them as one ensemble", "error")
+        elif self.busy is not None and any(r.path == self.busy for r in chosen):
+            self.say("a marked run is still training: stop it (F6) or wait, then export", "error")
+        else:
+            def answer(how: dict[str, str] | None) -> None:
+                if how is not None:
+                    self.ensemble_choices = how
+                    self.post_message(self.Ensemble(chosen, how))
+
+            self.app.push_screen(ExportEnsemble([r.id for r in chosen], self.ensemble_choices), answer)
+
+    def action_delete_run(self) -> None:
+        run = self.picked("delete it", damaged_ok=True)
+        if run is None:
+            return
+        if run.path == self.busy:
+            self.say("this run is still training: stop it (F6) first", "error")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                from .. import runs
+
+                try:
+                    runs.delete(run)
+                except PhonetuiError as e:
+                    self.say(str(e), "error")
+                    return
+                self.say(f"deleted {run.path}", "ok", toast=True)
+                self.reload()
+
+        self.app.push_screen(Confirm(f"Delete run {run.id} and all its files (best model, CSV)?", "Delete"), answer)

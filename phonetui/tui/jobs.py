@@ -1,0 +1,99 @@
+"""What Start runs: a run, a resume, a sweep or a search, each a job `(listen, cancel) -> ...` for
+the session's one worker. `ui` is how a job speaks from its thread (see MainScreen.ui): say(text,
+kind, toast), queue(text) for the Training tab's sweep/search line, log(text), reload()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import PhonetuiError
+from .form import FIELDS
+
+
+def _shown(values: dict) -> str:
+    return ", ".join(f"{FIELDS.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{FIELDS.get(k, k)} {v}"
+                     for k, v in values.items())
+
+
+def run(cfg: RunConfig, data, runs_dir: Path):
+    def job(listen, cancel):
+        from .. import trainer
+
+        return trainer.train(cfg, data, runs_dir, listen, cancel)
+    return job
+
+
+def resume(path: Path, data):
+    def job(listen, cancel):
+        from .. import runs, trainer
+
+        return trainer.resume(runs.open_run(path), data, listen, cancel)
+    return job
+
+
+def sweep(queue, data, ui):
+    """The sweep's pending trials one after another (each an ordinary run)."""
+    def job(listen, cancel):
+        from .. import sweep as sweeps
+
+        def announce(i: int, n: int, trial) -> None:
+            values = _shown(trial.values)
+            ui.say(f"sweep {queue.id}: run {i}/{n} ({values})")
+            total = len(queue.trials)
+            ui.queue(f"sweep {queue.id}: run {total - n + i} of {total} ({values})")
+
+        if sweeps.run(queue, data, listen, cancel, announce):
+            ui.say(f"sweep {queue.id} finished: History ranks its runs (F7 sorts by best val acc)", "ok", True)
+    return job
+
+
+def search(name: str, base: RunConfig, space, texts: dict[str, str], data, runs_dir: Path, trials: int, jobs: int,
+           presets_dirs: tuple[Path, ...], ui):
+    """An Optuna study (SQLite in the runs folder, or $PHONETUI_STORAGE): its trials one after
+    another here, or `jobs` at once, each in a worker process whose lines go to the Log."""
+    def job(listen, cancel):
+        from .. import search as searches
+
+        study = searches.open_study(runs_dir, name)
+        if jobs > 1:
+            finished = _in_processes(study, base, texts, data, runs_dir, trials, jobs, presets_dirs, ui, cancel)
+        else:
+            def announce(number: int, i: int, n: int, values: dict) -> None:
+                done = sum(t.state.name == "COMPLETE" for t in study.trials)
+                ui.say(f"Optuna trial {number} ({i} of {n}): {_shown(values)}")
+                ui.queue(f"Optuna study {study.study_name}: trial {number} ({i} of {n}: {_shown(values)}) · "
+                         f"{done} complete in the study so far")
+
+            finished = searches.optimize(study, base, space, data, runs_dir, trials, listen, cancel, announce)
+        if finished:
+            best = study.best_trial
+            ui.say(f"Optuna search finished: best val acc {best.value:.4f} (trial {best.number}, run "
+                   f"{best.user_attrs.get('run')})", "ok", True)
+    return job
+
+
+def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir: Path, trials: int, jobs: int,
+                  presets_dirs: tuple[Path, ...], ui, cancel) -> bool:
+    """The search's trials in `jobs` worker processes (`phonetui search --jobs`); False when stopped."""
+    from .. import search as searches
+    from .. import storage
+
+    shares = searches.shares(trials, jobs)
+    commands = [searches.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}", data.path,
+                                        runs_dir, list(presets_dirs)) for i, n in enumerate(shares, 1)]
+    ui.queue(f"Optuna study {study.study_name}: {trials} trials, {len(shares)} worker processes at once "
+             "(their lines: the Log tab)")
+
+    def say(job: int, line: str) -> None:
+        ui.log(f"[job {job}] {line}")
+        if line.startswith("run "):
+            ui.reload()
+
+    codes = searches.run_jobs(commands, say, cancel, {storage.ENV: storage.url_for(runs_dir, None)})
+    if cancel.is_set():
+        return False
+    if any(codes):
+        raise PhonetuiError(f"Optuna search: a worker process ended with exit code {next(c for c in codes if c)} "
+                            "(its last lines are in the Log)")
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -95,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--list", action="store_true", help="print the study's leaderboard (every trial, from every "
                     "machine) without training")
     se.add_argument("--job", help=argparse.SUPPRESS)  # a --jobs worker: no header, no leaderboard
+    sv = sub.add_parser("serve", help="serve the app in a web browser (textual-serve): for a remote machine or a "
+                        "notebook without a terminal")
+    _add_run_options(sv, sub=True)
+    sv.add_argument("--trials", type=int, default=argparse.SUPPRESS, help="as for the app")
+    sv.add_argument("--jobs", type=int, default=argparse.SUPPRESS, help="as for the app")
+    sv.add_argument("--host", default="localhost", help="address to listen on (localhost; 0.0.0.0 for every one)")
+    sv.add_argument("--port", type=int, default=8000, help="port (8000)")
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
@@ -525,6 +533,26 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The app in a browser: each browser tab runs `phonetui` with these flags in a process of its own."""
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise PhonetuiError("serve needs textual-serve: pip install 'phonetui[serve]'") from None
+    app_args = []
+    for key in ("data", "runs", "preset", *EDITABLE, "trials", "jobs"):
+        if (value := getattr(args, key, None)) is not None:
+            app_args += [f"--{key.replace('_', '-')}", str(value)]
+    for folder in getattr(args, "presets", None) or []:
+        app_args += ["--presets", str(folder)]
+    if getattr(args, "tensorboard", False):
+        app_args.append("--tensorboard")
+    command = shlex.join([sys.executable, "-m", "phonetui", *app_args])
+    console.print(f"serving the app at http://{args.host}:{args.port} (Ctrl+C stops)")
+    Server(command, host=args.host, port=args.port, title="phonetui").serve()
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import PhonetuiApp
     from .tui.settings import Settings
@@ -534,7 +562,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,
-            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data}
+            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data,
+            "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

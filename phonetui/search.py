@@ -76,6 +76,14 @@ def study_name(preset: str, fixed: dict[str, Any]) -> str:
     return " ".join([preset, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(fixed.items()))])
 
 
+def study_names(runs_dir: Path, storage: str | None = None) -> list[str]:
+    """The studies in the storage (none where the runs folder has no SQLite file and no URL is set)."""
+    url = url_for(runs_dir, storage)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    return sorted(s.study_name for s in connect(url).get_all_studies())
+
+
 def open_study(runs_dir: Path, name: str, storage: str | None = None, notify: Callable[[str], None] = lambda line: None,
                create: bool = True):
     """The study called `name` (created if new, unless `create` is False), maximising best val

@@ -31,6 +31,8 @@ class PhonetuiCommands(Provider):
                   for sweep_id, (left, total) in history.pending_sweeps.items()]
         items += [(f"Drop sweep {sweep_id}", partial(main.drop_sweep, sweep_id), f"forget its {left} runs left")
                   for sweep_id, (left, total) in history.pending_sweeps.items()]
+        items += [(f"Optuna study: {name}", partial(main.show_study, name), "its leaderboard: every trial, with where it ran")
+                  for name in history.studies]
         items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
                   for run_id in main.query_one(RunsTable).runs]
         return items

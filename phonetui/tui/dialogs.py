@@ -173,6 +173,33 @@ class Compare(ModalScreen[None]):
             table.add_row(Text(key, "bold"), *values, key=key)
 
 
+class StudyBoard(ModalScreen[None]):
+    """An Optuna study's leaderboard: every trial, from every worker and machine, with where it ran."""
+
+    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+
+    def __init__(self, name: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.study, self.rows = name, rows
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compare-dialog"):
+            yield Label(f"Optuna study {self.study}: {len(self.rows)} trials, best first · Escape closes",
+                        id="compare-title")
+            yield DataTable(id="study-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        keys = list(dict.fromkeys(k for row in self.rows for k in row["params"]))
+        table.add_columns("rank", "trial", "state", *keys, "best val acc", "host", "run")
+        for rank, row in enumerate(self.rows, 1):
+            params = [f"{v:.3g}" if isinstance(v := row["params"].get(k), float) else str("-" if v is None else v)
+                      for k in keys]
+            run = f"{row['runs']}/{row['run']}" if row["run"] and row["runs"] else row["run"] or "-"
+            table.add_row(str(rank), str(row["trial"]), row["state"], *params, _acc(row["value"]),
+                          row["host"] or "-", run)
+
+
 def _label(run: Run) -> str:
     """A short legend name: the run id without its date (time and preset)."""
     return run.id.split("-", 1)[-1]

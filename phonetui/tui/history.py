@@ -20,6 +20,16 @@ from .messages import HistoryLoaded, Notice
 from .widgets import RunsTable, RunView
 
 
+def _studies(runs_dir: Path) -> list[str]:
+    """The Optuna studies beside the runs (none without Optuna, or where the storage cannot be read)."""
+    try:
+        from .. import search
+
+        return search.study_names(runs_dir)
+    except (ImportError, PhonetuiError):
+        return []
+
+
 class RunDetails(Vertical):
     """A run picked in History: one line about it, its weakest phones, its curves and epoch table."""
 
@@ -98,6 +108,7 @@ class HistoryPane(Vertical):
         self.busy: Path | None = None
         self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
         self.ensemble_choices: dict[str, str] = {}  # the last export's decode and weights
+        self.studies: list[str] = []  # the Optuna studies (ctrl+p: each one's leaderboard)
 
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
@@ -119,7 +130,7 @@ class HistoryPane(Vertical):
             sweeps = {s.id: (len(s.pending()), len(s.trials)) for s in sweep.list_sweeps(self.runs_dir)
                       if isinstance(s, sweep.Sweep)}
             self.post_message(HistoryLoaded(runs.list_runs(self.runs_dir), follow=follow,
-                                            sweeps={k: v for k, v in sweeps.items() if v[0]}))
+                                            sweeps={k: v for k, v in sweeps.items() if v[0]}, studies=_studies(self.runs_dir)))
         except Exception as e:  # noqa: BLE001
             self.post_message(HistoryLoaded([], one_line(e)))
 
@@ -131,6 +142,7 @@ class HistoryPane(Vertical):
             self.say(f"runs folder: {message.error}", "error")
         new = set(message.sweeps) - set(self.pending_sweeps)
         self.pending_sweeps = message.sweeps
+        self.studies = message.studies
         for sweep_id in sorted(new):
             if self.busy is None:
                 left, total = message.sweeps[sweep_id]

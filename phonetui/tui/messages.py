@@ -39,15 +39,16 @@ class TorchReady(Message):
 
 class HistoryLoaded(Message):
     """The runs folder was read; `follow` names the run to select; `sweeps` maps each sweep with
-    runs still to do to (left, total)."""
+    runs still to do to (left, total); `studies` names the Optuna studies."""
 
     def __init__(self, runs: list[Run], error: str | None = None, follow: str | None = None,
-                 sweeps: dict[str, tuple[int, int]] | None = None) -> None:
+                 sweeps: dict[str, tuple[int, int]] | None = None, studies: list[str] | None = None) -> None:
         super().__init__()
         self.runs = runs
         self.error = error
         self.follow = follow
         self.sweeps = sweeps or {}
+        self.studies = studies or []  # the Optuna studies of the runs folder's storage
 
 
 class TrainerEvent(Message):  # its event's run is a snapshot (Run.snapshot), never the live one

@@ -27,6 +27,7 @@ from .. import presets as preset_store
 from ..config import RunConfig, as_asked, n_epochs
 from ..errors import PhonetuiError, one_line
 from . import jobs
+from .dialogs import StudyBoard
 from .form import FIELDS, LABELS, ConfigForm
 from .history import HistoryPane
 from .messages import DataFailed, DataLoaded, Notice, Predicted, PredictFailed, TorchReady, TrainerEvent, TrainingEnded
@@ -39,13 +40,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class UI:
-    """How a job speaks from its worker thread: each call runs on the app's thread."""
+    """How a job speaks from its worker thread: its lines come in order with its trainer events
+    (the same message queue); the rest runs on the app's thread."""
 
     def __init__(self, screen: MainScreen) -> None:
         self.screen, self.call = screen, screen.app.call_from_thread
 
     def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
-        self.call(self.screen.say, text, kind, toast)
+        self.screen.panel.post_message(Notice(text, kind, toast))
 
     def queue(self, text: str) -> None:
         self.call(self.screen.panel.queue, text)
@@ -491,6 +493,17 @@ class MainScreen(Screen):
 
     def on_predict_failed(self, message: PredictFailed) -> None:
         self.say(f"export failed: {message.error}", "error")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="study")
+    def show_study(self, name: str) -> None:
+        """An Optuna study's leaderboard in a dialog (read in a thread: the storage may be a server)."""
+        try:
+            from .. import search
+
+            rows = search.leaderboard(search.open_study(self.runs_dir, name, create=False))
+            self.app.call_from_thread(self.app.push_screen, StudyBoard(name, rows))
+        except Exception as e:  # noqa: BLE001
+            self.app.call_from_thread(self.say, f"study {name}: {one_line(e)}", "error")
 
     # -- stopping -------------------------------------------------------------------------------
 

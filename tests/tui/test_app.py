@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from textual.widgets import DataTable, Input, TabbedContent
 
 from phonetui.tui.app import PhonetuiApp
 from phonetui.tui.charts import Chart
-from phonetui.tui.dialogs import Compare, Confirm, Help
+from phonetui.tui.dialogs import Compare, Confirm, Help, StudyBoard
 from phonetui.tui.messages import DataLoaded
 from phonetui.tui.widgets import RunsTable, RunView
 
@@ -430,6 +431,12 @@ async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
         await train_to_end(pilot)
         assert app.query_one(RunsTable).row_count == 3 and (workdir / "runs" / "optuna.db").is_file()
         assert "Optuna search finished: best val acc" in status(app)
+        await until(pilot, lambda: app.main.history.studies == ["tiny epochs=2"])
+        app.main.show_study("tiny epochs=2")  # as ctrl+p's "Optuna study: tiny epochs=2" does
+        await until(pilot, lambda: isinstance(app.screen, StudyBoard))
+        board = app.screen.query_one("#study-table", DataTable)
+        await until(pilot, lambda: board.row_count == 3)
+        assert {str(board.get_row_at(i)[-2]) for i in range(3)} == {socket.gethostname()}
 
 
 async def test_an_optuna_search_with_two_jobs_from_the_form(make_app, workdir: Path) -> None:

@@ -126,7 +126,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.session.node = self.panel  # the panel follows a job's events, which then come up here
         self.show_data_line()
-        self.say("Enter picks a preset · edit the values · F5 trains · F1 shows every key · ^p the palette")
+        self.say("Enter picks a preset · edit the values · F5 trains · F1 every key · ^p palette")
         try:
             self.presets = preset_store.load_all(list(self.settings.presets))
         except PhonetuiError as e:

@@ -188,7 +188,7 @@ class RunsTable(DataTable):
         self.live[run_id] = (epochs, best, part)
         if run_id in self.runs:
             for key, cell in zip(self.headers, self._cells(self.runs[run_id])):
-                self.update_cell(run_id, key, cell)
+                self.update_cell(run_id, key, cell, update_width=True)
 
     def toggle_mark(self) -> Run | DamagedRun | None:
         run = self.selected()

@@ -543,6 +543,7 @@ async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_a
         app.main.panel.post_message(TrainerEvent(trainer.Progress(1, 5, 1200, 2400, 1000.0)))
         await pilot.pause()
         assert str(table.get_cell(nxt.id, "status")) == "training 50%"
+        assert table.columns["status"].get_render_width(table) >= len("training 50%") + 2  # shown whole, not cut
         nxt.release()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import socket
@@ -65,9 +66,13 @@ def test_the_served_app_starts_a_training_from_the_browser_s_side(served) -> Non
                             seen += msg.data
                     except asyncio.TimeoutError:
                         pass
+                    text = re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", seen)  # the characters drawn, without escapes
+                    if b"F5 Start" not in text:  # the page says it has the focus: a blurred app's footer is empty
+                        await ws.send_str(json.dumps(["focus"]))
                     if b"F5 starts one" in seen:  # the Training tab is drawn: F5 until data and torch are ready
                         await ws.send_str(json.dumps(["stdin", "\x1b[15~"]))
-                assert b"F5 starts one" in seen, seen[-500:]
+                text = re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", seen)
+                assert b"F5 starts one" in text and b"F5 Start" in text, text[-500:]  # the tab and the footer
 
     asyncio.run(drive())
     (run,) = [runs.open_run(p.parent) for p in runs_dir.glob(f"*/{runs.METRICS}")]

@@ -194,9 +194,7 @@ def _printer():
     """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import runs, trainer
-
-    from . import tensorboard
+    from . import runs, tensorboard, trainer
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
@@ -399,16 +397,12 @@ def _study_board(study) -> None:
     from . import search
 
     board = search.leaderboard(study)
-    keys = list(dict.fromkeys(k for row in board for k in row["params"]))
+    keys, rows = search.board_rows(board)
     table = Table("rank", "trial", "state", *keys, "best val acc", "host", Column("run", no_wrap=True), box=None)
-    for rank, row in enumerate(board, 1):
-        run = Path(row["runs"] or ".") / row["run"] if row["run"] else None
+    for cells, run in rows:
         if run is not None and run.is_relative_to(Path.cwd()):
             run = run.relative_to(Path.cwd())
-        table.add_row(str(rank), str(row["trial"]), row["state"],
-                      *(f"{v:.3g}" if isinstance(v := row["params"].get(k), float) else str("-" if v is None else v)
-                        for k in keys),
-                      "-" if row["value"] is None else f"{row['value']:.4f}", row["host"] or "-", str(run or "-"))
+        table.add_row(*cells, str(run or "-"))
     console.print(f"study {study.study_name}: {len(board)} trials")
     _print_table(table)
 

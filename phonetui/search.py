@@ -196,6 +196,20 @@ def leaderboard(study) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0)))
 
 
+def board_rows(board: list[dict[str, Any]]) -> tuple[list[str], list[tuple[list[str], Path | None]]]:
+    """A leaderboard as a table: the param names, and each trial's cells (rank, trial, state, the
+    params, best val acc, host) with the folder of its run (None before it has one)."""
+    keys = list(dict.fromkeys(k for row in board for k in row["params"]))
+    rows = []
+    for rank, row in enumerate(board, 1):
+        params = [f"{v:.3g}" if isinstance(v := row["params"].get(k), float) else str("-" if v is None else v)
+                  for k in keys]
+        cells = [str(rank), str(row["trial"]), row["state"], *params,
+                 "-" if row["value"] is None else f"{row['value']:.4f}", row["host"] or "-"]
+        rows.append((cells, Path(row["runs"] or ".") / row["run"] if row["run"] else None))
+    return keys, rows
+
+
 def shares(trials: int, jobs: int) -> list[int]:
     """How many of `trials` each of `jobs` workers runs (no worker without a trial)."""
     jobs = min(jobs, trials)
@@ -233,7 +247,8 @@ def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: t
     while open_:
         try:
             if stop.is_set() and not passed:
-                passed = _pass_on(procs, stop)
+                _pass_on(procs, stop)
+                passed = True
             try:
                 job, line = lines.get(timeout=0.2)
             except queue.Empty:
@@ -253,9 +268,8 @@ def _pump(job: int, stream, lines: queue.Queue) -> None:
     lines.put((job, None))
 
 
-def _pass_on(procs: list[subprocess.Popen], stop: threading.Event) -> bool:
+def _pass_on(procs: list[subprocess.Popen], stop: threading.Event) -> None:
     sig = signal.SIGTERM if getattr(stop, "outcome", None) == "stopped-by-signal" else signal.SIGINT
     for p in procs:
         if p.poll() is None:
             p.send_signal(sig)
-    return True

@@ -24,15 +24,17 @@ def wanted() -> bool:
 @contextmanager
 def enabled(on: bool) -> Iterator[None]:
     """Turn event files on for what runs inside (a command's `--tensorboard`), as the setting says."""
+    if not on:
+        yield
+        return
     before = os.environ.get(ENV)
-    if on:
-        os.environ[ENV] = "1"
+    os.environ[ENV] = "1"
     try:
         yield
     finally:
-        if on and before is None:
+        if before is None:
             os.environ.pop(ENV, None)
-        elif on:
+        else:
             os.environ[ENV] = before
 
 
@@ -51,23 +53,21 @@ def tee(listen):
         raise PhonetuiError(why)
     from torch.utils.tensorboard import SummaryWriter
 
-    from .trainer import BestSaved, Cancelled, EpochEnd, Finished, RunStarted  # here: the CLI imports this module early
+    from .trainer import Cancelled, EpochEnd, Finished, RunStarted  # here: the CLI imports this module early
 
-    state: dict[str, Any] = {}
+    writers: dict[str, Any] = {}  # "run": the writer of the run in progress
 
     def on(e) -> None:
         if isinstance(e, RunStarted):
-            state.update(run=e.run, writer=SummaryWriter(str(e.run.path)), best=None)
-        elif isinstance(e, EpochEnd) and "writer" in state and not e.earlier:
+            writers["run"] = SummaryWriter(str(e.run.path))
+        elif isinstance(e, EpochEnd) and "run" in writers and not e.earlier:
             m = e.metrics
             for tag, field in SCALARS.items():
                 if (value := getattr(m, field)) is not None:
-                    state["writer"].add_scalar(tag, value, m.epoch)
-            state["writer"].flush()  # live: TensorBoard shows the epoch as soon as it ends
-        elif isinstance(e, BestSaved):
-            state["best"] = e.val_acc
-        elif isinstance(e, (Finished, Cancelled)) and "writer" in state:
-            _hparams(state.pop("writer"), e.run)
+                    writers["run"].add_scalar(tag, value, m.epoch)
+            writers["run"].flush()  # live: TensorBoard shows the epoch as soon as it ends
+        elif isinstance(e, (Finished, Cancelled)) and "run" in writers:
+            _hparams(writers.pop("run"), e.run)
         listen(e)
 
     return on

@@ -189,15 +189,13 @@ class StudyBoard(ModalScreen[None]):
             yield DataTable(id="study-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
+        from ..search import board_rows
+
         table = self.query_one(DataTable)
-        keys = list(dict.fromkeys(k for row in self.rows for k in row["params"]))
+        keys, rows = board_rows(self.rows)
         table.add_columns("rank", "trial", "state", *keys, "best val acc", "host", "run")
-        for rank, row in enumerate(self.rows, 1):
-            params = [f"{v:.3g}" if isinstance(v := row["params"].get(k), float) else str("-" if v is None else v)
-                      for k in keys]
-            run = f"{row['runs']}/{row['run']}" if row["run"] and row["runs"] else row["run"] or "-"
-            table.add_row(str(rank), str(row["trial"]), row["state"], *params, _acc(row["value"]),
-                          row["host"] or "-", run)
+        for cells, run in rows:
+            table.add_row(*cells, str(run or "-"))
 
 
 def _label(run: Run) -> str:

@@ -45,16 +45,19 @@ class Session:
     def _work(self, job: Job) -> None:
         from .. import tensorboard
 
-        post = lambda e: self.node.post_message(TrainerEvent(_snapshot(e)))  # noqa: E731
-        last: list = []
-        listen = tensorboard.tee(post) if tensorboard.wanted() else post
-        outcome, error = None, None
+        last = None  # the job's latest run: its outcome is the job's
+
+        def post(e) -> None:
+            nonlocal last
+            last = getattr(e, "run", None) or last
+            self.node.post_message(TrainerEvent(_snapshot(e)))
+
+        error = None
         try:
-            job(lambda e: (last.append(e.run) if hasattr(e, "run") and e.run else None, listen(e)), self.cancel)
+            job(tensorboard.tee(post) if tensorboard.wanted() else post, self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
             error = one_line(e)
-        if last:
-            outcome = last[-1].status.outcome or last[-1].status.status
+        outcome = (last.status.outcome or last.status.status) if last is not None else None
         self.node.post_message(TrainingEnded(outcome, error))
 
     def ended(self) -> None:

@@ -187,16 +187,19 @@ class RunsTable(DataTable):
             return
         self.live[run_id] = (epochs, best, part)
         if run_id in self.runs:
-            for key, cell in zip(self.headers, self._cells(self.runs[run_id])):
-                self.update_cell(run_id, key, cell, update_width=True)
+            self._refresh(self.runs[run_id], update_width=True)
 
     def toggle_mark(self) -> Run | DamagedRun | None:
         run = self.selected()
         if run is not None:
             self.marked ^= {run.id}
-            for key, cell in zip(self.headers, self._cells(run)):
-                self.update_cell(run.id, key, cell)
+            self._refresh(run)
         return run
+
+    def _refresh(self, run: Run | DamagedRun, update_width: bool = False) -> None:
+        """Redraw one run's row in place."""
+        for key, cell in zip(self.headers, self._cells(run)):
+            self.update_cell(run.id, key, cell, update_width=update_width)
 
     def selected(self) -> Run | DamagedRun | None:
         if not self.row_count:

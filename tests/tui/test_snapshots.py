@@ -64,13 +64,15 @@ def test_finished_small(make_app, fixed_clock, snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_finished)
 
 
-def test_history(make_app, fixed_clock, snap_compare) -> None:
-    async def run_then_browse(pilot) -> None:
-        await _finished(pilot)
-        await pilot.press("f2")
-        await pilot.pause()
+async def _browsing(pilot) -> None:
+    """A finished run, then the History tab."""
+    await _finished(pilot)
+    await pilot.press("f2")
+    await pilot.pause()
 
-    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=run_then_browse)
+
+def test_history(make_app, fixed_clock, snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(120, 36), run_before=_browsing)
 
 
 def test_compare(make_app, fixed_clock, snap_compare) -> None:
@@ -127,9 +129,4 @@ def test_training_small(make_app, fixed_clock, snap_compare) -> None:
 
 
 def test_history_small(make_app, fixed_clock, snap_compare) -> None:
-    async def run_then_browse(pilot) -> None:
-        await _finished(pilot)
-        await pilot.press("f2")
-        await pilot.pause()
-
-    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_then_browse)
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_browsing)

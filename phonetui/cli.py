@@ -561,8 +561,8 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resum
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
+    try:  # a Ctrl+C while the parser is built (its signals no longer held) is one line too
+        args = parser().parse_args(argv)
         from .tensorboard import enabled
 
         with enabled(getattr(args, "tensorboard", False)):  # this process's runs and its --jobs workers'

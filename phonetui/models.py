@@ -10,6 +10,7 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .augment import spec_augment, spread, vtlp
 from .config import CONV_WIDTH, DILATIONS, KERNEL, N_CLASSES, ModelConfig
@@ -63,10 +64,20 @@ def frame_positions(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.arange(int(lengths.sum())) + torch.repeat_interleave(offsets, lengths)
 
 
+def conv_frames(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """conv(x) for x in (B, T, C) layout, as one matmul of each frame's dilated neighbours side by
+    side: the same numbers as nn.Conv1d on the transposed input, faster on a CPU (no layout copies)."""
+    d, k, steps = conv.dilation[0], conv.kernel_size[0], x.shape[1]
+    padded = F.pad(x, (0, 0, d * (k // 2), d * (k // 2)))
+    taps = torch.cat([padded[:, i * d:i * d + steps] for i in range(k)], -1)
+    return torch.addmm(conv.bias, taps.flatten(0, 1), conv.weight.permute(2, 1, 0).flatten(0, 1)).view(*x.shape[:2], -1)
+
+
 class Block(nn.Module):
-    """x + Dropout(gate * ReLU(a dilated convolution of LayerNorm(x))), zero again past each
-    utterance's end. The gate (squeeze-and-excitation over the utterance's mean) lets each block see
-    the whole utterance, as a BiLSTM does, for a few operations per frame."""
+    """x + Dropout(gate * ReLU(a dilated convolution of LayerNorm(x))), zero past each utterance's
+    end. The gate (squeeze-and-excitation over the utterance's mean) lets each block see the whole
+    utterance, as a BiLSTM does, for a few operations per frame. The convolution runs as one matmul
+    over the frames side by side in their (B, T, C) layout (conv_frames), with no transposes."""
 
     def __init__(self, size: int, dilation: int, dropout: float) -> None:
         super().__init__()
@@ -76,9 +87,9 @@ class Block(nn.Module):
         self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.conv((self.norm(x) * mask).transpose(1, 2)).transpose(1, 2)) * mask
+        y = torch.relu(conv_frames(self.norm(x) * mask, self.conv)) * mask
         y = y * self.gate(y.sum(1, keepdim=True) / mask.sum(1, keepdim=True))
-        return (x + self.drop(y)) * mask
+        return x + self.drop(y)  # both zero past the end already
 
 
 class Tagger(nn.Module):
@@ -136,7 +147,7 @@ class Tagger(nn.Module):
         return self.out(self.drop(x.reshape(-1, x.shape[-1]).index_select(0, where)))
 
     def _convolve(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.inp(x.transpose(1, 2)).transpose(1, 2) * mask
+        x = conv_frames(x, self.inp) * mask
         for block in self.blocks:
             x = block(x, mask)
         return self.final(x)

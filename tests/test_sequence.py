@@ -16,7 +16,7 @@ from phonetui.config import PHONES, ModelConfig, RunConfig, TrainConfig, parse_m
 from phonetui.data import frames, utterances
 from phonetui.errors import PhonetuiError
 from phonetui.evaluation import smooth
-from phonetui.models import build
+from phonetui.models import build, conv_frames
 from phonetui.predict import predict
 from tests.conftest import write_set
 
@@ -181,6 +181,18 @@ def test_a_conv_tagger_never_reads_the_padding_or_another_utterance() -> None:
         batched = model(x, torch.tensor(lengths))
         alone = torch.cat([model(x[i:i + 1, :n], torch.tensor([n])) for i, n in enumerate(lengths)])
     assert batched.shape == (sum(lengths), 39) and torch.allclose(batched, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 16])
+def test_conv_frames_is_conv1d_on_the_transposed_frames(dilation) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(12, 20, 3, padding=dilation, dilation=dilation).double()
+    x = torch.randn(3, 40, 12, dtype=torch.double, requires_grad=True)
+    ours, theirs = conv_frames(x, conv), conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(ours, theirs)
+    grads = [torch.autograd.grad(y.square().sum(), (x, conv.weight, conv.bias)) for y in (ours, theirs)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_masks_zero_spans_inside_each_utterance_and_bands_in_every_frame() -> None:

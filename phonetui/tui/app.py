@@ -1,9 +1,14 @@
-"""PhonetuiApp: the main screen (phonetui.tui.screens), help, quitting and the command palette."""
+"""PhonetuiApp: the main screen (phonetui.tui.screens), help, quitting (also on SIGTERM and SIGHUP)
+and the command palette."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from functools import partial
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -97,6 +102,30 @@ class PhonetuiApp(App):
             table.move_cursor(row=table.get_row_index(run_id))
             table.focus()
 
+    def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_and_exit)  # as Stop and quit: the run ends `stopped`
+        loop.add_signal_handler(signal.SIGHUP, self.hang_up)
+
+    def on_unmount(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().remove_signal_handler(sig)
+
+    @work(exclusive=True, group="quit")
+    async def stop_and_exit(self) -> None:
+        """Stop the run cleanly (cancel, then wait for the trainer thread) and exit."""
+        self.main.say("stopping the run before quitting…")
+        await self.main.session.join()
+        self.exit()
+
+    @work(exclusive=True, group="quit")
+    async def hang_up(self) -> None:
+        """SIGHUP: the terminal is gone. Stop the run as Stop and quit does, then end the process
+        at once: there is nothing left to draw, and Textual's shutdown would wait forever on its
+        output to the closed terminal."""
+        await self.main.session.join()
+        os._exit(128 + signal.SIGHUP)
+
     async def action_quit(self) -> None:
         if not self.main.training:
             self.exit()
@@ -104,6 +133,6 @@ class PhonetuiApp(App):
 
         def answer(stop: bool | None) -> None:
             if stop:
-                self.main.stop_and_exit()
+                self.stop_and_exit()
 
         self.push_screen(Confirm("A run is active. Stop it (the best model is kept) and quit?", "Stop and quit"), answer)

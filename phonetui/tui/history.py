@@ -106,6 +106,7 @@ class HistoryPane(Vertical):
         super().__init__(**kwargs)
         self.runs_dir = runs_dir
         self.busy: Path | None = None
+        self.training_id: str | None = None  # the id of the run being trained
         self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
         self.ensemble_choices: dict[str, str] = {}  # the last export's decode and weights
         self.studies: list[str] = []  # the Optuna studies (ctrl+p: each one's leaderboard)
@@ -149,6 +150,41 @@ class HistoryPane(Vertical):
                 self.say(f"sweep {sweep_id} has {left} of {total} runs left: ctrl+p, 'Continue sweep' runs them, "
                          "'Drop sweep' forgets them")
         self.show_picked()
+
+    def drop_sweep(self, sweep_id: str) -> None:
+        """Forget a pending sweep (its queue; the runs it trained stay)."""
+        from .. import sweep
+
+        try:
+            queue = sweep.drop(self.runs_dir, sweep_id)
+        except PhonetuiError as e:
+            self.say(str(e), "error")
+            return
+        self.say(f"dropped sweep {queue.id}: {len(queue.pending())} runs left untrained; its runs stay", "ok")
+        self.reload()
+
+    def follow(self, e, epochs: int, best: float | None) -> None:
+        """Keep the training run's row live from trainer event `e` (its epochs and best val acc so far)."""
+        from .. import trainer  # loaded by the worker that sent the event
+
+        if getattr(e, "run", None) is not None:
+            self.busy, self.training_id = e.run.path, e.run.id
+        if isinstance(e, trainer.RunStarted):
+            self.reload(follow=e.run.id)
+        elif isinstance(e, trainer.Progress) and self.training_id:
+            part = round(e.frames / max(e.total, 1), 2)  # whole percents: a cell updated at most 100 times an epoch
+            self.table.update_live(self.training_id, epochs, best, part)
+        elif isinstance(e, trainer.EpochEnd) and self.training_id:
+            self.table.update_live(self.training_id, e.metrics.epoch, best)
+        elif isinstance(e, trainer.BestSaved) and self.training_id:
+            self.table.update_live(self.training_id, epochs, e.val_acc)
+
+    def ended(self, follow: str | None) -> None:
+        """The job ended: its run is no longer busy; select `follow` (its last run) once reloaded."""
+        self.busy, self.training_id = None, None
+        self.table.live.clear()
+        if follow is not None:
+            self.reload(follow=follow)
 
     @on(DataTable.RowHighlighted, "#runs")
     def show_picked(self) -> None:

@@ -1,14 +1,79 @@
 """What Start runs: a run, a resume, a sweep or a search, each a job `(listen, cancel) -> ...` for
-the session's one worker. `ui` is how a job speaks from its thread (see MainScreen.ui): say(text,
-kind, toast), queue(text) for the Training tab's sweep/search line, log(text), reload()."""
+the session's one worker. `ui` is how a job speaks from its thread (UI below): say(text, kind,
+toast), queue(text) for the Training tab's sweep/search line, log(text), reload()."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import RunConfig, n_epochs
 from ..errors import PhonetuiError
 from .form import FIELDS
+from .messages import Notice
+
+
+class UI:
+    """How a job speaks from its worker thread: its lines come in order with its trainer events
+    (the same message queue); the rest runs on the app's thread."""
+
+    def __init__(self, screen) -> None:
+        self.screen, self.call = screen, screen.app.call_from_thread
+
+    def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
+        self.screen.panel.post_message(Notice(text, kind, toast))
+
+    def queue(self, text: str) -> None:
+        self.call(self.screen.panel.queue, text)
+
+    def log(self, text: str) -> None:
+        self.call(self.screen.log_line, text)
+
+    def reload(self) -> None:
+        self.call(self.screen.history.reload)
+
+
+def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) -> tuple[object, str, str]:
+    """(job, what it trains, the line announcing it) for the form's values: a run, a sweep (a field
+    holds a list) or an Optuna search (a range; its lists become the search's choices)."""
+    from .session import decide
+
+    cfg, grid, ranges = form.config(), form.lists(), form.ranges()
+    kind = decide(ranges, grid)
+    if kind == "search":
+        from .. import search as searches
+
+        texts = {k: form.text(k) for k in grid} | ranges
+        space, _ = searches.parse_space(texts)
+        trials, n = form.search()
+        name = searches.study_name(cfg.preset, {k: getattr(cfg.training, k) for k in form.modified() if k not in texts})
+        line = (f"Optuna search (study {name}): {trials} trials of {cfg.preset} over "
+                + ", ".join(f"{FIELDS[d.key]} {d}" for d in space) + (f", {n} at a time" if n > 1 else ""))
+        every = {k: form.text(k) for k in FIELDS}  # the worker processes' flags, as typed
+        return (search(name, cfg, space, every, data, runs_dir, trials, n, presets_dirs, ui),
+                f"Optuna search over {cfg.preset}", line)
+    if kind == "sweep":
+        from .. import sweep as sweeps
+
+        queue = sweeps.create(runs_dir, cfg, grid)
+        line = (f"sweep {queue.id}: {len(queue.trials)} runs of {cfg.preset} over "
+                + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items()))
+        return sweep(queue, data, ui), f"sweep {queue.id}", line
+    line = f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, {n_epochs(cfg.training.epochs)}"
+    return run(cfg, data, runs_dir), cfg.preset, line
+
+
+def continued(runs_dir: Path, sweep_id: str, presets: dict[str, RunConfig], values: dict):
+    """A saved sweep's queue, to run what is left of it; one saved before sweeps kept their config
+    gets its preset with the form's `values`."""
+    from .. import sweep as sweeps
+
+    queue = sweeps.load(runs_dir, sweep_id)
+    if queue.base is None:
+        base = presets.get(queue.preset)
+        if base is None:
+            raise PhonetuiError(f"sweep {sweep_id}: preset '{queue.preset}' not found")
+        queue.base = base.with_training(**values)
+    return queue
 
 
 def _shown(values: dict) -> str:

@@ -6,6 +6,8 @@ trainer thread keeps changing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import threading
 from typing import Any, Callable
@@ -16,6 +18,7 @@ from ..errors import one_line
 from .messages import TrainerEvent, TrainingEnded
 
 Job = Callable[[Callable[[Any], None], threading.Event], Any]
+JOIN_S = 5.0  # how long closing waits for the screen to take a stopped job's last events
 
 
 def decide(ranges: dict[str, str], lists: dict[str, list]) -> str:
@@ -34,11 +37,14 @@ class Session:
         self.run = None  # the run trained in this session (active or last): a snapshot
         self.worker = None
         self.active = False
+        self.idle = asyncio.Event()  # set while no job is active
+        self.idle.set()
 
     def start(self, job: Job, name: str) -> None:
         """Run `job` in the worker thread (call only when no job is active)."""
         self.cancel.clear()
         self.active, self.run = True, None
+        self.idle.clear()
         self.worker = self.node.run_worker(lambda: self._work(job), name=name, group="train", thread=True,
                                            exit_on_error=False)
 
@@ -61,16 +67,21 @@ class Session:
         self.node.post_message(TrainingEnded(outcome, error))
 
     def ended(self) -> None:
+        """The screen has taken the job's TrainingEnded (its last events came before it)."""
         self.active = False
+        self.idle.set()
 
     def stop(self) -> None:
         self.cancel.set()
 
     async def join(self) -> None:
-        """Stop the job and wait for its worker (the app is closing)."""
+        """Stop the job and wait for its worker, and for the screen to take its last events (the
+        app is closing)."""
         self.cancel.set()
         if self.worker is not None:
             await self.worker.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), JOIN_S)
 
 
 def _snapshot(event):

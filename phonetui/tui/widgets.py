@@ -1,4 +1,4 @@
-"""Widgets: the preset list, a run's charts and epoch table, and the runs table."""
+"""Widgets: a run's charts and epoch table, and the runs table."""
 
 from __future__ import annotations
 
@@ -7,28 +7,13 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets import DataTable
 
-from ..config import RunConfig
 from ..runs import DamagedRun
 from .charts import RunCharts
 
 if TYPE_CHECKING:
     from ..runs import EpochMetrics, Run
-
-
-class PresetList(OptionList):
-    """Every preset: name, parameter count and description; selecting one fills the form."""
-
-    def show(self, presets: dict[str, RunConfig], current: str) -> None:
-        self.clear_options()
-        for name, cfg in sorted(presets.items()):
-            head = Text.assemble((name, "bold"), f"  {cfg.model.param_count():,} params")
-            description = Text(cfg.description or "-", "dim")
-            self.add_option(Option(Text("\n").join([head, description]), id=name))
-        if current in presets:
-            self.highlighted = sorted(presets).index(current)
 
 
 def _num(v: float | None, fmt: str) -> str:

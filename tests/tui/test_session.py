@@ -27,3 +27,25 @@ def test_an_event_carries_the_run_as_it_was_not_the_live_one(tiny, tmp_path) -> 
         seen.write_status(epochs_done=1)  # a snapshot holds no lock: it cannot write
     assert _snapshot(trainer.Progress(1, 2, 3, 4, 5.0)) == trainer.Progress(1, 2, 3, 4, 5.0)
     run.release()
+
+
+def test_the_status_line_of_each_trainer_event(tiny, tmp_path) -> None:
+    from phonetui import trainer
+    from phonetui.runs import EpochMetrics
+    from phonetui.tui.status import event_line
+
+    run = runs.create(tmp_path, tiny, {"started": "2021-03-01 12:00:00"})
+    text, kind, toast = event_line(trainer.RunStarted(run, "cpu", 1000, 250), None)
+    assert text == f"training {run.path} on cpu: 1,000 train / 250 val rows" and (kind, toast) == ("info", False)
+    m = EpochMetrics(epoch=2, train_acc=0.5, train_loss=1.25, val_acc=0.625, val_loss=1.0, lr=1e-3, seconds=1.0)
+    assert event_line(trainer.EpochEnd(m, 5), None)[0] == "epoch 2/5: train acc 0.5000 loss 1.2500 · val acc 0.6250 loss 1.0000"
+    assert event_line(trainer.BestSaved(2, 0.625, run.path), None) == ("saving model with acc 0.625", "ok", False)
+    assert event_line(trainer.BestSaved(2, None, run.path), None) is None  # no validation split: nothing to say
+    assert event_line(trainer.Progress(1, 2, 3, 4, 5.0), None) is None
+    run.write_status(status="stopped", epochs_done=2, best_epoch=2, best_val_acc=0.625)
+    text, kind, toast = event_line(trainer.Cancelled(run.snapshot()), 2)
+    assert text == f"stopped {run.path}: the best model (epoch 2) is kept · F10 on it in History resumes it" and toast
+    assert "no model was saved yet" in event_line(trainer.Cancelled(run.snapshot()), None)[0]
+    text, kind, _ = event_line(trainer.Finished(run.snapshot()), 2)
+    assert text == f"finished {run.path}: best val acc 0.6250 at epoch 2 · F9 exports the CSV" and kind == "ok"
+    run.release()

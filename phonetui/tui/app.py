@@ -30,7 +30,7 @@ class PhonetuiCommands(Provider):
         items = [(b.description or b.action, partial(node.run_action, b.action), b.tooltip)
                  for node in (main, history) for b in node.BINDINGS if b.description]
         items += [("Help: keys and actions", self.app.action_help, "F1 / ?")]
-        items += [(f"Preset: {name}", partial(main.use_preset, name), cfg.description)
+        items += [(f"Preset: {name}", partial(main.setup.use_preset, name), cfg.description)
                   for name, cfg in sorted(main.presets.items())]
         items += [(f"Continue sweep {sweep_id}", partial(main.continue_sweep, sweep_id), f"{left} of {total} runs left")
                   for sweep_id, (left, total) in history.pending_sweeps.items()]

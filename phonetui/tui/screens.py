@@ -133,9 +133,6 @@ class MainScreen(Screen):
     def on_config_form_changed(self) -> None:
         self.show_data_line()
 
-    def use_preset(self, name: str) -> None:
-        self.setup.use_preset(name)
-
     # -- training -------------------------------------------------------------------------------
 
     def _can_train(self) -> bool:

@@ -59,7 +59,7 @@ class MainScreen(Screen):
                 with TabPane("History", id="history"):
                     yield HistoryPane(self.runs_dir, id="history-pane")
                 with TabPane("Log", id="log-tab"):
-                    yield RichLog(id="log", wrap=True, markup=True)
+                    yield RichLog(id="log", wrap=True, markup=True, min_width=20)  # wraps at its width (78 cuts at 80)
         yield Static(id="status")
         yield Footer()
 

@@ -263,6 +263,19 @@ async def test_damaged_runs_show_in_history_beside_good_ones(make_app, workdir: 
         assert status(app).startswith(f"cannot export: {bad.id} is damaged")
 
 
+async def test_the_log_wraps_its_lines_whole_at_80_columns(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        words = " ".join(f"w{i:02d}" for i in range(40))  # 159 characters: wrapped, never cut
+        app.main.say(words)
+        app.query_one(TabbedContent).active = "log-tab"
+        await pilot.pause()
+        log = app.main.query_one("#log")
+        shown = " ".join(line.text.strip() for line in log.lines)
+        assert all(w in shown.split() for w in words.split()), shown
+        assert log.virtual_size.width <= log.scrollable_content_region.width  # nothing wider than the tab
+
+
 async def test_tiny_terminal_does_not_crash(make_app) -> None:
     app = make_app("--epochs", "1")
     async with app.run_test(size=(30, 8)) as pilot:

@@ -105,8 +105,7 @@ class HistoryPane(Vertical):
     def __init__(self, runs_dir: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.runs_dir = runs_dir
-        self.busy: Path | None = None
-        self.training_id: str | None = None  # the id of the run being trained
+        self.training = None  # a snapshot of the run being trained (from its events), kept from harm
         self.pending_sweeps: dict[str, tuple[int, int]] = {}  # sweep id -> (runs left, runs)
         self.ensemble_choices: dict[str, str] = {}  # the last export's decode and weights
         self.studies: list[str] = []  # the Optuna studies (ctrl+p: each one's leaderboard)
@@ -114,6 +113,11 @@ class HistoryPane(Vertical):
     def compose(self) -> ComposeResult:
         yield RunsTable(id="runs")
         yield RunDetails(id="picked")
+
+    @property
+    def busy(self) -> Path | None:
+        """The folder of the run being trained, if any."""
+        return self.training.path if self.training else None
 
     @property
     def table(self) -> RunsTable:
@@ -167,21 +171,20 @@ class HistoryPane(Vertical):
         """Keep the training run's row live from trainer event `e` (its epochs and best val acc so far)."""
         from .. import trainer  # loaded by the worker that sent the event
 
-        if getattr(e, "run", None) is not None:
-            self.busy, self.training_id = e.run.path, e.run.id
+        self.training = getattr(e, "run", None) or self.training
         if isinstance(e, trainer.RunStarted):
             self.reload(follow=e.run.id)
-        elif isinstance(e, trainer.Progress) and self.training_id:
+        elif isinstance(e, trainer.Progress) and self.training:
             part = round(e.frames / max(e.total, 1), 2)  # whole percents: a cell updated at most 100 times an epoch
-            self.table.update_live(self.training_id, epochs, best, part)
-        elif isinstance(e, trainer.EpochEnd) and self.training_id:
-            self.table.update_live(self.training_id, e.metrics.epoch, best)
-        elif isinstance(e, trainer.BestSaved) and self.training_id:
-            self.table.update_live(self.training_id, epochs, e.val_acc)
+            self.table.update_live(self.training.id, epochs, best, part)
+        elif isinstance(e, trainer.EpochEnd) and self.training:
+            self.table.update_live(self.training.id, e.metrics.epoch, best)
+        elif isinstance(e, trainer.BestSaved) and self.training:
+            self.table.update_live(self.training.id, epochs, e.val_acc)
 
     def ended(self, follow: str | None) -> None:
         """The job ended: its run is no longer busy; select `follow` (its last run) once reloaded."""
-        self.busy, self.training_id = None, None
+        self.training = None
         self.table.live.clear()
         if follow is not None:
             self.reload(follow=follow)

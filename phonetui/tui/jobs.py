@@ -10,6 +10,7 @@ from ..config import RunConfig, n_epochs
 from ..errors import PhonetuiError
 from .form import FIELDS
 from .messages import Notice
+from .session import decide
 
 
 class UI:
@@ -35,8 +36,6 @@ class UI:
 def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) -> tuple[object, str, str]:
     """(job, what it trains, the line announcing it) for the form's values: a run, a sweep (a field
     holds a list) or an Optuna search (a range; its lists become the search's choices)."""
-    from .session import decide
-
     cfg, grid, ranges = form.config(), form.lists(), form.ranges()
     kind = decide(ranges, grid)
     if kind == "search":

@@ -36,15 +36,24 @@ class Session:
         self.cancel = threading.Event()
         self.run = None  # the run trained in this session (active or last): a snapshot
         self.worker = None
-        self.active = False
         self.idle = asyncio.Event()  # set while no job is active
         self.idle.set()
+
+    @property
+    def active(self) -> bool:
+        return not self.idle.is_set()
+
+    @active.setter
+    def active(self, active: bool) -> None:
+        if active:
+            self.idle.clear()
+        else:
+            self.idle.set()
 
     def start(self, job: Job, name: str) -> None:
         """Run `job` in the worker thread (call only when no job is active)."""
         self.cancel.clear()
         self.active, self.run = True, None
-        self.idle.clear()
         self.worker = self.node.run_worker(lambda: self._work(job), name=name, group="train", thread=True,
                                            exit_on_error=False)
 
@@ -69,7 +78,6 @@ class Session:
     def ended(self) -> None:
         """The screen has taken the job's TrainingEnded (its last events came before it)."""
         self.active = False
-        self.idle.set()
 
     def stop(self) -> None:
         self.cancel.set()

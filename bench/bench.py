@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from phonetui import batches, checkpoint, data, models, presets, trainer
-from phonetui.device import resolve_device, use_bf16
+from phonetui.device import autocast, resolve_device
 from phonetui.evaluation import posteriors
 from phonetui.predict import predict
 
@@ -113,7 +113,7 @@ def phonetui_fps(cfg, ds: data.TimitData, fused: bool) -> tuple[float, dict]:
     rows = ds.n_train(0.0)
     with tempfile.TemporaryDirectory() as runs_dir:
         run = trainer.train(cfg.with_training(epochs=2, val_ratio=0.0), ds, Path(runs_dir), fused=fused)
-        ran = {k: run.record[k] for k in ("bf16_autocast", "tf32", "fused_adam", "compile", "capture", "step_notes")}
+        ran = {k: run.record[k] for k in ("autocast", "grad_scaler", "tf32", "fused_adam", "compile", "capture", "step_notes")}
         return rows / run.metrics()[-1].seconds, ran
 
 
@@ -160,7 +160,7 @@ def predict_seconds(cfg, ds: data.TimitData, device: str) -> tuple[float, float]
         y = ds.test_y if ds.test_y is not None else np.zeros(len(ds.test_x), np.int64)  # timing only
         test_set = batches.source(model_cfg, ds.test_x, y, ds.test_starts, dev)
         start = time.perf_counter()
-        posteriors(model, test_set, dev, use_bf16(cfg.training.precision, dev, cfg.training.batch_size))
+        posteriors(model, test_set, dev, autocast(cfg.training.precision, dev, cfg.training.batch_size).dtype)
         evaluation = (time.perf_counter() - start) * scale
         start = time.perf_counter()
         predict(run, ds, Path(d) / "p.csv", device)
@@ -187,7 +187,8 @@ def variants_for(device: torch.device, batch: int, sequence: bool) -> dict[str, 
         eager = {"phonetui fp32, unfused": ({"precision": "fp32"} | OFF, False),
                  "+fused Adam": ({"precision": "fp32"} | OFF, True),
                  "+TF32": ({"precision": "tf32"} | OFF, True),
-                 "bf16 autocast (default)": ({"precision": "auto"}, True)}
+                 "auto (bf16 from cc 8.0)": ({"precision": "auto"}, True),
+                 "fp16 + GradScaler (auto on T4/V100)": ({"precision": "fp16"}, True)}
         if sequence:
             return eager
         return eager | {"captured, TF32": ({"precision": "tf32", "capture": "on", "compile": "off"}, True),
@@ -195,7 +196,7 @@ def variants_for(device: torch.device, batch: int, sequence: bool) -> dict[str, 
                         "compiled + captured, bf16": ({"precision": "bf16", "capture": "on", "compile": "on"}, True)}
     if device.type != "cpu" or sequence:  # (a CPU LSTM under bf16 autocast needs bf16 units)
         return {"phonetui (default)": ({"precision": "auto"}, True)}
-    bf16_default = use_bf16("auto", device, batch)
+    bf16_default = autocast("auto", device, batch).kind == "bf16"
     return {"phonetui fp32" + ("" if bf16_default else " (default)"): ({"precision": "fp32"}, True),
             "phonetui bf16 autocast" + (" (default)" if bf16_default else ""): ({"precision": "bf16"}, True)}
 
@@ -254,7 +255,7 @@ def main() -> None:
                     sub = sized(ds, units)
                     fps, ran = phonetui_fps(vcfg, sub, fused)
                     row[label] = {"fps": fps, "ratio": fps / ref if ref else None, "epoch_s_full": FULL_TRAIN / fps,
-                                  "flop_s": fps * flops, "bf16": ran["bf16_autocast"], "ran": ran}
+                                  "flop_s": fps * flops, "autocast": ran["autocast"], "ran": ran}
                     print(f"  {name} batch {bs} {label}: {fps:,.0f} frames/s, ran {ran}", file=sys.stderr, flush=True)
                 row["ref_epoch_s_full"] = FULL_TRAIN / ref if ref else None
                 row["eval_s"], row["predict_s"] = predict_seconds(cfg, ds, str(device))

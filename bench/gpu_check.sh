@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check in one call: on a bare GPU machine with only torch preinstalled and no network,
-# install phonetui from the wheels carried in .whl/, run the GPU tests (pytest -m gpu), then
-# bench/bench.py on full-size demo rows; results-gpu.json and every log go to $OUT.
+# install phonetui from the wheels carried in .whl/, run the GPU tests (pytest -m gpu: fp16 with a
+# GradScaler among them), then bench/bench.py on full-size demo rows (fp16 among its variants) and one
+# fp16 epoch from the CLI; results-gpu.json and every log go to $OUT.
 #
 #   bash bench/gpu_check.sh --prepare         # here, with a package index: build .whl/ (then carry it)
 #   bash bench/gpu_check.sh                   # on the GPU machine (the device tool: carry [".whl"])
@@ -57,5 +58,11 @@ else
     step 06-bench "$PY" bench/bench.py --data "$DATA" --device cuda --seconds 3 --concurrent 4 \
         --cases baseline:64,baseline:512,wide-deep:512,wide-deep:4096,bilstm:16 --json "$OUT/results-gpu.json"
 fi
+# fp16 with a GradScaler (what precision = "auto" picks on a T4 or V100), asked for here on any GPU: one
+# epoch of the course baseline from the CLI, capture asked for (it must fall back, saying why); the
+# run's record shows the autocast, the scaler and the notes
+RUNS=$(mktemp -d)
+step 07-fp16 bash -c "'$PY' -m phonetui train --data '$DATA' --runs '$RUNS' --preset baseline --epochs 1 \
+    --precision fp16 --capture on $([[ $CPU == 1 ]] && echo '--device cpu') && grep -E '^(autocast|grad_scaler|capture|step_notes|threads|device) ' '$RUNS'/*/config.toml"
 cp "$OUT/06-bench.log" "$OUT/bench-table.md" 2>/dev/null
 echo "== done in $SECONDS s; logs in $OUT" | tee -a "$OUT/summary.txt"

@@ -127,6 +127,10 @@ def check_state(run: Run, state: dict, model: torch.nn.Module, opt: torch.optim.
                 raise ValueError(f"{key} is not a generator state")
         if type(state["since_best"]) is not int or not isinstance(state["best"], (int, float)):
             raise ValueError("best / since_best have the wrong type")
+        scaler = state.get("scaler", {"scale": 1.0, "_growth_tracker": 0})  # fp16 runs: the GradScaler's state
+        if not (isinstance(scaler, dict) and isinstance(scaler.get("scale"), (int, float)) and 0 < scaler["scale"] < 1e38
+                and type(scaler.get("_growth_tracker")) is int):
+            raise ValueError("the GradScaler state is not one")
     except Exception as e:  # noqa: BLE001 - shapes, keys and types all fail in their own way
         raise PhonetuiError(f"{path}: does not fit this run's model ({' '.join(str(e).split())[:200]})") from None
 

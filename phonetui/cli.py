@@ -83,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--continue", dest="sweep_id", metavar="ID", help="run what is left of sweep ID")
     sw.add_argument("--list", action="store_true", help="list the sweeps in the runs folder")
     sw.add_argument("--drop", metavar="ID", help="forget sweep ID and its runs left to train (its runs stay)")
+    sw.add_argument("--jobs", type=int, default=1, help="trials at once, each its own process with its share of "
+                    "the CPU threads (1)")
+    sw.add_argument("--trial", type=int, help=argparse.SUPPRESS)  # a --jobs worker: train trial K of --continue ID
     se = sub.add_parser("search", help="an Optuna study over a preset: ranges LO:HI or lists A,B on any editable "
                         "flag (e.g. --lr 1e-4:1e-2 --batch-size 128,256), poor trials pruned")
     _add_run_options(se, sub=True)
@@ -301,7 +304,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         s = sweep.drop(runs_dir, args.drop)
         console.print(f"dropped sweep {s.id} ({len(s.pending())} of {len(s.trials)} runs were left; its runs stay)")
         return 0
+    if args.jobs < 1:
+        raise PhonetuiError(f"--jobs {args.jobs}: must be an integer >= 1")
     flags = [k for k in EDITABLE if getattr(args, k, None) is not None]
+    if args.trial is not None:
+        return _sweep_worker(args, runs_dir)
     if args.sweep_id:
         s = sweep.load(runs_dir, args.sweep_id)
         if s.base is None:  # saved before sweeps kept their config: the preset and flags, as then
@@ -320,6 +327,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for key in texts:
             setattr(args, key, None)
         s = sweep.create(runs_dir, resolve_config(args), grid)
+    if args.jobs > 1:
+        return _sweep_jobs(args, s, runs_dir)
     with sweep.hold(s):
         left = s.pending()
         console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run")
@@ -335,6 +344,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 return code
     _leaderboard(s)
     return 0
+
+
+def _sweep_jobs(args: argparse.Namespace, s, runs_dir: Path) -> int:
+    """`sweep --jobs N`: the pending trials in worker processes, N at once, then the leaderboard."""
+    from . import sweep
+
+    left = s.pending()
+    at_once = min(args.jobs, max(len(left), 1))
+    console.print(f"sweep {s.id}: preset {s.preset}, {len(s.trials)} trials, {len(left)} to run, {at_once} at a time")
+    data_dir = getattr(args, "data", None) or _demo_dir()
+    console.print(load_data(data_dir).describe(s.base.training.val_ratio))
+
+    def announce(i: int, n: int, trial) -> None:
+        console.print(f"[bold]trial {s.trials.index(trial) + 1}[/] ({i} of {n}) starts: "
+                      + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
+
+    codes = sweep.run_jobs(s, at_once, data_dir, lambda n, line: print(f"[trial {n}] {line}", flush=True), args.stop,
+                           announce, args.predict, getattr(args, "presets", None))
+    failed = [s.trials.index(t) + 1 for t, c in zip(left, codes) if c not in (0, None, 130)]
+    if args.stop.is_set() or failed or None in codes:
+        console.print((f"trial {', '.join(map(str, failed))} failed; " if failed else "sweep stopped; ")
+                      + f"`phonetui sweep --continue {s.id}` runs what is left")
+        return 130 if args.stop.is_set() else 1
+    _leaderboard(sweep.load(runs_dir, s.id))
+    return 0
+
+
+def _sweep_worker(args: argparse.Namespace, runs_dir: Path) -> int:
+    """One trial of a `sweep --jobs N` (the parent holds the sweep's lock and prints the leaderboard)."""
+    from . import sweep, trainer
+
+    if not args.sweep_id:
+        raise PhonetuiError("sweep --trial: only with --continue ID")
+    s = sweep.load(runs_dir, args.sweep_id)
+    if not 1 <= args.trial <= len(s.trials):
+        raise PhonetuiError(f"--trial {args.trial}: sweep {s.id} has trials 1 to {len(s.trials)}")
+    trial = s.trials[args.trial - 1]
+    dataset = load_data(getattr(args, "data", None))
+    cfg = s.config(trial)
+    return _train(lambda listen: trainer.train(cfg, dataset, runs_dir, sweep.track(s, trial, listen), args.stop),
+                  dataset, args.predict)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Callable
 
+from . import threads
 from .errors import PhonetuiError
 
 N_CLASSES = 39
@@ -22,7 +23,7 @@ PHONES = tuple("iy ih eh ae ah uw uh aa ey ay oy aw ow l r y w er m n ng ch jh d
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")  # compile, capture
 DECODES = ("argmax", "viterbi")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
@@ -100,7 +101,7 @@ class ModelConfig:
 
 
 EDITABLE = ("lr", "batch_size", "epochs", "min_steps", "val_ratio", "smooth", "decode", "patience", "seed", "device", "precision",
-            "compile", "capture")  # flags, fields
+            "threads", "compile", "capture")  # flags, fields
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,10 @@ class TrainConfig:
     patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware is fast at it (device.use_bf16); tf32: fp32
-    # weights and matmuls as TF32 (CUDA; plain fp32 elsewhere); fp32: strict fp32, TF32 off
+    precision: str = "auto"  # auto: bf16 or fp16 autocast where the hardware is fast at it (device.autocast); tf32:
+    # fp32 weights and matmuls as TF32 (CUDA; plain fp32 elsewhere); fp32: strict fp32, TF32 off; bf16: bf16 autocast;
+    # fp16: fp16 autocast with a GradScaler (the GPUs before compute capability 8.0: T4, P100, V100)
+    threads: str = "auto"  # CPU intra-op threads: auto (phonetui.threads decides, and looks again as it trains) or N
     compile: str = "auto"  # torch.compile the model: on | off | auto (step.plan decides, and says why)
     capture: str = "auto"  # CUDA-graph capture of the whole step: on | off | auto (likewise)
     optimizer: str = "adam"
@@ -171,6 +174,7 @@ TRAIN_RULES: dict[str, _Rule] = {
     "device": _Rule(str, lambda v: bool(_DEVICE_RE.match(v)), "must be auto, cpu, cuda, cuda:N or mps"),
     "decode": _in(DECODES),
     "precision": _in(PRECISIONS),
+    "threads": _Rule(str, threads.check, "must be auto or a thread count from 1 to 9999"),
     "compile": _in(SWITCHES),
     "capture": _in(SWITCHES),
     "optimizer": _in(OPTIMIZERS),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,20 +44,70 @@ def gpu_text(used: int, total: int, busy: str = "") -> str:
 
 
 CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step costs more than it saves
+BF16_NATIVE = (8, 0)  # compute capability from which CUDA GPUs have bf16 units (Ampere: A100, A10, RTX 30xx on)
+FAST_FP16 = {(6, 0), (6, 2)}  # Pascal parts with fast fp16 (P100, Jetson TX2); 6.1 (GTX 10xx) runs fp16 at 1/64
+AUTOCASTS = ("off", "bf16", "fp16")
 
 
-def use_bf16(precision: str, device: torch.device, batch_size: int) -> bool:
-    """Whether matmuls run under bf16 autocast: 'fp32' and 'tf32' never, 'bf16' always (CUDA and CPU only), and
-    'auto' where the hardware is fast at it: CUDA with bf16 support, and CPUs with AMX tiles when
-    batches hold at least CPU_BF16_MIN_BATCH rows. Weights, optimizer state and the loss stay fp32."""
-    if precision == "bf16" and device.type not in ("cuda", "cpu"):
-        raise PhonetuiError(f"training.precision = 'bf16': bf16 autocast runs on CUDA and CPU, not {device.type}")
+@dataclass(frozen=True)
+class Autocast:
+    """The dtype matmuls run in under autocast ("off", "bf16" or "fp16"), why, and whether the loss
+    is scaled (fp16: its narrow exponent loses small gradients without a GradScaler). Weights,
+    optimizer state and the loss stay fp32 in every case."""
+
+    kind: str = "off"
+    why: str = ""
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.kind)
+
+    @property
+    def scaler(self) -> bool:
+        return self.kind == "fp16"
+
+    def label(self) -> str:
+        """', bf16 autocast' or ', fp16 autocast + GradScaler' for the device line; '' when off."""
+        return {"bf16": ", bf16 autocast", "fp16": ", fp16 autocast + GradScaler"}.get(self.kind, "")
+
+
+def capability(device: torch.device) -> tuple[int, int] | None:
+    """A CUDA device's compute capability (None on other devices)."""
+    return tuple(torch.cuda.get_device_capability(device)) if device.type == "cuda" else None
+
+
+def autocast(precision: str, device: torch.device, batch_size: int,
+             cc: tuple[int, int] | None = None) -> Autocast:
+    """What `precision` runs as on this device. 'fp32' and 'tf32' never autocast; 'bf16' and 'fp16'
+    always (CUDA and CPU only); 'auto' where the hardware is fast at it: on CUDA bf16 where the GPU
+    has bf16 units (compute capability >= 8.0; torch's is_bf16_supported() also says True where bf16
+    is only emulated, so it is not asked), fp16 with a GradScaler on the older GPUs with fast fp16
+    (7.x tensor cores: T4, V100; 6.0: P100), fp32 elsewhere; on a CPU bf16 where it has AMX tiles
+    and batches hold at least CPU_BF16_MIN_BATCH rows. `cc` stands in for the device's compute
+    capability (tests)."""
+    if precision in ("bf16", "fp16"):
+        if device.type not in ("cuda", "cpu"):
+            raise PhonetuiError(f"training.precision = '{precision}': {precision} autocast runs on CUDA and CPU, "
+                                f"not {device.type}")
+        cc = cc or capability(device)
+        slow = (f"; compute capability {cc[0]}.{cc[1]} has no bf16 units, so it is emulated (fp16 is the fast one there)"
+                if precision == "bf16" and cc and cc < BF16_NATIVE else "")
+        return Autocast(precision, f"precision: {precision} (asked){slow}")
     if precision != "auto":
-        return precision == "bf16"
+        return Autocast("off", "")
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        cc = cc or capability(device)
+        where = f"compute capability {cc[0]}.{cc[1]}"
+        if cc >= BF16_NATIVE:
+            return Autocast("bf16", f"precision: bf16 autocast (auto: {where} has bf16 units)")
+        if cc[0] == 7 or cc in FAST_FP16:
+            return Autocast("fp16", f"precision: fp16 autocast + GradScaler (auto: {where} has fast fp16 and no "
+                                    "bf16 units; bf16 would be emulated)")
+        return Autocast("off", f"precision: fp32 (auto: {where} has neither bf16 units nor fast fp16)")
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    return device.type == "cpu" and batch_size >= CPU_BF16_MIN_BATCH and amx()
+    if device.type == "cpu" and batch_size >= CPU_BF16_MIN_BATCH and amx():
+        return Autocast("bf16", "precision: bf16 autocast (auto: this CPU has AMX tiles)")
+    return Autocast("off", "")
 
 
 def keep_freed_memory() -> None:

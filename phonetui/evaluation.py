@@ -25,14 +25,15 @@ class Scores:
 
 @torch.inference_mode()
 def posteriors(model: torch.nn.Module, source: Frames | Utterances, device: torch.device,
-               bf16: bool = False) -> tuple[torch.Tensor, float | None]:
-    """(softmax posteriors (rows, 39) on the device in row order, mean cross-entropy or None without labels).
-    Batches are large and nothing is read back to the host until the end."""
+               dtype: torch.dtype | None = None) -> tuple[torch.Tensor, float | None]:
+    """(softmax posteriors (rows, 39) on the device in row order, mean cross-entropy or None without labels),
+    matmuls under autocast to `dtype` where one is given. Batches are large and nothing is read back
+    to the host until the end."""
     model.eval()
     probs = torch.empty((source.rows, N_CLASSES), device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for b in source.ordered(EVAL_FRAMES):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(*b.inputs).float()
         probs[b.rows.to(device)] = logits.softmax(1)
         if b.y is not None:

@@ -22,7 +22,7 @@ from . import batches, checkpoint, runs
 from .config import N_CLASSES
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .decode import of_training, tune, viterbi
-from .device import keep_freed_memory, resolve_device, use_bf16
+from .device import autocast, keep_freed_memory, resolve_device
 from .errors import PhonetuiError
 from .evaluation import posteriors, smooth
 from .fileio import atomic_write, failed, read_text, write_text
@@ -70,7 +70,8 @@ def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarr
     if cfg.sequence:
         utterances.check_ordered(starts, len(x), data.path / file)
     t = run.config.training
-    probs, _ = posteriors(model, batches.source(cfg, x, None, starts, dev), dev, use_bf16(t.precision, dev, t.batch_size))
+    probs, _ = posteriors(model, batches.source(cfg, x, None, starts, dev), dev,
+                          autocast(t.precision, dev, t.batch_size).dtype)
     return smooth(probs, starts, t.smooth)
 
 

@@ -36,8 +36,11 @@ Schema (every key but `name` optional; defaults are the course sample code's)::
     patience = 0                       # early stopping: epochs without a val acc gain, 0 = off
     seed = 0
     device = "auto"                    # auto | cpu | cuda | cuda:N | mps
-    precision = "auto"                 # auto | fp32 | tf32 | bf16: bf16 autocast for matmuls (auto: where
-                                       #   fast); on CUDA, fp32 matmuls run as TF32 unless "fp32"
+    precision = "auto"                 # auto | fp32 | tf32 | bf16 | fp16: autocast for matmuls (auto: bf16
+                                       #   on GPUs with bf16 units, fp16 + GradScaler on T4/V100/P100);
+                                       #   on CUDA, fp32 matmuls run as TF32 unless "fp32"
+    threads = "auto"                   # auto | N: CPU threads (auto: the free usable cores, looked at again
+                                       #   every 2 s while it trains)
     compile = "auto"                   # auto | on | off: torch.compile the model (auto: off for now)
     capture = "auto"                   # auto | on | off: CUDA-graph capture of the whole step (CUDA, MLPs)
     optimizer = "adam"                 # adam | adamw

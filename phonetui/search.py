@@ -1,7 +1,7 @@
 """Optuna studies over a preset: every trial an ordinary run, poor trials pruned from their
 per-epoch val accuracy. Storage is SQLite in the runs folder unless an Optuna storage URL is
 given (a database server lets several machines work on one study, see storage); `run_jobs`
-runs trials in parallel, each worker its own process with its share of the CPU threads.
+runs trials in parallel, each worker its own process with its share of the CPU threads (phonetui.workers).
 
 A search space maps training values to "LO:HI" (a range: log-uniform for lr, uniform otherwise,
 integers for integer values) or "A,B,..." (a choice); any other text fixes the value.
@@ -15,11 +15,7 @@ next opened, once its heartbeat is older than the grace period.
 from __future__ import annotations
 
 import itertools
-import os
-import queue
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import warnings
@@ -28,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import EDITABLE, RunConfig, flag_value
+from . import workers
 from .errors import PhonetuiError, first_line
 from .storage import connect, describe, shown, url_for
 
@@ -231,45 +228,6 @@ def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, 
 
 def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: threading.Event,
              env: dict[str, str] | None = None) -> list[int]:
-    """Run each command (a `phonetui search` worker) as its own process, one CPU-thread share each,
-    passing their output lines to `say(job, line)` as they come; the exit codes. A stop (the flag
-    set, or Ctrl+C here) is passed on to every worker once, as SIGINT (SIGTERM where this process
-    got one), and the workers are waited for: each stops its trial as an ordinary stopped run."""
-    threads = max(1, len(os.sched_getaffinity(0)) // len(commands))
-    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    lines: queue.Queue = queue.Queue()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              start_new_session=True)  # a terminal's Ctrl+C comes through us, once
-             for c in commands]
-    for i, p in enumerate(procs, 1):
-        threading.Thread(target=_pump, args=(i, p.stdout, lines), daemon=True).start()
-    passed, open_ = False, len(procs)
-    while open_:
-        try:
-            if stop.is_set() and not passed:
-                _pass_on(procs, stop)
-                passed = True
-            try:
-                job, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if line is None:
-                open_ -= 1
-            else:
-                say(job, line)
-        except KeyboardInterrupt:
-            stop.set()
-    return [p.wait() for p in procs]
-
-
-def _pump(job: int, stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put((job, line.rstrip("\n")))
-    lines.put((job, None))
-
-
-def _pass_on(procs: list[subprocess.Popen], stop: threading.Event) -> None:
-    sig = signal.SIGTERM if getattr(stop, "outcome", None) == "stopped-by-signal" else signal.SIGINT
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(sig)
+    """Run each command (a `phonetui search` worker) as its own process, all at once, one CPU-thread
+    share each (phonetui.workers); the exit codes."""
+    return [c if c is not None else 130 for c in workers.run(commands, len(commands), say, stop, env)]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import models
 from .batches import Batch, Frames, Utterances
 from .config import RunConfig
+from .device import Autocast
 from .errors import first_line
 
 WARMUP = 3  # eager steps on a side stream before capture (the allocator and cuBLAS settle)
@@ -31,7 +32,7 @@ WARMUP = 3  # eager steps on a side stream before capture (the allocator and cuB
 class Plan:
     """What the step runs: recorded in the run's config.toml, with the reason for every choice."""
 
-    bf16: bool  # matmuls under bf16 autocast
+    autocast: Autocast  # the dtype matmuls run in (and whether a GradScaler scales the loss)
     tf32: bool  # fp32 matmuls as TF32 (CUDA)
     fused: bool  # fused Adam/AdamW kernels
     compile: bool  # torch.compile asked for and possible (it may still fall back when tried)
@@ -39,14 +40,19 @@ class Plan:
     notes: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
-        return {"bf16_autocast": self.bf16, "tf32": self.tf32, "fused_adam": self.fused,
-                "compile": self.compile, "capture": self.capture, "step_notes": list(self.notes)}
+        return {"autocast": self.autocast.kind, "grad_scaler": self.autocast.scaler, "tf32": self.tf32,
+                "fused_adam": self.fused, "compile": self.compile, "capture": self.capture,
+                "step_notes": list(self.notes)}
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return self.autocast.dtype
 
 
-def plan(cfg: RunConfig, device: torch.device, bf16: bool, resident: bool, fused: bool = True) -> Plan:
+def plan(cfg: RunConfig, device: torch.device, cast: Autocast, resident: bool, fused: bool = True) -> Plan:
     """Decide the step's fast paths for this run on this device (see Plan); `resident`: whether the
     training rows live on the device (capture gathers batches inside the graph)."""
-    t, notes = cfg.training, []
+    t, notes = cfg.training, [cast.why] if cast.why else []
     tf32 = device.type == "cuda" and t.precision != "fp32"
     if t.precision == "tf32" and device.type != "cuda":
         notes.append(f"precision: tf32 runs as fp32 on {device.type} (TF32 is a CUDA matmul mode)")
@@ -57,13 +63,15 @@ def plan(cfg: RunConfig, device: torch.device, bf16: bool, resident: bool, fused
     capture = t.capture == "on"
     why = ("CUDA graphs need a CUDA device" if device.type != "cuda" else
            "a tagger's batches change shape with their utterances" if cfg.model.sequence else
-           "the training rows do not fit on the device" if not resident else "")
+           "the training rows do not fit on the device" if not resident else
+           "fp16's GradScaler checks every step's gradients on the host and skips the step where they overflow; "
+           "PyTorch keeps its step and update outside a graph" if cast.scaler else "")
     if t.capture == "auto":
         notes.append("capture: off (auto: on only once bench/gpu_check.sh has passed on a GPU)")
     elif capture and why:
         capture = False
         notes.append(f"capture: off ({why}; this run is on {device})" if device.type != "cuda" else f"capture: off ({why})")
-    return Plan(bf16, tf32, fused, compile_, capture, tuple(notes))
+    return Plan(cast, tf32, fused, compile_, capture, tuple(notes))
 
 
 class Step:
@@ -83,6 +91,9 @@ class Step:
         if p.capture:
             extra["capturable"] = True
         self.opt = opt_cls(self.model.parameters(), lr=self.lr, weight_decay=t.weight_decay, **extra)
+        # fp16: the loss scaled up before backward, the gradients unscaled in the (fused) optimizer step,
+        # a step with inf/NaN gradients skipped and the scale lowered; weights and Adam state stay fp32
+        self.scaler = torch.amp.GradScaler(device.type) if p.autocast.scaler else None
         self.count = 0  # optimizer steps taken: the schedule's position
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
@@ -138,12 +149,19 @@ class Step:
         self.frames += source.frames_in(idx)
 
     def _body(self, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, cache: bool = True) -> None:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.plan.bf16, cache_enabled=cache):
+        dtype = self.plan.dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None,
+                            cache_enabled=cache):
             logits = self.forward(*inputs)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.training.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
         self.loss_sum += loss.detach() * len(y)
         self.correct += (logits.argmax(1) == y).sum()
 
@@ -188,7 +206,8 @@ class Step:
     def state_dict(self) -> dict[str, Any]:
         """Model, optimizer and schedule (as {"last_epoch": steps}, the shape LambdaLR saved)."""
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": {"last_epoch": self.count}}
+                "scheduler": {"last_epoch": self.count},
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -196,3 +215,5 @@ class Step:
         for group in self.opt.param_groups:  # a loaded group's lr is the saved value, not our tensor
             group["lr"] = self.lr
         self.count = int(state["scheduler"]["last_epoch"])
+        if self.scaler is not None and isinstance(state.get("scaler"), dict):
+            self.scaler.load_state_dict(state["scaler"])

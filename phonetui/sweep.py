@@ -4,8 +4,10 @@ A sweep is a queue kept in `<runs>/.sweeps/<id>.json` (its resolved base config,
 trial's values and, once started, its run id), so it survives the process that ran it: `phonetui
 sweep --continue ID` and the app pick up what is left, with the settings the sweep started with.
 The file's name is the sweep's id; a file that does not read back as a sweep is refused naming the
-field. The process running a sweep holds `<id>.lock`, so a second one is refused. Optuna studies
-(phonetui.search) build on the same pieces.
+field. The process running a sweep holds `<id>.lock`, so a second one is refused. With `--jobs N`
+that process trains nothing itself: it runs each pending trial as a worker process of its own
+(`phonetui sweep --continue ID --trial K`), N at once (phonetui.workers), and each worker records its
+trial's run in the file under `<id>.save.lock`. Optuna studies (phonetui.search) build on the same pieces.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import itertools
 import json
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from . import workers
 from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value, flag_value, from_dict
 from .errors import PhonetuiError
 from .fileio import FILE_MODE, failed, read_text
@@ -190,6 +195,7 @@ def drop(runs_dir: Path, sweep_id: str) -> Sweep:
         try:
             s.path.unlink()
             s.path.with_suffix(".lock").unlink(missing_ok=True)
+            s.path.with_suffix(".save.lock").unlink(missing_ok=True)
         except OSError as e:
             raise failed(s.path, "delete", e) from None
     return s
@@ -226,11 +232,54 @@ def track(sweep: Sweep, trial: Trial, listen=lambda e: None):
 
     def record(e) -> None:
         if isinstance(e, trainer.RunStarted):
-            trial.run = e.run.id
-            sweep.save()
+            _save_run(sweep, sweep.trials.index(trial), e.run.id)
         listen(e)
 
     return record
+
+
+def _save_run(sweep: Sweep, index: int, run_id: str) -> None:
+    """Record trial `index`'s run in the sweep's file: read, changed and written under `<id>.save.lock`,
+    so workers training other trials of the sweep at the same time keep theirs."""
+    sweep.trials[index].run = run_id
+    path = sweep.path.with_suffix(".save.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as e:
+        raise failed(path, "open", e) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fresh = load(sweep.runs_dir, sweep.id) if sweep.path.exists() else sweep
+        fresh.base = fresh.base or sweep.base
+        fresh.trials[index].run = run_id
+        fresh.save()
+    finally:
+        os.close(fd)
+
+
+def worker_command(sweep: Sweep, trial: Trial, data_dir: Path, presets_dirs: list[Path] | None = None,
+                   predict: bool = False) -> list[str]:
+    """The command line of the `sweep --jobs N` worker that trains one trial."""
+    cmd = [sys.executable, "-m", "phonetui", "sweep", "--continue", sweep.id, "--trial", str(sweep.trials.index(trial) + 1),
+           "--data", str(data_dir), "--runs", str(sweep.runs_dir)]
+    for folder in presets_dirs or []:
+        cmd += ["--presets", str(folder)]
+    return cmd + ["--predict"] * predict
+
+
+def run_jobs(sweep: Sweep, jobs: int, data_dir: Path, say: Callable[[int, str], None], stop: threading.Event,
+             announce: Callable[[int, int, Trial], None] = lambda i, n, trial: None, predict: bool = False,
+             presets_dirs: list[Path] | None = None) -> list[int | None]:
+    """Train the sweep's pending trials in worker processes, `jobs` at once, each with its share of the
+    CPU threads, holding the sweep's lock: `say(number, line)` gets each worker's lines with its
+    trial's number in the sweep, `announce(i, n, trial)` each start. The exit codes (None: not
+    started, after a stop)."""
+    with hold(sweep):
+        left = sweep.pending()
+        numbers = [sweep.trials.index(t) + 1 for t in left]
+        commands = [worker_command(sweep, t, data_dir, presets_dirs, predict) for t in left]
+        return workers.run(commands, jobs, lambda job, line: say(numbers[job - 1], line), stop,
+                           started=lambda job: announce(job, len(left), left[job - 1]))
 
 
 def run(sweep: Sweep, data, listen=lambda e: None, cancel=None, announce=lambda i, n, trial: None) -> bool:

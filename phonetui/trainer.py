@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__, batches, checkpoint, decode, diagnostics, runs
+from . import __version__, batches, checkpoint, decode, diagnostics, runs, threads
 from .config import RunConfig, epochs_for, fit_problems, n_epochs, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
-from .device import fits, free_memory, gpu_line, keep_freed_memory, resolve_device, use_bf16
+from .device import AUTOCASTS, Autocast, autocast, fits, free_memory, gpu_line, keep_freed_memory, resolve_device
 from .errors import PhonetuiError, one_line
 from .evaluation import posteriors, score
 from .fileio import write_text
@@ -39,7 +39,7 @@ PROGRESS_EVERY_S = 0.25
 @dataclass(frozen=True)
 class RunStarted:
     run: Run
-    device: str  # e.g. "cpu" or "cuda, bf16 autocast"
+    device: str  # e.g. "cpu, 2 threads" or "cuda, bf16 autocast"
     n_train: int
     n_val: int
 
@@ -118,9 +118,15 @@ def _check(cfg: RunConfig, data: TimitData) -> tuple[int, int]:
     return n_train, len(data.train_x) - n_train
 
 
-def _plan(cfg: RunConfig, data: TimitData, n_train: int, device: torch.device, bf16: bool, fused: bool) -> Plan:
+def _plan(cfg: RunConfig, data: TimitData, n_train: int, device: torch.device, cast: Autocast, fused: bool) -> Plan:
     resident = device.type == "cpu" or fits(data.train_x[:n_train].nbytes, device)
-    return plan(cfg, device, bf16, resident, fused)
+    return plan(cfg, device, cast, resident, fused)
+
+
+def _recorded_autocast(record: dict) -> Autocast:
+    """The autocast a run trained with, from its record (runs before fp16 recorded bf16_autocast)."""
+    kind = record.get("autocast", "bf16" if record.get("bf16_autocast") else "off")
+    return Autocast(kind if kind in AUTOCASTS else "off")
 
 
 def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = lambda e: None,
@@ -130,21 +136,23 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
     `fused=False` turns fused Adam off (the bench measures what it buys).
     """
+    sampler = threads.CpuSampler()  # the machine's load, looked at while the run is set up
     n_train, n_val = _check(cfg, data)
     asked = cfg.training.epochs
     cfg = cfg.with_training(epochs=epochs_for(cfg.training, data.train_units(cfg.training.val_ratio, cfg.model.sequence)))
     t = cfg.training
     device = resolve_device(t.device)
     _check_fits_memory(cfg, data.width, device)
-    p = _plan(cfg, data, n_train, device, use_bf16(t.precision, device, t.batch_size), fused)
+    p = _plan(cfg, data, n_train, device, autocast(t.precision, device, t.batch_size), fused)
+    gov = _governor(cfg, data, n_train, sampler)
     record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
               "val_rows": n_val, "device": str(device), **p.record(),
               **({"epochs_asked": asked} if t.epochs != asked else {}),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
-              "python": platform.python_version(), "threads": torch.get_num_threads()}
+              "python": platform.python_version(), **gov.record()}
     run = runs.create(runs_dir, cfg, record)
-    return _run(cfg, data, run, device, p, n_train, n_val, listen, cancel or threading.Event(), None)
+    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, cancel or threading.Event(), None)
 
 
 def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel: threading.Event | None = None,
@@ -154,6 +162,7 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
     if run.state in ("running", "finished"):
         raise PhonetuiError(f"{run.path}: {run.state}, nothing to resume"
                             + (" (the training process is still alive)" if run.state == "running" else ""))
+    sampler = threads.CpuSampler()
     state = checkpoint.load_state(run)
     cfg = run.config
     n_train, n_val = _check(cfg, data)
@@ -162,27 +171,36 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
                             f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
     device = resolve_device(cfg.training.device)
     _check_fits_memory(cfg, data.width, device)
-    p = _plan(cfg, data, n_train, device, bool(run.record.get("bf16_autocast")), fused)
+    p = _plan(cfg, data, n_train, device, _recorded_autocast(run.record), fused)
     cpu = torch.device("cpu")
-    trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, False, True))
+    trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, Autocast(), True))
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
+    gov = _governor(cfg, data, n_train, sampler)
     run.acquire()
     try:
         run.write_status(status="running", pid=os.getpid(), ended="", outcome="",
                          message=f"resumed after epoch {state['epoch']}")
+        run.update_record(**gov.record())
     except BaseException:
         run.release()
         raise
-    return _run(cfg, data, run, device, p, n_train, n_val, listen, cancel or threading.Event(), state)
+    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, cancel or threading.Event(), state)
 
 
-def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, n_train: int, n_val: int,
-         listen: Listener, cancel: threading.Event, state: dict | None) -> Run:
+def _governor(cfg: RunConfig, data: TimitData, n_train: int, sampler: threads.CpuSampler) -> threads.Governor:
+    """The run's CPU threads (phonetui.threads), set for this thread: the training thread."""
+    t, seq = cfg.training, cfg.model.sequence
+    frames = t.batch_size * (n_train / max(data.train_units(t.val_ratio, seq), 1) if seq else 1)
+    return threads.Governor(t.threads, cfg.model.param_count(data.width) * frames, torch.set_num_threads, sampler)
+
+
+def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
+         n_train: int, n_val: int, listen: Listener, cancel: threading.Event, state: dict | None) -> Run:
     """The loop, with every way it can end recorded in the run's status."""
     keep_freed_memory()
     try:
-        listen(RunStarted(run, f"{device}, bf16 autocast" if p.bf16 else str(device), n_train, n_val))
-        early = _loop(cfg, data, run, device, p, n_train, listen, cancel, state)
+        listen(RunStarted(run, f"{device}{p.autocast.label()}, {threads.count(gov.threads)}", n_train, n_val))
+        early = _loop(cfg, data, run, device, p, gov, n_train, listen, cancel, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
                          outcome="early-stopped" if early else "finished")
     except (_Stop, KeyboardInterrupt) as e:
@@ -239,16 +257,16 @@ def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None
                             f"for weights, gradients and Adam state, but {device} has {free / 2**30:,.1f} GiB free")
 
 
-def _record_step(run: Run, step: Step) -> None:
+def _record_step(run: Run, step: Step, gov: threads.Governor) -> None:
     """Keep the run's record of its step true: a fallback found while training (or a resume on
-    another device) changes what runs."""
-    rec = step.record()
+    another device) changes what runs, and an auto thread count follows the machine's load."""
+    rec = step.record() | gov.record()
     if any(run.record.get(k) != v for k, v in rec.items()):
         run.update_record(**rec)
 
 
-def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, n_train: int,
-          listen: Listener, cancel: threading.Event, state: dict | None) -> bool:
+def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
+          n_train: int, listen: Listener, cancel: threading.Event, state: dict | None) -> bool:
     """Train to the last epoch; True when patience ended it early."""
     t = cfg.training
     torch.manual_seed(t.seed)
@@ -261,7 +279,7 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
     trans = decode.of_training(data, n_train) if t.decode == "viterbi" else None
     step = Step(cfg, data.width, device, steps_per_epoch(t.batch_size, train_set.units) * t.epochs, p)
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
-    _record_step(run, step)
+    _record_step(run, step, gov)
     history: list[EpochMetrics] = []
     best, since_best, first = -1.0, 0, 1
     if state:  # resuming: everything as it was at the end of epoch state["epoch"]
@@ -285,12 +303,13 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pl
                 continue
             step(train_set, idx)
             now = time.perf_counter()
+            gov.tick(time.monotonic())
             if now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
                 listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start), gpu_line(device)))
-        _record_step(run, step)
+        _record_step(run, step, gov)
         train_acc, train_loss = step.totals()
-        scores = (score(*posteriors(step.model, val_set, device, p.bf16), val_set.y, val_starts, t.smooth, trans)
+        scores = (score(*posteriors(step.model, val_set, device, p.dtype), val_set.y, val_starts, t.smooth, trans)
                   if val_set.rows else None)
         val_acc = scores.acc if scores else None
         m = EpochMetrics(epoch, train_acc, train_loss, val_acc, scores.loss if scores else None, lr,

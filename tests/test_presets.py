@@ -86,7 +86,9 @@ def test_unknown_preset_lists_known():
     ("val_ratio", "0", True), ("val_ratio", "0.99", True), ("val_ratio", "1", False), ("val_ratio", "-0.1", False),
     ("seed", "7", True), ("seed", "-1", False), ("seed", str(2**63 - 1), True), ("seed", str(2**63), False),
     ("device", "cuda:1", True), ("device", "gpu", False),
-    ("precision", "bf16", True), ("precision", "fp16", False),
+    ("precision", "bf16", True), ("precision", "fp16", True), ("precision", "fp8", False),
+    ("threads", "auto", True), ("threads", "2", True), ("threads", "0", False), ("threads", "-1", False),
+    ("threads", "1.5", False), ("threads", "many", False), ("threads", "02", False),
 ])
 def test_field_rules(key, text, ok):
     value, reason = check_value(TRAIN_RULES, key, text)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from phonetui import batches, models, runs, trainer
 from phonetui.config import ModelConfig, RunConfig, TrainConfig
 from phonetui.data import utterances
+from phonetui.device import Autocast
 from phonetui.step import plan
 
 TAGGER = RunConfig("tag", "", ModelConfig(kind="tagger", layers=1, size=24, conv=8, normalize=True, dropout=0.2,
@@ -80,7 +81,7 @@ def test_what_the_step_runs_is_recorded_with_each_reason(tiny, demo, tmp_path):
     run = trainer.train(tiny.with_training(epochs=1, capture="on"), demo, tmp_path)
     record = tomllib.loads((run.path / runs.CONFIG).read_text())["run"]
     assert record["capture"] is False and record["compile"] is False and record["tf32"] is False
-    assert record["fused_adam"] is True and record["bf16_autocast"] is False
+    assert record["fused_adam"] is True and record["autocast"] == "off" and record["grad_scaler"] is False
     assert "capture: off (CUDA graphs need a CUDA device; this run is on cpu)" in record["step_notes"]
     assert "compile: off (auto: it has not paid off yet where measured)" in record["step_notes"]
 
@@ -101,15 +102,15 @@ def test_a_compile_failure_falls_back_to_eager_with_the_same_result(tiny, demo, 
 
 def test_the_plan_on_cuda_tf32_and_capture_rules(tiny):
     cuda = torch.device("cuda")
-    p = plan(tiny.with_training(precision="auto"), cuda, bf16=True, resident=True)
+    p = plan(tiny.with_training(precision="auto"), cuda, Autocast("bf16"), resident=True)
     assert p.tf32 and not p.capture and any("capture: off (auto:" in n for n in p.notes)
-    assert not plan(tiny.with_training(precision="fp32"), cuda, False, True).tf32  # strict fp32 when asked
-    assert plan(tiny.with_training(capture="on"), cuda, False, True).capture
-    assert plan(tiny.with_training(capture="on"), cuda, False, False).notes[-1] == \
+    assert not plan(tiny.with_training(precision="fp32"), cuda, Autocast(), True).tf32  # strict fp32 when asked
+    assert plan(tiny.with_training(capture="on"), cuda, Autocast(), True).capture
+    assert plan(tiny.with_training(capture="on"), cuda, Autocast(), False).notes[-1] == \
         "capture: off (the training rows do not fit on the device)"
     tagger = TAGGER.with_training(capture="on")
-    assert plan(tagger, cuda, False, True).notes[-1] == "capture: off (a tagger's batches change shape with their utterances)"
-    off = plan(tiny.with_training(capture="off", compile="off"), cuda, False, True)
+    assert plan(tagger, cuda, Autocast(), True).notes[-1] == "capture: off (a tagger's batches change shape with their utterances)"
+    off = plan(tiny.with_training(capture="off", compile="off"), cuda, Autocast(), True)
     assert not off.capture and not off.compile and off.notes == ()
 
 
@@ -129,6 +130,20 @@ def test_gpu_captured_step_equals_the_eager_step(tiny, demo, tmp_path, precision
     for a, b in zip(eager.metrics(), graph.metrics(), strict=True):
         assert (b.train_acc, b.train_loss, b.val_acc, b.lr) == pytest.approx((a.train_acc, a.train_loss, a.val_acc, a.lr),
                                                                              abs=tol)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_fp16_with_a_grad_scaler_learns_like_fp32_and_capture_falls_back(tiny, demo, tmp_path):
+    fp32 = trainer.train(tiny.with_training(device="cuda", precision="fp32"), demo, tmp_path / "fp32")
+    fp16 = trainer.train(tiny.with_training(device="cuda", precision="fp16", capture="on"), demo, tmp_path / "fp16")
+    record = runs.open_run(fp16.path).record
+    assert record["autocast"] == "fp16" and record["grad_scaler"] is True and record["capture"] is False
+    assert any(n.startswith("capture: off (fp16's GradScaler") for n in record["step_notes"]), record["step_notes"]
+    assert fp16.status.best_val_acc == pytest.approx(fp32.status.best_val_acc, abs=0.01)
+    auto = runs.open_run(trainer.train(tiny.with_training(device="cuda", epochs=1), demo, tmp_path / "auto").path)
+    native = torch.cuda.get_device_capability() >= (8, 0)
+    assert auto.record["autocast"] == ("bf16" if native else "fp16"), auto.record["step_notes"]
 
 
 @pytest.mark.gpu

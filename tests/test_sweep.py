@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 
@@ -114,3 +115,44 @@ def test_a_dropped_sweep_is_forgotten_and_its_runs_stay(queued, demo_dir, capsys
     assert sweep.list_sweeps(runs_dir) == [] and run.path.is_dir()
     assert main(["sweep", "--drop", s.id, "--runs", str(runs_dir)]) == 2
     assert "no such sweep" in capsys.readouterr().err
+
+
+def test_jobs_train_the_trials_in_worker_processes_each_with_its_share(demo_dir, presets_dir, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "phonetui", "sweep", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--lr", "1e-3,3e-3,1e-2", "--epochs", "1", "--jobs", "2", "--runs", str(runs_dir)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert "3 trials, 3 to run, 2 at a time" in r.stdout
+    assert all(f"[trial {n}] [001/001] Train Acc: " in r.stdout for n in (1, 2, 3)), r.stdout
+    (s,) = sweep.list_sweeps(runs_dir)
+    assert not s.pending() and len({t.run for t in s.trials}) == 3  # each worker recorded its own trial's run
+    finished = [runs.open_run(runs_dir / t.run) for t in s.trials]
+    assert [r.config.training.lr for r in finished] == [1e-3, 3e-3, 1e-2]
+    assert all(r.record["threads"] <= max(1, len(os.sched_getaffinity(0)) // 2) for r in finished)  # a share each
+    assert "leaderboard" in r.stdout
+
+
+def test_a_stopped_jobs_sweep_leaves_its_trials_to_continue(demo_dir, presets_dir, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "phonetui", "sweep", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--lr", "1e-3,3e-3,1e-2", "--epochs", "500", "--jobs", "2", "--runs", str(runs_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(runs_dir.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # to phonetui alone: it passes the stop on to its workers
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err + out, err
+    (s,) = sweep.list_sweeps(runs_dir)
+    assert f"`phonetui sweep --continue {s.id}` runs what is left" in out
+    assert {runs.open_run(runs_dir / t.run).state for t in s.trials if t.run} == {"stopped"}
+    assert len(s.pending()) == 3 and sum(t.run is not None for t in s.trials) == 2  # the third never started

@@ -96,7 +96,23 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         field(app, "lr").value = "abc"
         await pilot.pause()
         assert app.main.form.problems["lr"] == "not a number"
+        field(app, "threads").value = "0"
+        await pilot.pause()
+        assert app.main.form.problems["threads"] == "must be auto or a thread count from 1 to 9999"
         assert not app.main.training and not (workdir / "runs").exists()
+
+
+async def test_the_threads_flag_fills_the_form_and_the_run_trains_with_it(make_app, workdir: Path) -> None:
+    app = make_app("--threads", "1", "--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        assert field(app, "threads").value == "1"
+        await train_to_end(pilot)
+        from phonetui import runs
+
+        (run,) = runs.list_runs(workdir / "runs")
+        assert run.config.training.threads == "1" and run.record["threads"] == 1
+        assert run.record["threads_why"] == "threads = 1 (asked)"
 
 
 async def test_min_steps_shows_the_epochs_it_gives_on_this_data(make_app) -> None:
@@ -446,8 +462,8 @@ async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
         assert "Optuna search finished: best val acc" in status(app)
         await until(pilot, lambda: app.main.history.studies == ["tiny epochs=2"])
         app.main.show_study("tiny epochs=2")  # as ctrl+p's "Optuna study: tiny epochs=2" does
-        await until(pilot, lambda: isinstance(app.screen, StudyBoard))
-        board = app.screen.query_one("#study-table", DataTable)
+        await until(pilot, lambda: isinstance(app.screen, StudyBoard) and app.screen.query("#study-table"))
+        board = app.screen.query_one("#study-table", DataTable)  # composed: the screen can show before its widgets
         await until(pilot, lambda: board.row_count == 3)
         assert {str(board.get_row_at(i)[-2]) for i in range(3)} == {socket.gethostname()}
 

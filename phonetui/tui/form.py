@@ -18,6 +18,7 @@ FIELDS = {key: {"batch_size": "batch size", "min_steps": "min steps", "val_ratio
           for key in EDITABLE}
 CHOICES = ("decode", "device", "precision", "compile", "capture")  # chosen from lists; the other fields are typed
 SEARCH = {"trials": "trials", "jobs": "jobs"}  # an Optuna search's own fields, shown while a field holds a range
+# (jobs also while one holds a list: a sweep's trials at once)
 LABELS = FIELDS | SEARCH
 
 
@@ -62,7 +63,8 @@ class ConfigForm(Vertical):
         self.query_one("#f-jobs", Input).value = str(jobs)
 
     def search(self) -> tuple[int, int]:
-        """(trials, jobs) of an Optuna search (call only when `problems` is empty)."""
+        """(trials, jobs) of an Optuna search, or (trials, jobs) with jobs the trials at once of a
+        sweep (call only when `problems` is empty)."""
         return int(self.text("trials")), int(self.text("jobs"))
 
     def fill(self, cfg: RunConfig, origin: str, overrides: dict[str, str] | None = None) -> None:
@@ -160,9 +162,10 @@ class ConfigForm(Vertical):
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         searching = bool(self.ranges())
         for key in SEARCH:
-            self.query_one(f"#row-{key}").display = searching
+            shown = searching or (key == "jobs" and bool(lists))
+            self.query_one(f"#row-{key}").display = shown
             text = self.text(key).strip()
-            if searching and not (text.isdigit() and int(text) >= 1):
+            if shown and not (text.isdigit() and int(text) >= 1):
                 problems[key] = "must be an integer >= 1"
         self.problems = {k: problems[k] for k in LABELS if k in problems}
         hints = {"min_steps": self._epochs_hint(values)} if not problems else {}
@@ -199,7 +202,8 @@ class ConfigForm(Vertical):
             n = 1
             for values in lists.values():
                 n *= len(values)
-            note += f" [$accent]· sweep of {n} runs[/]"
+            jobs = self.text("jobs").strip()
+            note += f" [$accent]· sweep of {n} runs" + (f", {jobs} at a time" if jobs != "1" else "") + "[/]"
         self.query_one("#form-title", Static).update(f"[b]{escape(self.origin)}[/b] {note}")
 
     @on(Input.Changed)

@@ -54,9 +54,11 @@ def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) ->
         from .. import sweep as sweeps
 
         queue = sweeps.create(runs_dir, cfg, grid)
+        n = form.search()[1]
         line = (f"sweep {queue.id}: {len(queue.trials)} runs of {cfg.preset} over "
-                + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items()))
-        return sweep(queue, data, ui), f"sweep {queue.id}", line
+                + ", ".join(f"{FIELDS[k]} {'/'.join(map(str, v))}" for k, v in grid.items())
+                + (f", {n} at a time" if n > 1 else ""))
+        return sweep(queue, data, ui, n), f"sweep {queue.id}", line
     line = f"starting {cfg.preset}: lr {cfg.training.lr:g}, batch {cfg.training.batch_size}, {n_epochs(cfg.training.epochs)}"
     return run(cfg, data, runs_dir), cfg.preset, line
 
@@ -96,8 +98,9 @@ def resume(path: Path, data):
     return job
 
 
-def sweep(queue, data, ui):
-    """The sweep's pending trials one after another (each an ordinary run)."""
+def sweep(queue, data, ui, jobs: int = 1):
+    """The sweep's pending trials one after another (each an ordinary run), or `jobs` at once, each
+    in a worker process whose lines go to the Log."""
     def job(listen, cancel):
         from .. import sweep as sweeps
 
@@ -105,10 +108,27 @@ def sweep(queue, data, ui):
             values = _shown(trial.values)
             ui.say(f"sweep {queue.id}: run {i}/{n} ({values})")
             total = len(queue.trials)
-            ui.queue(f"sweep {queue.id}: run {total - n + i} of {total} ({values})")
+            ui.queue(f"sweep {queue.id}: run {total - n + i} of {total} ({values})"
+                     + (f", {jobs} at a time (their lines: the Log tab)" if jobs > 1 else ""))
 
-        if sweeps.run(queue, data, listen, cancel, announce):
-            ui.say(f"sweep {queue.id} finished: History ranks its runs (F7 sorts by best val acc)", "ok", True)
+        if jobs > 1:
+            def say(number: int, line: str) -> None:
+                ui.log(f"[trial {number}] {line}")
+                if line.startswith("run "):
+                    ui.reload()
+
+            codes = sweeps.run_jobs(queue, jobs, data.path, say, cancel, announce)
+            if cancel.is_set():
+                return
+            failed = [c for c in codes if c]
+            if failed:
+                raise PhonetuiError(f"sweep {queue.id}: {len(failed)} worker process(es) failed, the first with exit "
+                                    f"code {failed[0]} (their lines are in the Log); `phonetui sweep --continue "
+                                    f"{queue.id}` runs what is left")
+            ui.reload()
+        elif not sweeps.run(queue, data, listen, cancel, announce):
+            return
+        ui.say(f"sweep {queue.id} finished: History ranks its runs (F7 sorts by best val acc)", "ok", True)
     return job
 
 

@@ -20,6 +20,26 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+class EpochTable(DataTable):
+    """A run's epochs, its cursor (the last epoch, unless moved) kept in view. DataTable scrolls to a
+    moved cursor once, after the next refresh; when a scrollbar appears later (its columns come out
+    wider than the pane) or the pane is resized, the viewport shrinks under the cursor, so this
+    scrolls to it again."""
+
+    def __init__(self) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True)
+
+    def watch_show_horizontal_scrollbar(self) -> None:
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.cursor_row, scroll=True)
+
+
 class RunView(Vertical):
     """One run's curves (train/val accuracy and loss charts) and its epoch table, best epoch marked.
     Below 62 columns the table's headers shorten so that every column stays in view."""
@@ -35,7 +55,7 @@ class RunView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield RunCharts()
-        yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield EpochTable()
 
     def on_resize(self) -> None:
         compact = self.size.width < 62

@@ -496,6 +496,29 @@ async def test_an_optuna_search_with_two_jobs_from_the_form(make_app, workdir: P
         assert "[job 1] trial " in log and "[job 2] trial " in log
 
 
+async def test_a_sweep_with_two_jobs_from_the_form(make_app, workdir: Path) -> None:
+    from phonetui import runs, sweep
+
+    app = make_app("--epochs", "2")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        field(app, "lr").value = "0.001,0.003"
+        await pilot.pause()
+        assert app.query_one("#row-jobs").display and not app.query_one("#row-trials").display  # a sweep's own field
+        field(app, "jobs").value = "2"
+        await pilot.pause()
+        assert "sweep of 2 runs, 2 at a time" in str(app.query_one("#form-title").render())
+        await train_to_end(pilot)
+        (s,) = sweep.list_sweeps(workdir / "runs")
+        assert not s.pending() and {runs.open_run(workdir / "runs" / t.run).state for t in s.trials} == {"finished"}
+        assert "finished: History ranks its runs" in status(app)
+        assert app.query_one(RunsTable).row_count == 2
+        app.query_one(TabbedContent).active = "log-tab"
+        await pilot.pause(0.2)
+        log = "\n".join(line.text for line in app.query_one("#log").lines)
+        assert "[trial 1] " in log and "[trial 2] " in log
+
+
 async def test_the_marked_runs_export_as_one_ensemble(make_app, workdir: Path) -> None:
     import json
 

@@ -39,19 +39,28 @@ async def _finished(pilot) -> None:
 
 
 async def _scrolled_to_cursor(pilot) -> None:
-    """Wait (up to 5 s) for each epoch table's cursor, on the last epoch, to have been scrolled into
-    view (by the table or the panels around it, which then sit at their ends): that scroll happens
-    after a refresh, which a busy machine can leave for after the picture."""
-    for table in pilot.app.query("RunView DataTable"):
-        if not table.row_count:
-            continue
-        scrollers = [w for w in table.ancestors_with_self if hasattr(w, "max_scroll_y")]
-        for _ in range(100):
-            if all(w.scroll_y >= w.max_scroll_y for w in scrollers):
-                break
-            await pilot.pause(0.05)
-        # Textual moves the scrollbar on a later frame, which a busy machine can leave for after the
-        # picture: put it where the scroll is, as that frame would
+    """Wait (up to 5 s) until each epoch table shows its cursor, on the last epoch, and has held still
+    for 0.3 s: the table scrolls to its cursor after a refresh, and again when a scrollbar appears
+    under it (EpochTable); a busy machine can leave either for after the picture, and a size that
+    has not settled yet can make the first one look done (the old wait stopped there, 1 run in 4)."""
+    tables = [t for t in pilot.app.query("RunView DataTable") if t.row_count]
+
+    def at_cursor() -> bool:
+        for table in tables:
+            scrollers = [w for w in table.ancestors_with_self if hasattr(w, "max_scroll_y")]
+            if table.cursor_row != table.row_count - 1 or any(w.scroll_y < w.max_scroll_y for w in scrollers):
+                return False
+        return True
+
+    steady = 0
+    for _ in range(100):
+        steady = steady + 1 if at_cursor() else 0
+        if steady == 6:
+            break
+        await pilot.pause(0.05)
+    else:
+        raise AssertionError("an epoch table did not come to rest on its cursor within 5 s")
+    for table in tables:  # Textual moves the scrollbar on a later frame: put it where the scroll is, as that frame would
         table.vertical_scrollbar.position = table.scroll_y
     await pilot.pause(0.1)
 

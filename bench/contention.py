@@ -16,8 +16,9 @@ Settings are the code and environment of the timed processes:
 - before: phonetui as it was before issue 27 (`--before REF`, 88b2a31 by default, checked out in a
   temporary git worktree): torch's threads and libgomp's wait policy as inherited, i.e. every core,
   waiting threads spinning 300,000 rounds before they sleep;
-- after: this checkout with its defaults (`threads = "auto"`, phonetui's spin count);
-- passive and one: the `before` code with OMP_WAIT_POLICY=PASSIVE, or OMP_NUM_THREADS=1 (references).
+- after: this checkout with its defaults (`threads = "auto"`; libgomp's wait policy left as it is);
+- passive, one, spin10k, spin1k: the `before` code with OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS=1, or
+  libgomp's spin count cut to 10,000 or 1,000 rounds (the alternatives that were measured).
 
 Settings and conditions are interleaved (each repeat runs every pair once, in a rotated order), so
 drifts of the shared machine's load hit every setting alike. Results go to
@@ -47,6 +48,8 @@ SETTINGS: dict[str, tuple[str, dict[str, str]]] = {  # name: (code: "before" or 
     "after": ("after", {}),
     "passive": ("before", {"OMP_WAIT_POLICY": "PASSIVE"}),
     "one": ("before", {"OMP_NUM_THREADS": "1"}),
+    "spin10k": ("before", {"GOMP_SPINCOUNT": "10000"}),
+    "spin1k": ("before", {"GOMP_SPINCOUNT": "1000"}),
 }
 CODE: dict[str, Path] = {"after": Path(__file__).resolve().parent.parent}  # "before": the worktree main() makes
 BUSY = ("import os, time\nparent, end = os.getppid(), time.time() + 3600\n"  # a CPU-bound loop that ends with this script

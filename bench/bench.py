@@ -267,7 +267,7 @@ def main() -> None:
         env |= {"fp32_matmul_tflops": rate / 1e12, "bf16_matmul_tflops": rate16 and rate16 / 1e12}
         for v in (v for row in rows for v in row.values() if isinstance(v, dict) and "fps" in v):
             v["matmul_fraction"] = v["flop_s"] / rate
-            v["bf16_matmul_fraction"] = v["flop_s"] / rate16 if v["bf16"] else None
+            v["bf16_matmul_fraction"] = v["flop_s"] / rate16 if rate16 and v["autocast"] in ("bf16", "fp16") else None
         if args.concurrent:
             cfg = presets.get(presets.load_all(), "baseline").with_training(
                 batch_size=max(map(int, args.batches.split(","))), device=str(device))

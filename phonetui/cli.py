@@ -106,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--jobs", type=int, default=argparse.SUPPRESS, help="as for the app")
     sv.add_argument("--host", default="localhost", help="address to listen on (localhost; 0.0.0.0 for every one)")
     sv.add_argument("--port", type=int, default=8000, help="port (8000)")
+    sv.add_argument("--no-token", action="store_true", help="admit browsers without the URL's random token "
+                    "(anyone who reaches the port can then train and delete runs)")
+    sv.add_argument("--max-apps", type=int, default=4, help="app processes at once, one per browser tab (4)")
     ps = sub.add_parser("presets", help="list presets")
     ps.add_argument("--presets", type=Path, action="append", default=argparse.SUPPRESS)
     rs = sub.add_parser("runs", help="list runs, or show one run's per-phone diagnostics")
@@ -493,7 +496,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = args.out or members[0].path.parent / f"{'ensemble' if len(members) > 1 else members[0].id}-{args.decode}-{stamp}.csv"
     if len(members) > 1:
         console.print(f"ensemble of {len(members)} runs: " + ", ".join(r.id for r in members))
-    p = predict_ensemble(members, data, out, args.device, args.decode, args.weights)
+    p = predict_ensemble(members, data, out, args.device, args.decode, args.weights, follow_link=args.out is not None)
     _report(p)
     record = p.record
     if args.weights == "val":
@@ -580,9 +583,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """The app in a browser: each browser tab runs `phonetui` with these flags in a process of its own."""
     try:
-        from textual_serve.server import Server
+        from .serve import GuardedServer, is_loopback
     except ImportError:
         raise PhonetuiError("serve needs textual-serve: pip install 'phonetui[serve]'") from None
+    if args.max_apps < 1:
+        raise PhonetuiError(f"--max-apps {args.max_apps}: must be an integer >= 1")
+    if not 1 <= args.port <= 65535:
+        raise PhonetuiError(f"--port {args.port}: must be from 1 to 65535")
     app_args = []
     for key in ("data", "runs", "preset", *EDITABLE, "trials", "jobs"):
         if (value := getattr(args, key, None)) is not None:
@@ -592,8 +599,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "tensorboard", False):
         app_args.append("--tensorboard")
     command = shlex.join([sys.executable, "-m", "phonetui", *app_args])
-    console.print(f"serving the app at http://{args.host}:{args.port} (Ctrl+C stops)")
-    Server(command, host=args.host, port=args.port, title="phonetui").serve()
+    server = GuardedServer(command, args.host, args.port, None if args.no_token else GuardedServer.new_token(),
+                           args.max_apps, say=lambda line: print(line, file=sys.stderr, flush=True))
+    if not is_loopback(args.host):
+        print(f"phonetui: warning: listening on {args.host}, beyond this machine: anyone who reaches port {args.port}"
+              + (" can train and delete runs (--no-token)" if args.no_token else " and has the token can train and "
+                 "delete runs"), file=sys.stderr, flush=True)
+    elif args.no_token:
+        print("phonetui: warning: --no-token: any program on this machine can drive the app", file=sys.stderr,
+              flush=True)
+    console.print(f"serving the app at {server.url()} (Ctrl+C stops)")
+    try:
+        server.serve()
+    except OSError as e:
+        raise PhonetuiError(f"serve --host {args.host} --port {args.port}: {e.strerror or e}") from None
     return 0
 
 

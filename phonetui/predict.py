@@ -11,9 +11,12 @@ each utterance (phonetui.decode).
 from __future__ import annotations
 
 import json
+import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +26,7 @@ from .config import N_CLASSES
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .decode import of_training, tune, viterbi
 from .device import autocast, keep_freed_memory, resolve_device
-from .errors import PhonetuiError
+from .errors import PhonetuiError, first_line
 from .evaluation import posteriors, smooth
 from .fileio import atomic_write, failed, read_text, write_text
 from .runs import Run
@@ -75,30 +78,71 @@ def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarr
     return smooth(probs, starts, t.smooth)
 
 
-def test_posteriors(run: Run, data: TimitData, device: str = "auto") -> np.ndarray:
-    """(test rows, 39) float16 posteriors of the run's best model, from its cache when that is current."""
-    return _cached(run, data, "test", None, device)
+Say = Callable[[str], None]
 
 
-def val_posteriors(run: Run, data: TimitData, n_train: int, device: str = "auto") -> np.ndarray:
+def _stderr(line: str) -> None:
+    print(f"phonetui: {line}", file=sys.stderr, flush=True)
+
+
+def test_posteriors(run: Run, data: TimitData, device: str = "auto", say: Say = _stderr) -> np.ndarray:
+    """(test rows, 39) float16 posteriors of the run's best model, from its cache when that is current
+    (a damaged cache is computed again, and `say` hears why)."""
+    return _cached(run, data, "test", None, device, say)
+
+
+def val_posteriors(run: Run, data: TimitData, n_train: int, device: str = "auto", say: Say = _stderr) -> np.ndarray:
     """(validation rows, 39) float16 posteriors of the run's best model over the training file's rows
     from n_train on (its validation split), from its cache when that is current."""
-    return _cached(run, data, "val", n_train, device)
+    return _cached(run, data, "val", n_train, device, say)
 
 
-def _cached(run: Run, data: TimitData, split: str, n_train: int | None, device: str) -> np.ndarray:
+SUM_TOLERANCE = 0.01  # a row of 39 float16 probabilities, each within 2^-12 of its value, sums to 1 within 39 * 2^-12
+
+
+def cache_problem(path: Path, rows: int) -> tuple[np.ndarray | None, str]:
+    """(the posteriors, "") from a cache file, or (None, why it cannot be used): it must be a regular
+    .npy file (a FIFO would block the read) of (rows, 39) float16, finite, every value in [0, 1],
+    every row summing to one within float16's rounding. Nothing in it is unpickled."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or type(e).__name__})"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "not a regular file"
+    if st.st_size == 0:
+        return None, "an empty file"
+    try:
+        probs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return None, f"not a readable .npy file: {first_line(e, 80)}"
+    if not isinstance(probs, np.ndarray) or probs.shape != (rows, N_CLASSES) or probs.dtype != np.float16:
+        return None, f"{getattr(probs, 'dtype', '?')} of shape {getattr(probs, 'shape', '?')}, not float16 ({rows}, 39)"
+    values = probs.astype(np.float32)
+    if not np.isfinite(values).all():
+        return None, "values that are not finite (NaN or Inf)"
+    if values.min(initial=0.0) < 0 or values.max(initial=0.0) > 1 + 2**-11:
+        return None, "values outside [0, 1]"
+    if rows and np.abs(values.sum(1) - 1).max() > SUM_TOLERANCE:
+        return None, "rows that do not sum to one"
+    return probs, ""
+
+
+def _cached(run: Run, data: TimitData, split: str, n_train: int | None, device: str, say: Say) -> np.ndarray:
     cache, meta = run.path / CACHE[split][0], run.path / CACHE[split][1]
     try:
         key = _key(run, data, split, n_train)
     except OSError:
         key = None  # no best.pt (checkpoint.load says so below)
     try:
-        if key and json.loads(read_text(meta)) == key:
-            probs = np.load(cache)
-            if probs.shape == (key["rows"], N_CLASSES) and probs.dtype == np.float16:
-                return probs
-    except (PhonetuiError, OSError, ValueError):
-        pass  # no cache yet, or a stale or damaged one: compute it again
+        current = key is not None and json.loads(read_text(meta)) == key
+    except (PhonetuiError, ValueError):
+        current = False  # no cache yet, or a stale or damaged record of it: compute it again
+    if current and (cache.exists() or cache.is_symlink()):
+        probs, why = cache_problem(cache, key["rows"])
+        if probs is not None:
+            return probs
+        say(f"{cache}: damaged posterior cache ({why}); computing it again")
     file, x, starts = _rows(data, split, n_train)
     probs = _model_posteriors(run, data, x, starts, device, file).cpu().numpy().astype(np.float16)
     atomic_write(cache, lambda tmp: _save_npy(tmp, probs))
@@ -111,9 +155,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def _write_csv(pred: np.ndarray, out: Path) -> Path:
-    """Write the CSV; returns the file written (a symlink's target)."""
-    if out.is_symlink():  # write through the link (to the file it names), never replace the link itself
+def _write_csv(pred: np.ndarray, out: Path, follow_link: bool) -> Path:
+    """Write the CSV; returns the file written. Where `out` is a symlink, `follow_link` writes the
+    file it names (an --out the user named) and otherwise replaces the link with the file (a path
+    inside a run folder, which someone else may have made: never a way to overwrite another file)."""
+    if follow_link and out.is_symlink():
         out = out.resolve()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,19 +174,29 @@ def _accuracy(pred: np.ndarray, data: TimitData) -> float | None:
     return float((pred == data.test_y).mean()) if data.test_y is not None else None
 
 
-def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto") -> Prediction:
+def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto", say: Say = _stderr) -> Prediction:
     """Classify every test row (taggers utterance by utterance) with the run's best model, write the
-    CSV in row order atomically and note it in the run's prediction record."""
-    probs = test_posteriors(run, data, device)
+    CSV in row order atomically and note it in the run's prediction record (`out`: a file the user
+    named, written through a symlink; by default the run's prediction.csv, a link there replaced)."""
+    _not_training([run])
+    probs = test_posteriors(run, data, device, say)
     decoder = checkpoint.decoder(run) if run.config.training.decode == "viterbi" else None
     if decoder is not None:  # decoded as the run validated: its transitions, the setting saved with its best model
         pred = _decode_test(probs, data, _transitions([run], data), decoder)
     else:
         pred = probs.argmax(1)
-    out = out or run.path / runs.PREDICTION
+    named, out = out is not None, out or run.path / runs.PREDICTION
     acc = _accuracy(pred, data)
-    runs.record_prediction(run, _write_csv(pred, out), acc)
+    runs.record_prediction(run, _write_csv(pred, out, follow_link=named), acc)
     return Prediction(out, len(pred), acc)
+
+
+def _not_training(members: list[Run]) -> None:
+    """Refuse runs still training: their best model can change under the prediction."""
+    for r in members:
+        if r.state == "running":
+            raise PhonetuiError(f"{r.path}: still training (pid {r.status.pid}): wait for it to finish, or stop it "
+                                "(its best model is kept), then predict")
 
 
 def _transitions(members: list[Run], data: TimitData):
@@ -160,6 +216,12 @@ def _shared_split(members: list[Run], data: TimitData, why: str) -> int:
     n_trains = [r.record.get("train_rows") for r in members]
     if not all(isinstance(n, int) for n in n_trains):
         raise PhonetuiError(f"predict {why}: a run does not record its validation split")
+    here = str(data.path.resolve())
+    for r in members:  # a split is rows of the file a run trained on: of other data, it may be rows it trained on here
+        if r.record.get("data") != here:
+            raise PhonetuiError(f"predict {why}: {r.id} trained on {str(r.record.get('data'))[:200]}, not {here}: "
+                                "its validation rows are not rows of this data, so tuning here could use rows it "
+                                "trained on (export with equal weights and argmax, or use the data it trained on)")
     starts = np.asarray(data.utterance_starts)
     later = starts[starts >= max(n_trains)]
     if not len(later):
@@ -180,7 +242,8 @@ def val_weights(val: list[np.ndarray], y: np.ndarray, rounds: int = 200) -> np.n
 
 
 def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto",
-                     decode: str = "argmax", weights: str = "equal") -> Prediction:
+                     decode: str = "argmax", weights: str = "equal", follow_link: bool = True,
+                     say: Say = _stderr) -> Prediction:
     """The members' posteriors averaged (frame MLPs and taggers alike, each with its own smoothing
     and precision), one CSV, and `<out>.json` recording the ensemble. `weights = "val"` weighs the
     members by their validation split (val_weights), never the test set; `decode = "viterbi"`
@@ -188,17 +251,18 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
     tuned on the validation split) instead of taking each frame's argmax."""
     if len({r.path.resolve() for r in members}) != len(members):
         raise PhonetuiError("predict: a run is named twice in the ensemble")
+    _not_training(members)
     w = np.full(len(members), 1 / len(members))
     how: dict = {"decode": decode, "weights_from": weights}
     if weights == "val" or decode == "viterbi":
         n_train = _shared_split(members, data, "--weights val" if weights == "val" else "--decode viterbi")
-        val = [val_posteriors(r, data, n_train, device).astype(np.float32) for r in members]
+        val = [val_posteriors(r, data, n_train, device, say).astype(np.float32) for r in members]
         y_val = data.train_y[n_train:]
         if weights == "val":
             w = val_weights(val, y_val)
         val_mix = sum(wi * v for wi, v in zip(w, val))
         how |= {"val_from_row": n_train, "val_acc_argmax": float((val_mix.argmax(1) == y_val).mean())}
-    test_mix = sum(wi * test_posteriors(r, data, device).astype(np.float32) for wi, r in zip(w, members))
+    test_mix = sum(wi * test_posteriors(r, data, device, say).astype(np.float32) for wi, r in zip(w, members))
     if decode == "viterbi":
         trans = _transitions(members, data)
         val_starts = _rows(data, "val", n_train)[2]
@@ -207,7 +271,7 @@ def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str
         pred = _decode_test(test_mix, data, trans, (scale, loop))
     else:
         pred = test_mix.argmax(1)
-    _write_csv(pred, out)
+    _write_csv(pred, out, follow_link)
     acc = _accuracy(pred, data)
     record = {"members": [{"run": r.id, "path": str(r.path.resolve()), "weight": float(wi)} for wi, r in zip(w, members)],
               "csv": str(out.resolve()), "test_acc": acc, **how, "written": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -37,9 +37,14 @@ def test_csv_format_order_and_accuracy(trained, demo):
     assert (table[:, 0] == np.arange(len(demo.test_x))).all()
     model, _, _ = checkpoint.load(trained, torch.device("cpu"))
     with torch.no_grad():
-        expected = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).argmax(1).numpy()
-    assert (table[:, 1] == expected).all()
-    assert p.test_acc == pytest.approx((expected == demo.test_y).mean())
+        probs = model.eval()(torch.from_numpy(demo.test_x[:]).clone()).softmax(1)
+    expected = probs.argmax(1).numpy()
+    top2 = probs.topk(2).values.numpy()
+    # the CSV is the argmax of the float16 posterior cache: two classes within float16's resolution of
+    # each other can swap (how often depends on the weights, and so on the thread count the run had)
+    near_tie = top2[:, 0] - top2[:, 1] < 2**-10
+    assert (table[:, 1] == expected)[~near_tie].all() and near_tie.mean() < 0.01
+    assert p.test_acc == pytest.approx((table[:, 1] == demo.test_y).mean())
     assert runs.open_run(trained.path).prediction.test_acc == pytest.approx(p.test_acc)
 
 

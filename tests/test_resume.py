@@ -31,8 +31,9 @@ def test_patience_stops_a_run_that_no_longer_improves(tiny, demo, tmp_path) -> N
 
 
 def test_a_stopped_run_resumes_to_the_same_metrics(tiny, demo, tmp_path) -> None:
-    cfg = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, dropout=0.2)).with_training(epochs=4)
-    whole = trainer.train(cfg, demo, tmp_path / "a")
+    cfg = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, dropout=0.2)).with_training(epochs=4,
+                                                                                                  threads="2")
+    whole = trainer.train(cfg, demo, tmp_path / "a")  # a fixed thread count: auto's follows the load, and the bits with it
     cancel = threading.Event()
     stop_in_epoch_3 = lambda e: cancel.set() if isinstance(e, trainer.EpochEnd) and e.metrics.epoch == 2 else None  # noqa: E731
     cut = trainer.train(cfg, demo, tmp_path / "b", stop_in_epoch_3, cancel)

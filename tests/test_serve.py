@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -30,39 +32,75 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(demo_dir, presets_dir, tmp_path):
+class Served:
+    """A running `phonetui serve`: its printed address (token included), the address without the
+    token, the token, its runs folder, and every line it has printed."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, runs_dir) -> None:
+        self.proc, self.url, self.runs_dir, self.lines = proc, url, runs_dir, []
+        self.base, _, query = url.partition("/?")
+        self.token = query.removeprefix("token=") or None
+        self.ws = self.base.replace("http", "ws") + "/ws" + (f"/{self.token}" if self.token else "")
+        threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True).start()
+
+    def apps(self) -> list[int]:
+        """The app processes the server runs now (its children)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+
+def _serve(demo_dir, presets_dir, tmp_path, *flags: str):
     port = _free_port()
-    cmd = [sys.executable, "-m", "phonetui", "serve", "--host", "127.0.0.1", "--port", str(port), "--data",
-           str(demo_dir), "--presets", str(presets_dir), "--preset", "tiny", "--epochs", "2", "--runs",
-           str(tmp_path / "runs")]
+    cmd = [sys.executable, "-m", "phonetui", "serve", "--port", str(port), "--data", str(demo_dir), "--presets",
+           str(presets_dir), "--preset", "tiny", "--epochs", "2", "--runs", str(tmp_path / "runs"), *flags]
+    if "--host" not in flags:
+        cmd += ["--host", "127.0.0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    first = []
+    while not any(line.startswith("serving the app at ") for line in first):
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"phonetui serve ended: {''.join(first)}")
+        first.append(line)
+    served = Served(proc, re.search(r"serving the app at (\S+) ", first[-1]).group(1), tmp_path / "runs")
+    served.lines.extend(first)
     deadline = time.monotonic() + 60
     while True:
         try:
-            page = urllib.request.urlopen(url, timeout=2).read().decode()
-            break
+            served.page = urllib.request.urlopen(served.url, timeout=2).read().decode()
+            return served
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                pytest.fail(f"phonetui serve did not answer: {proc.communicate()[0]}")
+                pytest.fail(f"phonetui serve did not answer: {''.join(served.lines)}")
             time.sleep(0.2)
-    yield url, page, tmp_path / "runs"
-    proc.send_signal(signal.SIGINT)
+
+
+def _stop(served: Served) -> None:
+    served.proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(timeout=30)
+        served.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        served.proc.kill()
+        served.proc.wait()
+
+
+@pytest.fixture
+def served(demo_dir, presets_dir, tmp_path):
+    s = _serve(demo_dir, presets_dir, tmp_path)
+    yield s
+    _stop(s)
 
 
 def test_the_served_app_starts_a_training_from_the_browser_s_side(served) -> None:
-    url, page, runs_dir = served
-    assert "<div>phonetui</div>" in page and "/ws" in page  # the page, titled, and its websocket
+    page, runs_dir = served.page, served.runs_dir
+    assert "<div>phonetui</div>" in page and f"/ws/{served.token}" in page  # the page, titled, and its websocket
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r'url\("([^"]+)"\)', page)
+    assert linked and all(u.startswith(served.base + "/static/") for u in linked), linked  # nothing from the internet
 
     async def drive() -> None:
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(url.replace("http", "ws") + "/ws?width=120&height=36") as ws:
+            async with session.ws_connect(served.ws + "?width=120&height=36", origin=served.base) as ws:
                 seen, deadline = b"", time.monotonic() + 90
                 while time.monotonic() < deadline and not list(runs_dir.glob(f"*/{runs.METRICS}")):
                     try:
@@ -134,8 +172,66 @@ async def _in_chromium(url: str, runs_dir, profile) -> bytes:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless Chromium here (Debian: apt-get install chromium)")
 def test_f5_in_headless_chromium_starts_a_training(served, tmp_path) -> None:
-    url, _, runs_dir = served
+    url, runs_dir = served.url, served.runs_dir
     seen = asyncio.run(_in_chromium(url, runs_dir, tmp_path / "chromium"))
     assert b"F5 starts one" in seen and b"F5 Start" in seen  # the Training tab and the footer reached the page
     (run,) = [runs.open_run(p.parent) for p in runs_dir.glob(f"*/{runs.METRICS}")]
     assert run.config.preset == "tiny" and run.config.training.epochs == 2
+
+
+async def _handshake(url: str, **headers: str) -> int:
+    """The HTTP status a websocket handshake to `url` gets (101: accepted)."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(url + "?width=80&height=24", headers=headers) as ws:
+                await ws.close()
+                return 101
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+
+def test_no_app_starts_without_the_token_or_from_another_origin(served) -> None:
+    host = served.base.removeprefix("http://")
+    wrong = served.ws.rsplit("/", 1)[0] + "/not-the-token"
+    assert asyncio.run(_handshake(served.ws, Origin="http://evil.example")) == 403  # a page on another site
+    assert asyncio.run(_handshake(served.base.replace("http", "ws") + "/ws", Origin=served.base)) == 403  # no token
+    assert asyncio.run(_handshake(wrong, Origin=served.base)) == 403
+    assert asyncio.run(_handshake(served.ws, Origin="http://evil.example:80", Host="evil.example")) == 403  # rebinding
+    time.sleep(1)
+    assert served.apps() == []  # none of them started an app process
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(served.base + "/", timeout=5)  # the page without the token
+    assert e.value.code == 403 and b"open the address that `phonetui serve` printed" in e.value.read()
+    assert any("refused GET /ws from 127.0.0.1: Origin http://evil.example is not this page's" in line
+               for line in served.lines), served.lines
+    assert asyncio.run(_handshake(served.ws, Origin=served.base)) == 101 and host  # the page's own origin is let in
+
+
+def test_app_processes_are_bounded(demo_dir, presets_dir, tmp_path) -> None:
+    served = _serve(demo_dir, presets_dir, tmp_path, "--max-apps", "1")
+    try:
+        async def two() -> tuple[int, int]:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(served.ws + "?width=80&height=24", origin=served.base) as first:
+                    deadline = time.monotonic() + 30
+                    while not served.apps() and time.monotonic() < deadline:
+                        await asyncio.sleep(0.1)
+                    second = await _handshake(served.ws, Origin=served.base)
+                    n = len(served.apps())
+                    await first.close()
+            return second, n
+
+        second, n = asyncio.run(two())
+        assert (second, n) == (503, 1)
+    finally:
+        _stop(served)
+
+
+def test_listening_beyond_loopback_warns_and_no_token_is_a_choice(demo_dir, presets_dir, tmp_path) -> None:
+    served = _serve(demo_dir, presets_dir, tmp_path, "--host", "0.0.0.0", "--no-token")
+    try:
+        assert served.token is None and served.url.endswith("/")
+        assert any("phonetui: warning: listening on 0.0.0.0, beyond this machine: anyone who reaches port" in line
+                   and "can train and delete runs (--no-token)" in line for line in served.lines), served.lines
+    finally:
+        _stop(served)

@@ -66,6 +66,7 @@ def test_progress_events_within_an_epoch(tiny, demo, tmp_path, monkeypatch):
 
 
 def test_same_seed_same_metrics(tiny, demo, tmp_path):
+    tiny = tiny.with_training(threads="2")  # bit for bit needs the same thread count (auto's follows the load)
     a, _ = run_collect(tiny, demo, tmp_path)
     b, _ = run_collect(tiny, demo, tmp_path)
     strip = lambda r: [dataclasses.replace(m, seconds=0) for m in r.metrics()]  # noqa: E731

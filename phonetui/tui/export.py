@@ -27,6 +27,11 @@ def refusal(run, data, busy: Path | None, on_history: bool) -> str | None:
     return None
 
 
+def _say(node: DOMNode):
+    """Where an export's notes (a damaged cache computed again) go: the status line and the Log."""
+    return lambda line: node.post_message(Notice(line, "error"))
+
+
 def _worker(node: DOMNode, work, group: str) -> None:
     node.run_worker(work, thread=True, exclusive=True, exit_on_error=False, group=group)
 
@@ -37,7 +42,7 @@ def run_csv(node: DOMNode, run, data, device: str) -> None:
         try:
             from ..predict import predict
 
-            node.post_message(Predicted(run, predict(run, data, device=device)))
+            node.post_message(Predicted(run, predict(run, data, device=device, say=_say(node))))
         except Exception as e:  # noqa: BLE001 - one line in the app
             node.post_message(PredictFailed(one_line(e)))
     _worker(node, work, "predict")
@@ -49,7 +54,8 @@ def ensemble_csv(node: DOMNode, members: list, data, out: Path, decode: str, wei
         try:
             from ..predict import predict_ensemble
 
-            node.post_message(Predicted(None, predict_ensemble(members, data, out, decode=decode, weights=weights)))
+            node.post_message(Predicted(None, predict_ensemble(members, data, out, decode=decode, weights=weights,
+                                                               follow_link=False, say=_say(node))))
         except Exception as e:  # noqa: BLE001
             node.post_message(PredictFailed(one_line(e)))
     _worker(node, work, "predict")

@@ -417,13 +417,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                       + ", ".join(f"{d.key} {d}" for d in space) + (f", {len(shares)} at a time" if len(shares) > 1 else ""))
     if len(shares) > 1 and args.job is None:
         data_dir = getattr(args, "data", None) or _demo_dir()
-        commands = [search.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}", data_dir,
-                                          runs_dir, getattr(args, "presets", None), args.predict)
-                    for i, n in enumerate(shares, 1)]
-        codes = search.run_jobs(commands, lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop,
-                                env={storage.ENV: url})
+        problems = search.run_jobs(
+            study, shares, lambda n, job: search.worker_command(base.preset, study.study_name, texts, n, job, data_dir,
+                                                                runs_dir, getattr(args, "presets", None), args.predict),
+            lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop, env={storage.ENV: url})
         _study_board(search.open_study(runs_dir, study.study_name, args.storage, notify))
-        return 130 if args.stop.is_set() else next((c for c in codes if c), 0)
+        if args.stop.is_set():
+            return 130
+        for line in problems:
+            print(f"phonetui: {line}", file=sys.stderr, flush=True)
+        return 1 if problems else 0
     dataset = load_data(getattr(args, "data", None))
     console.print(dataset.describe(base.training.val_ratio))
 

@@ -1,7 +1,8 @@
 """Optuna studies over a preset: every trial an ordinary run, poor trials pruned from their
 per-epoch val accuracy. Storage is SQLite in the runs folder unless an Optuna storage URL is
 given (a database server lets several machines work on one study, see storage); `run_jobs`
-runs trials in parallel, each worker its own process with its share of the CPU threads (phonetui.workers).
+runs trials in parallel, each worker its own process with its share of the CPU threads
+(phonetui.workers), and stands in for a worker that dies.
 
 A search space maps training values to "LO:HI" (a range: log-uniform for lr, uniform otherwise,
 integers for integer values) or "A,B,..." (a choice); any other text fixes the value.
@@ -15,6 +16,7 @@ next opened, once its heartbeat is older than the grace period.
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import sys
 import threading
@@ -149,6 +151,7 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
         values = {d.key: d.suggest(trial) for d in space}
         trial.set_user_attr("host", socket.gethostname())  # where it ran: any machine's leaderboard shows it
         trial.set_user_attr("runs", str(runs_dir.resolve()))
+        trial.set_user_attr("pid", os.getpid())  # which worker process: a parent marks its trial failed if it dies
         announce(trial.number, next(count), trials, values)
         pruned = threading.Event()
 
@@ -177,6 +180,9 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
     except (PhonetuiError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - the storage or Optuna refused: one line
+        rdb = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in its cache
+        if lost := getattr(rdb, "lost", None):  # Optuna's own error then names neither the server nor the loss
+            raise PhonetuiError(lost) from None
         raise PhonetuiError(f"optuna study '{study.study_name}': {first_line(e, 200)}") from None
     return True
 
@@ -226,8 +232,52 @@ def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, 
     return cmd + ["--predict"] * predict
 
 
-def run_jobs(commands: list[list[str]], say: Callable[[int, str], None], stop: threading.Event,
-             env: dict[str, str] | None = None) -> list[int]:
-    """Run each command (a `phonetui search` worker) as its own process, all at once, one CPU-thread
-    share each (phonetui.workers); the exit codes."""
-    return [c if c is not None else 130 for c in workers.run(commands, len(commands), say, stop, env)]
+def run_jobs(study, shares: list[int], command: Callable[[int, str], list[str]], say: Callable[[str, str], None],
+             stop: threading.Event, env: dict[str, str] | None = None) -> list[str]:
+    """Run the study's trials in worker processes, one per share of the trials, all at once, each
+    with its share of the CPU threads (phonetui.workers); `command(trials, "K/N")` is job K's command
+    line, `say(job, line)` hears its lines. A worker that dies (killed, or failing) is said in one
+    line naming the job and the trial it had, that trial is marked failed at once (not left
+    `running` until its heartbeat goes stale), and the trials it had left run in one worker started
+    in its place. Returns what went wrong, a line each (empty: every worker ended well)."""
+    from optuna.trial import TrialState
+
+    host, problems = socket.gethostname(), []
+    todo = [(str(i), n) for i, n in enumerate(shares, 1)]  # (job, trials it is to run)
+    for round_ in (1, 2):
+        pids: dict[int, int] = {}
+        dead: list[tuple[int, int]] = []
+
+        def ended(job: int, code: int) -> None:
+            if code in (0, 130) or stop.is_set():
+                return
+            label, mine = todo[job - 1][0], _trials_of(study, pids[job], host)
+            had = [t.number for t in mine if t.state == TrialState.RUNNING]
+            for t in mine:
+                if t.state == TrialState.RUNNING:
+                    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            line = f"ended ({workers.how_it_ended(code)})" + (
+                f": its trial {', '.join(map(str, had))} is marked failed" if had else " with no trial in progress")
+            say(label, line)
+            problems.append(f"job {label} {line}")
+            dead.append((job, len(mine)))
+
+        commands = [command(n, f"{label}/{len(shares)}") for label, n in todo]
+        workers.run(commands, len(commands), lambda job, line: say(todo[job - 1][0], line), stop, env,
+                    started=lambda job, pid: pids.__setitem__(job, pid), ended=ended)
+        left = [(todo[job - 1][0], todo[job - 1][1] - started) for job, started in dead if todo[job - 1][1] > started]
+        if stop.is_set() or not left:
+            break
+        if round_ == 2:
+            problems += [f"job {label}: {n} trial{'s' * (n != 1)} did not run" for label, n in left]
+            break
+        for label, n in left:
+            say(label, f"{n} trial{'s' * (n != 1)} left: a new worker runs {'them' if n > 1 else 'it'}")
+        todo = left
+    return problems
+
+
+def _trials_of(study, pid: int, host: str) -> list:
+    """The study's trials that the worker process `pid` on `host` started (each records both)."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("pid") == pid and t.user_attrs.get("host") == host]

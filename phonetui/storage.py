@@ -24,7 +24,7 @@ from .errors import PhonetuiError, first_line
 DB = "optuna.db"
 ENV = "PHONETUI_STORAGE"  # the storage URL, kept off command lines (and out of `ps`)
 HEARTBEAT_S, GRACE_S = 20, 60  # a live trial's heartbeat; a trial silent for GRACE_S is stale
-RETRY_S = 120  # how long a worker waits for a lost database
+RETRY_S = float(os.environ.get("PHONETUI_RETRY_S", 120))  # how long a worker waits for a lost database (in all)
 OPEN_TRIES = 8  # openings that lost the table-creation race to another worker
 # RDBStorage's private methods that Optuna's cache layer calls, each a whole transaction of its own
 CACHED_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials", "_get_stale_trial_ids")
@@ -59,10 +59,18 @@ def _chain(e: BaseException):
         e = e.__cause__ or e.__context__
 
 
+# OperationalErrors that no wait will mend: a read-only file or folder, a full disk, a file that cannot be opened
+_PERMANENT = re.compile(r"readonly database|read-only|disk is full|No space left|unable to open database file|"
+                        r"Permission denied", re.IGNORECASE)
+
+
 def transient(e: BaseException) -> bool:
-    """A failure of the connection rather than of the request: worth retrying."""
+    """A failure of the connection rather than of the request: worth retrying (a read-only or full
+    disk under SQLite is not: it is said at once)."""
     from sqlalchemy import exc
 
+    if any(_PERMANENT.search(str(c)) for c in _chain(e)):
+        return False
     lost = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.PendingRollbackError)
     return any(isinstance(c, lost) or getattr(c, "connection_invalidated", False) for c in _chain(e))
 
@@ -71,8 +79,9 @@ def _lost_race(e: BaseException) -> bool:
     """Another worker created the same table, type or row first (PostgreSQL's catalogue says so)."""
     from sqlalchemy import exc
 
-    return any(isinstance(c, (exc.IntegrityError, exc.ProgrammingError)) and
-               re.search(r"already exists|duplicate key|UniqueViolation", str(c)) for c in _chain(e))
+    return any(isinstance(c, (exc.IntegrityError, exc.ProgrammingError, exc.OperationalError)) and
+               re.search(r"already exists|duplicate key|UniqueViolation|UNIQUE constraint failed", str(c))
+               for c in _chain(e))  # the last: SQLite's, for alembic's version row
 
 
 def reason(e: BaseException) -> str:
@@ -104,24 +113,28 @@ def _retrying_storage() -> type:
 
     class Retrying(optuna.storages.RDBStorage):
         notify: Callable[[str], None] = staticmethod(lambda line: None)
-        _down: float | None = None
+        _down: float | None = None  # when the connection was first seen lost (by any thread), while it is
+        lost: str | None = None  # the line once it has been lost for longer than RETRY_S: every call then fails at once
         _lock = threading.Lock()
 
         def _call(self, method: Callable, *args, **kwargs):
             started = None
             while True:
+                if self.lost:
+                    raise PhonetuiError(self.lost)
                 try:
                     out = method(self, *args, **kwargs)
                 except Exception as e:  # noqa: BLE001 - sorted below: only a lost connection is retried
                     if not transient(e):
                         raise
                     now = time.monotonic()
-                    started = started or now
+                    started = started or self._down or now  # one clock for every call: RETRY_S in all, not per call
                     if now - started > RETRY_S:
-                        raise PhonetuiError(f"optuna storage {shown(self.url)}: lost the database at "
-                                            f"{where(self.url)} for over {RETRY_S} s ({reason(e)})") from None
+                        self.lost = (f"optuna storage {shown(self.url)}: lost the database at {where(self.url)} "
+                                     f"for over {RETRY_S:g} s ({reason(e)})")
+                        raise PhonetuiError(self.lost) from None
                     self._said(f"optuna storage {where(self.url)}: lost the connection ({reason(e)}); "
-                               f"retrying for up to {RETRY_S} s", True)
+                               f"retrying for up to {RETRY_S:g} s", True)
                     try:
                         self.scoped_session.remove()  # this thread's session saw the loss: a new one for the retry
                     except Exception:  # noqa: BLE001 - a session past rolling back is dropped all the same
@@ -143,6 +156,17 @@ def _retrying_storage() -> type:
     for name, method in vars(optuna.storages.RDBStorage).items():
         if callable(method) and (not name.startswith("_") or name in CACHED_CALLS) and name not in skip:
             setattr(Retrying, name, _retried(method))
+    beat = Retrying.record_heartbeat
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Optuna's heartbeat thread: a lost database is the trial's to report (in one line, from the
+        main thread), never a traceback from this thread."""
+        try:
+            beat(self, trial_id)
+        except Exception:  # noqa: BLE001 - the main thread's next call says what was lost
+            pass
+
+    Retrying.record_heartbeat = record_heartbeat
     return Retrying
 
 
@@ -158,6 +182,7 @@ def connect(url: str, notify: Callable[[str], None] = lambda line: None):
     PhonetuiError line naming the server."""
     import optuna
 
+    _refuse_memory(url)
     sqlite = url.startswith("sqlite")
     engine = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True,
                                                                 "connect_args": {"connect_timeout": 10}}
@@ -173,3 +198,18 @@ def connect(url: str, notify: Callable[[str], None] = lambda line: None):
             if not (_lost_race(e) and attempt < OPEN_TRIES - 1):
                 raise PhonetuiError(describe(url, e)) from None
             time.sleep(0.1 + random.random() * 0.4 * (attempt + 1))
+
+
+def _refuse_memory(url: str) -> None:
+    """An in-memory SQLite database lives in one connection: the heartbeat thread's own connection sees
+    none of its tables, and the study vanishes with the process. Refused in one line."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - connect() says what is wrong with the URL
+        return
+    if u.get_backend_name() == "sqlite" and (u.database in (None, "", ":memory:") or "memory" in str(u.query)):
+        raise PhonetuiError(f"optuna storage {shown(url)}: an in-memory database would vanish with this process "
+                            "(and its heartbeat thread cannot see it): name a file, sqlite:///PATH/optuna.db, "
+                            "or a server")

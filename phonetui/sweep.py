@@ -279,7 +279,7 @@ def run_jobs(sweep: Sweep, jobs: int, data_dir: Path, say: Callable[[int, str], 
         numbers = [sweep.trials.index(t) + 1 for t in left]
         commands = [worker_command(sweep, t, data_dir, presets_dirs, predict) for t in left]
         return workers.run(commands, jobs, lambda job, line: say(numbers[job - 1], line), stop,
-                           started=lambda job: announce(job, len(left), left[job - 1]))
+                           started=lambda job, pid: announce(job, len(left), left[job - 1]))
 
 
 def run(sweep: Sweep, data, listen=lambda e: None, cancel=None, announce=lambda i, n, trial: None) -> bool:

@@ -26,10 +26,12 @@ def share(at_once: int) -> int:
 
 
 def run(commands: list[list[str]], at_once: int, say: Callable[[int, str], None], stop: threading.Event,
-        env: dict[str, str] | None = None, started: Callable[[int], None] = lambda job: None) -> list[int | None]:
+        env: dict[str, str] | None = None, started: Callable[[int, int], None] = lambda job, pid: None,
+        ended: Callable[[int, int], None] = lambda job, code: None) -> list[int | None]:
     """Run the commands, at most `at_once` at a time in list order, passing their output lines to
-    `say(job, line)` (job: the command's 1-based place in the list) as they come; `started(job)`
-    as each starts. The exit codes, in the commands' order (None: never started, after a stop)."""
+    `say(job, line)` (job: the command's 1-based place in the list) as they come; `started(job,
+    pid)` as each starts, `ended(job, exit code)` as each ends (negative: the signal that killed
+    it). The exit codes, in the commands' order (None: never started, after a stop)."""
     threads = share(at_once)
     env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     lines: queue.Queue = queue.Queue()
@@ -47,7 +49,7 @@ def run(commands: list[list[str]], at_once: int, say: Callable[[int, str], None]
                                                 env=env, start_new_session=True)  # a terminal's Ctrl+C comes through us
                 threading.Thread(target=_pump, args=(i, p.stdout, lines), daemon=True).start()
                 running += 1
-                started(i + 1)
+                started(i + 1, p.pid)
             try:
                 i, line = lines.get(timeout=0.2)
             except queue.Empty:
@@ -55,6 +57,7 @@ def run(commands: list[list[str]], at_once: int, say: Callable[[int, str], None]
             if line is None:
                 codes[i] = procs[i].wait()
                 running -= 1
+                ended(i + 1, codes[i])
             else:
                 say(i + 1, line)
         except KeyboardInterrupt:
@@ -73,3 +76,13 @@ def _pass_on(procs, stop: threading.Event) -> None:
     for p in procs:
         if p.poll() is None:
             p.send_signal(sig)
+
+
+def how_it_ended(code: int) -> str:
+    """'killed by SIGKILL', 'exit code 1'."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -167,3 +167,27 @@ def test_a_wrong_url_or_a_refused_login_is_one_line_naming_the_server(server, de
                               capture_output=True, text=True, timeout=60)
         masked = url.replace(":s3cret@", ":***@")
         assert done.returncode == 2 and done.stderr == f"phonetui: error: optuna storage {masked}: {said}\n", done.stderr
+
+
+def test_a_server_gone_for_good_ends_the_search_in_one_line_after_the_wait(server, demo_dir, presets_dir,
+                                                                            tmp_path) -> None:
+    """Issue 28: 374 s for a promised 120, a heartbeat thread's traceback and Optuna's `updated_state`.
+    The wait is one clock for every call of the process (PHONETUI_RETRY_S shortens it here)."""
+    url = server.database("gone")
+    env = {**os.environ, "PHONETUI_RETRY_S": "8"}
+    proc = subprocess.Popen(_search(demo_dir, presets_dir, tmp_path / "r", url, "--trials", "3", "--epochs", "200"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "r").glob(f"*/{runs.METRICS}")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server.stop("immediate")
+        gone = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - gone
+    finally:
+        server.start()
+    assert proc.returncode != 0 and "Traceback" not in out + err and "updated_state" not in err, err
+    assert took < 8 + 30, took  # the wait, one epoch's check of the cancel flag, and the shutdown
+    assert f"lost the database at 127.0.0.1:{server.port} for over 8 s" in err, err
+    assert err.count("\n") <= 3, err  # lost, and the end: no flood of lines

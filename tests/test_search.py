@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -134,3 +136,72 @@ def test_a_study_is_named_for_its_fixed_settings_and_numbers_trials_as_its_leade
     assert main([*base, "--epochs", "2", "--trials", "1"]) == 0  # another objective: a study of its own
     assert "trial 0 (1 of 1)" in capsys.readouterr().out
     assert len(search.open_study(tmp_path, "tiny epochs=1", create=False).trials) == 2
+
+
+def test_a_killed_worker_is_named_its_trial_failed_at_once_and_its_other_trials_still_run(demo_dir, presets_dir,
+                                                                                          tmp_path) -> None:
+    cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
+           "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "15", "--trials", "4", "--jobs", "2",
+           "--runs", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in out + err, err
+    killed = re.search(r"\[job (\d)\] ended \(killed by SIGKILL\): its trial (\d+) is marked failed", out)
+    assert killed, out
+    job, number = killed.groups()
+    assert f"phonetui: job {job} ended (killed by SIGKILL): its trial {number} is marked failed" in err
+    trials = search.open_study(tmp_path, "tiny epochs=15", create=False).trials
+    states = {t.number: t.state.name for t in trials}
+    assert states[int(number)] == "FAIL" and "RUNNING" not in states.values()
+    assert len(trials) == 4 and sum(s == "FAIL" for s in states.values()) == 1  # the other three ran
+
+
+def test_a_read_only_or_full_database_is_one_line_at_once_not_a_lost_connection(tmp_path) -> None:
+    from sqlalchemy import exc
+
+    def error(text: str) -> exc.OperationalError:
+        return exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(text))
+
+    assert not storage.transient(error("attempt to write a readonly database"))
+    assert not storage.transient(error("database or disk is full"))
+    assert storage.transient(error("database is locked"))  # another writer: worth the wait
+    db = tmp_path / "optuna.db"
+    search.open_study(tmp_path, "made")  # the file exists; opened read-only below (root ignores a chmod)
+    start = time.monotonic()
+    with pytest.raises(PhonetuiError, match="readonly database") as e:
+        search.open_study(tmp_path, "another", f"sqlite:///file:{db}?mode=ro&uri=true")
+    assert time.monotonic() - start < 20 and "retrying" not in str(e.value)
+
+
+def test_an_in_memory_study_is_refused_in_one_line(demo_dir, presets_dir, tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets",
+                        str(presets_dir), "--preset", "tiny", "--lr", "1e-3:1e-2", "--trials", "1", "--epochs", "1",
+                        "--runs", str(tmp_path), "--storage", "sqlite://"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr == ("phonetui: error: optuna storage sqlite://: an in-memory database would "
+                                              "vanish with this process (and its heartbeat thread cannot see it): name a "
+                                              "file, sqlite:///PATH/optuna.db, or a server\n"), r.stderr
+
+
+def test_searches_opening_one_new_sqlite_study_at_one_instant_both_open_it(tmp_path) -> None:
+    """The loser of the table-creation race retries (SQLite says UNIQUE constraint failed on
+    alembic's version row, 1 time in 5 before)."""
+    from sqlalchemy import exc
+
+    assert storage._lost_race(exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError(
+        "UNIQUE constraint failed: alembic_version.version_num")))
+    code = ("import sys, time; from phonetui import search; t = float(sys.argv[2]); time.sleep(max(0, t - time.time()));"
+            "search.open_study(__import__('pathlib').Path(sys.argv[1]), 's'); print('ok')")
+    for round_ in range(4):
+        folder = tmp_path / str(round_)
+        at = str(time.time() + 4)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(folder), at], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0 and out == "ok\n", err

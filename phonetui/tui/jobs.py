@@ -164,20 +164,21 @@ def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir:
     from .. import storage
 
     shares = searches.shares(trials, jobs)
-    commands = [searches.worker_command(base.preset, study.study_name, texts, n, f"{i}/{len(shares)}", data.path,
-                                        runs_dir, list(presets_dirs)) for i, n in enumerate(shares, 1)]
     ui.queue(f"Optuna study {study.study_name}: {trials} trials, {len(shares)} worker processes at once "
              "(their lines: the Log tab)")
 
-    def say(job: int, line: str) -> None:
+    def say(job: str, line: str) -> None:
         ui.log(f"[job {job}] {line}")
         if line.startswith("run "):
             ui.reload()
 
-    codes = searches.run_jobs(commands, say, cancel, {storage.ENV: storage.url_for(runs_dir, None)})
+    problems = searches.run_jobs(
+        study, shares, lambda n, job: searches.worker_command(base.preset, study.study_name, texts, n, job, data.path,
+                                                              runs_dir, list(presets_dirs)),
+        say, cancel, {storage.ENV: storage.url_for(runs_dir, None)})
     if cancel.is_set():
         return False
-    if any(codes):
-        raise PhonetuiError(f"Optuna search: a worker process ended with exit code {next(c for c in codes if c)} "
-                            "(its last lines are in the Log)")
+    if problems:
+        raise PhonetuiError(f"Optuna search: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                                                               else "") + "; the workers' lines are in the Log")
     return True

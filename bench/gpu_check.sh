@@ -40,7 +40,8 @@ step() {  # step NAME COMMAND...: run it, log it, record its exit code
 
 # the machine's own Python (the one with torch); the wheels go into a folder on PYTHONPATH
 PY=${GPU_CHECK_PYTHON:-python3}
-[[ $PY == */* ]] && PY=$(realpath "$PY")  # a relative path (the dry run's .venv/bin/python) must hold after `cd /`
+# a relative path (the dry run's .venv/bin/python) must hold after `cd /`; absolute, the venv's link kept
+[[ $PY == */* ]] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 SITE=$(mktemp -d)/site
 export PYTHONPATH=$SITE
 step 01-env bash -c "nvidia-smi || true; '$PY' -c 'import sys, torch, numpy; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.is_available(), numpy.__version__)'; nproc; free -g"

@@ -7,10 +7,11 @@ beside a student's other work. The events live in the run folder itself, one Ten
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .errors import PhonetuiError
+from .errors import PhonetuiError, first_line
 
 ENV = "PHONETUI_TENSORBOARD"  # "1": write event files (`--tensorboard` sets it, so --jobs workers inherit it)
 SCALARS = {"train/acc": "train_acc", "train/loss": "train_loss", "val/acc": "val_acc", "val/loss": "val_loss",
@@ -47,30 +48,84 @@ def available() -> str | None:
     return None
 
 
-def tee(listen):
-    """A trainer listener that writes each run's events, then passes every event on to `listen`."""
+def _stderr(line: str) -> None:
+    print(f"phonetui: {line}", file=sys.stderr, flush=True)
+
+
+def tee(listen, say: Callable[[str], None] = _stderr):
+    """A trainer listener that writes each run's events, then passes every event on to `listen`. A
+    write that fails (a full disk, a folder gone) stops the run's event files, not its training:
+    `say` hears it once, in one line naming the run."""
     if why := available():
         raise PhonetuiError(why)
     from torch.utils.tensorboard import SummaryWriter
 
+    _quiet_writer_threads()
+
     from .trainer import Cancelled, EpochEnd, Finished, RunStarted  # here: the CLI imports this module early
 
     writers: dict[str, Any] = {}  # "run": the writer of the run in progress
+    current: dict[str, Any] = {}  # "run": the run in progress (for the line that names it)
+
+    def write(what: Callable[[], None]) -> None:
+        try:
+            what()
+        except Exception as err:  # noqa: BLE001 - OSError, or tensorboard's own wrapping of one
+            writer = writers.pop("run", None)
+            say(f"{current.get('run', 'a run')}: TensorBoard event files stopped, the training goes on "
+                f"(cannot write: {_why(err)})")
+            try:
+                if writer is not None:
+                    writer.close()
+            except Exception:  # noqa: BLE001 - it could not write before either
+                pass
+
+    def epoch(m) -> None:
+        for tag, field in SCALARS.items():
+            if (value := getattr(m, field)) is not None:
+                writers["run"].add_scalar(tag, value, m.epoch)
+        writers["run"].flush()  # live: TensorBoard shows the epoch as soon as it ends
 
     def on(e) -> None:
         if isinstance(e, RunStarted):
-            writers["run"] = SummaryWriter(str(e.run.path))
+            writers.pop("run", None)
+            current["run"] = e.run.path
+            write(lambda: writers.__setitem__("run", SummaryWriter(str(e.run.path))))
         elif isinstance(e, EpochEnd) and "run" in writers and not e.earlier:
-            m = e.metrics
-            for tag, field in SCALARS.items():
-                if (value := getattr(m, field)) is not None:
-                    writers["run"].add_scalar(tag, value, m.epoch)
-            writers["run"].flush()  # live: TensorBoard shows the epoch as soon as it ends
+            write(lambda: epoch(e.metrics))
         elif isinstance(e, (Finished, Cancelled)) and "run" in writers:
-            _hparams(writers.pop("run"), e.run)
+            write(lambda: _hparams(writers["run"], e.run))
+            writers.pop("run", None)
         listen(e)
 
     return on
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread ends on a failed write by raising it, which Python prints as a
+    traceback; the next write in the training thread raises it again, and `tee` says it in a line."""
+    import threading
+
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    before = threading.excepthook
+    if getattr(before, "phonetui", False):
+        return
+
+    def hook(args) -> None:
+        if not isinstance(args.thread, _AsyncWriterThread):
+            before(args)
+
+    hook.phonetui = True
+    threading.excepthook = hook
+
+
+def _why(e: BaseException) -> str:
+    """The OS's words for a failed write, where the error carries them."""
+    for c in (e, e.__cause__, e.__context__):
+        if isinstance(c, OSError) and c.strerror:
+            return c.strerror
+    return first_line(e, 120)
 
 
 def _hparams(writer, run) -> None:

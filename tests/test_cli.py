@@ -70,7 +70,8 @@ def test_bad_data_file_names_it(tmp_path, capsys):
 
 def test_core_never_imports_textual():
     code = ("import sys, phonetui.cli, phonetui.trainer, phonetui.predict, phonetui.data, phonetui.runs, "
-            "phonetui.presets, phonetui.models, phonetui.data.simulated, phonetui.data.speech; "
+            "phonetui.presets, phonetui.models, phonetui.data.simulated, phonetui.data.speech, phonetui.threads, "
+            "phonetui.workers, phonetui.sweep, phonetui.serve; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0, r.stderr

@@ -44,3 +44,27 @@ def test_off_by_default_and_one_flag_turns_it_on(demo_dir, presets_dir, tmp_path
     assert main([*base, "--runs", str(tmp_path / "on"), "--tensorboard"]) == 0
     assert len(list((tmp_path / "on").glob("*/events.out.tfevents.*"))) == 1
     assert not tensorboard.wanted()  # the flag is the command's, not the test process's
+
+
+def test_a_disk_that_fills_while_tensorboard_writes_stops_the_event_files_not_the_training(tiny, demo, tmp_path,
+                                                                                           monkeypatch) -> None:
+    """The event writer's file write fails as a full disk's does from the second epoch on; the run
+    trains to its end, and one line names it."""
+    import errno
+
+    from tensorboard.summary.writer import record_writer
+
+    real, writes = record_writer.RecordWriter.write, []
+
+    def full(self, data):
+        writes.append(1)
+        if any(isinstance(e, trainer.EpochEnd) and e.metrics.epoch >= 2 for e in seen):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+    seen, said = [], []
+    run = trainer.train(tiny.with_training(epochs=3), demo, tmp_path, tensorboard.tee(seen.append, said.append))
+    assert run.state == "finished" and run.status.epochs_done == 3
+    assert said == [f"{run.path}: TensorBoard event files stopped, the training goes on (cannot write: No space "
+                    "left on device)"], said

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from textual.message_pump import MessagePump
 
 from ..errors import one_line
-from .messages import TrainerEvent, TrainingEnded
+from .messages import Notice, TrainerEvent, TrainingEnded
 
 Job = Callable[[Callable[[Any], None], threading.Event], Any]
 JOIN_S = 5.0  # how long closing waits for the screen to take a stopped job's last events
@@ -69,7 +69,8 @@ class Session:
 
         error = None
         try:
-            job(tensorboard.tee(post) if tensorboard.wanted() else post, self.cancel)
+            say = lambda line: self.node.post_message(Notice(line, "error"))  # noqa: E731 - TensorBoard's trouble
+            job(tensorboard.tee(post, say) if tensorboard.wanted() else post, self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
             error = one_line(e)
         outcome = (last.status.outcome or last.status.status) if last is not None else None

@@ -200,35 +200,39 @@ def _printer():
     """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import runs, tensorboard, trainer
+    from . import runs, tensorboard
+    from .events import BestSaved, Cancelled, EpochEnd, Event, Outcome, RunStarted
+    from .events import Progress as Step
+    from .trainer import log_line
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
     task = bar.add_task("", total=1, fps=0.0)
 
-    def listen(e: trainer.Event) -> None:
-        if isinstance(e, trainer.RunStarted):
-            console.print(f"run {e.run.path} · preset {e.run.config.preset} · device {e.device} · "
-                          f"{e.n_train:,} train / {e.n_val:,} val rows")
-            if note := e.run.epochs_note:
-                console.print(note)
-        elif isinstance(e, trainer.Progress):
-            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}" + (f" · {e.device}" if e.device else ""),
-                       completed=e.frames, total=e.total, fps=e.frames_per_s)
-        elif isinstance(e, trainer.EpochEnd):
-            bar.update(task, completed=0)
-            console.print(trainer.log_line(e.metrics, e.epochs) + f"  ({e.metrics.seconds:.1f} s"
-                          + (", trained before the resume)" if e.earlier else ")"))
-        elif isinstance(e, trainer.BestSaved) and e.val_acc is not None:
-            console.print(f"saving model with acc {e.val_acc:.3f}")
-        elif isinstance(e, trainer.Cancelled) and e.run.status.outcome == "pruned":
-            console.print(f"{e.run.status.message}: {e.run.path}")
-        elif isinstance(e, trainer.Cancelled):
-            saved = (e.run.path / runs.CHECKPOINT).exists()
-            console.print(f"stopped: the best model (epoch {e.run.status.best_epoch}) is kept in {e.run.path}" if saved
-                          else f"stopped before an epoch ended: no model was saved yet ({e.run.path})")
-            if e.run.status.epochs_done:
-                console.print(f"`phonetui resume {e.run.path}` continues it")
+    def listen(e: Event) -> None:
+        match e:
+            case RunStarted(run=run):
+                console.print(f"run {run.path} · preset {run.config.preset} · device {e.device} · "
+                              f"{e.n_train:,} train / {e.n_val:,} val rows")
+                if note := run.epochs_note:
+                    console.print(note)
+            case Step():
+                bar.update(task, description=f"epoch {e.epoch}/{e.epochs}" + (f" · {e.device}" if e.device else ""),
+                           completed=e.frames, total=e.total, fps=e.frames_per_s)
+            case EpochEnd(metrics=m):
+                bar.update(task, completed=0)
+                console.print(log_line(m, e.epochs) + f"  ({m.seconds:.1f} s"
+                              + (", trained before the resume)" if e.earlier else ")"))
+            case BestSaved(val_acc=acc) if acc is not None:
+                console.print(f"saving model with acc {acc:.3f}")
+            case Cancelled(run=run) if run.status.outcome == Outcome.PRUNED:
+                console.print(f"{run.status.message}: {run.path}")
+            case Cancelled(run=run):
+                saved = (run.path / runs.CHECKPOINT).exists()
+                console.print(f"stopped: the best model (epoch {run.status.best_epoch}) is kept in {run.path}" if saved
+                              else f"stopped before an epoch ended: no model was saved yet ({run.path})")
+                if run.status.epochs_done:
+                    console.print(f"`phonetui resume {run.path}` continues it")
 
     with bar:
         yield tensorboard.tee(listen) if tensorboard.wanted() else listen
@@ -237,40 +241,36 @@ def _printer():
 def _train(start, dataset, export: bool) -> int:
     """Run start(listen) -> Run with the printer, then report it (and export its CSV if asked)."""
     from . import runs
+    from .events import Outcome
     from .predict import predict
 
     with _printer() as listen:
         run = start(listen)
     best, at = run.status.best_val_acc, run.status.best_epoch
     console.print(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
-    if run.status.outcome == "early-stopped":
+    if run.status.outcome == Outcome.EARLY_STOPPED:
         console.print(run.status.message)
     if export and (run.path / runs.CHECKPOINT).exists():
         _report(predict(run, dataset, device=run.config.training.device))
     return 130 if run.status.status == "stopped" else 0
 
 
-class Stop(threading.Event):
-    """Set, with the reason a stopped run records, when Ctrl+C, SIGTERM or SIGHUP asks a command to stop."""
-
-    reason = "stopped by the user"
-    outcome = "stopped"  # "stopped-by-signal" for SIGTERM and SIGHUP
-
-
 @contextmanager
 def _signals_stop():
-    """Ctrl+C, SIGTERM and SIGHUP stop a command: each sets the yielded Stop, which a training checks
+    """Ctrl+C, SIGTERM and SIGHUP stop a command: each sets the yielded StopFlag, which a training checks
     between batches, and raises KeyboardInterrupt (a training ends `stopped`, temp files are removed,
     and whatever else runs is cut short). The flag stops a training even where the exception is lost
     (raised inside a finaliser, say). The old handlers and signal mask come back after."""
-    stop = Stop()
+    from .events import Outcome, StopFlag
+
+    stop = StopFlag()  # set, with the reason a stopped run records, by Ctrl+C, SIGTERM or SIGHUP
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handle(signum: int, frame) -> None:
         if signum != signal.SIGINT:
-            stop.reason, stop.outcome = f"stopped by {signal.Signals(signum).name}", "stopped-by-signal"
+            stop.stop(f"stopped by {signal.Signals(signum).name}", Outcome.STOPPED_BY_SIGNAL)
         stop.set()
         raise KeyboardInterrupt(stop.reason)
 
@@ -288,7 +288,7 @@ def _signals_stop():
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import sweep, trainer
+    from . import space, sweep, trainer
 
     runs_dir = getattr(args, "runs", Path("runs"))
     if args.list:
@@ -323,7 +323,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         if getattr(args, "preset", None) is None:
             raise PhonetuiError("sweep: name a --preset (or --continue ID)")
-        texts = {k: text for k in EDITABLE if (text := getattr(args, k, None)) is not None and "," in str(text)}
+        texts = {k: str(text) for k in EDITABLE if (text := getattr(args, k, None)) is not None
+                 and space.intent(k, str(text)) != space.Shape.VALUE}  # lists (and ranges, which it refuses)
         if not texts:
             raise PhonetuiError("sweep: give at least one flag a comma-separated list, e.g. --lr 1e-3,3e-4")
         grid = sweep.parse_grid(texts)

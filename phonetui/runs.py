@@ -34,13 +34,14 @@ import tomli_w
 
 from .config import RunConfig, from_dict
 from .errors import PhonetuiError
+from .events import Outcome
 from .fileio import FILE_MODE, failed, read_text, write_text
 
 CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metrics.csv"
 CHECKPOINT, LAST = "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
 STATES = ("running", "finished", "stopped", "failed")
-OUTCOMES = ("", "finished", "early-stopped", "stopped", "stopped-by-signal", "pruned", "failed")  # "": still running
+OUTCOMES = tuple(o.value for o in Outcome)  # "": still running
 ERROR_LOG = "error.log"  # a failed run's whole traceback, for a bug report
 
 
@@ -75,7 +76,7 @@ class RunStatus:
     started: str = ""
     ended: str = ""
     message: str = ""
-    outcome: str = ""  # how it ended, one of OUTCOMES (the message says it in words)
+    outcome: Outcome = Outcome.RUNNING  # how it ended (the message says it in words)
 
     @classmethod
     def parse(cls, data: Any, where: Path) -> RunStatus:
@@ -91,6 +92,8 @@ class RunStatus:
             raise PhonetuiError(f"{where}: unknown status {values['status']!r}")
         if values.get("outcome", "") not in OUTCOMES:
             raise PhonetuiError(f"{where}: unknown outcome {values['outcome'][:40]!r}")
+        if "outcome" in values:
+            values["outcome"] = Outcome(values["outcome"])
         return cls(**values)
 
 
@@ -191,6 +194,8 @@ class Run:
         """Change and write status.json; only the training process (the lock holder) may."""
         if self._lock is None:
             raise RuntimeError(f"{self.path}: only the training process writes {STATUS}")
+        if unknown := set(changes) - {f.name for f in fields(RunStatus)}:  # a misspelt key is a bug, not a new field
+            raise TypeError(f"write_status: RunStatus has no field {', '.join(sorted(unknown))}")
         for key, value in changes.items():
             setattr(self.status, key, value)
         write_text(self.path / STATUS, json.dumps(asdict(self.status), indent=1) + "\n")

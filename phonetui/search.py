@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import EDITABLE, RunConfig, flag_value
-from . import workers
+from . import space, workers
+from .config import EDITABLE, RunConfig
 from .errors import PhonetuiError, first_line
+from .events import EitherStop, EpochEnd, RunStarted, stop_flag
 from .storage import connect, describe, shown, url_for
 
 
@@ -51,22 +52,20 @@ class Dimension:
 
 def parse_space(texts: dict[str, str]) -> tuple[list[Dimension], dict[str, Any]]:
     """(dimensions to search, fixed values) from each flag's text, every value checked by its rule."""
-    space, fixed = [], {}
+    dims, fixed = [], {}
     for key, text in texts.items():
         if key not in EDITABLE:
             raise PhonetuiError(f"search: '{key}' is not a training value (those are: {', '.join(EDITABLE)})")
-        if ":" in text:
-            low, high = (flag_value(key, part) for part in text.split(":", 1))
-            if not isinstance(low, (int, float)) or not low < high:
-                raise PhonetuiError(f"--{key.replace('_', '-')} {text}: a range needs numbers LO:HI with LO < HI")
-            space.append(Dimension(key, low, high))
-        elif "," in text:
-            space.append(Dimension(key, choices=tuple(dict.fromkeys(flag_value(key, t) for t in text.split(",")))))
+        field = space.parse(key, text)
+        if field.shape == space.Shape.RANGE:
+            dims.append(Dimension(key, *field.values))
+        elif field.shape == space.Shape.LIST:
+            dims.append(Dimension(key, choices=field.values))
         else:
-            fixed[key] = flag_value(key, text)
-    if not space:
+            fixed[key] = field.value
+    if not dims:
         raise PhonetuiError("search: give at least one flag a range LO:HI or a list A,B (e.g. --lr 1e-4:1e-2)")
-    return space, fixed
+    return dims, fixed
 
 
 def study_name(preset: str, fixed: dict[str, Any]) -> str:
@@ -113,26 +112,6 @@ class _Stopped(Exception):
     """The user stopped the study (the trial in progress is recorded as failed)."""
 
 
-class _Either:
-    """The trial's cancel flag: the user's stop or Optuna's pruning, with the reason the run records."""
-
-    def __init__(self, stop: threading.Event, prune: threading.Event) -> None:
-        self.stop, self.prune = stop, prune
-
-    def is_set(self) -> bool:
-        return self.stop.is_set() or self.prune.is_set()
-
-    @property
-    def reason(self) -> str | None:
-        if self.stop.is_set():
-            return getattr(self.stop, "reason", None)
-        return "pruned by Optuna (val acc below the median of earlier trials)"
-
-    @property
-    def outcome(self) -> str | None:
-        return getattr(self.stop, "outcome", None) if self.stop.is_set() else "pruned"
-
-
 def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Path, trials: int,
              listen: Callable = lambda e: None, cancel: threading.Event | None = None,
              announce: Callable = lambda number, i, n, values: None,
@@ -144,7 +123,7 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
 
     from . import trainer
 
-    cancel = cancel or threading.Event()
+    cancel = stop_flag(cancel)
     count = itertools.count(1)
 
     def objective(trial) -> float:
@@ -156,15 +135,15 @@ def optimize(study, base: RunConfig, space: list[Dimension], data, runs_dir: Pat
         pruned = threading.Event()
 
         def on(e) -> None:
-            if isinstance(e, trainer.RunStarted):
+            if isinstance(e, RunStarted):
                 trial.set_user_attr("run", e.run.id)
-            elif isinstance(e, trainer.EpochEnd) and e.metrics.val_acc is not None:
+            elif isinstance(e, EpochEnd) and e.metrics.val_acc is not None:
                 trial.report(e.metrics.val_acc, e.metrics.epoch)
                 if e.metrics.epoch < e.epochs and trial.should_prune():  # after the last epoch it has run anyway
                     pruned.set()
             listen(e)
 
-        run = trainer.train(base.with_training(**values), data, runs_dir, on, _Either(cancel, pruned))
+        run = trainer.train(base.with_training(**values), data, runs_dir, on, EitherStop(cancel, pruned))
         if pruned.is_set() and not cancel.is_set():
             raise optuna.TrialPruned()
         if run.state != "finished":

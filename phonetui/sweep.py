@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import workers
-from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value, flag_value, from_dict
+from . import space, workers
+from .events import RunStarted
+from .config import EDITABLE, TRAIN_RULES, RunConfig, check_value, from_dict
 from .errors import PhonetuiError
 from .fileio import FILE_MODE, failed, read_text
 from .runs import write_text
@@ -36,17 +37,16 @@ SWEEPS = ".sweeps"
 
 
 def parse_grid(texts: dict[str, str]) -> dict[str, list[Any]]:
-    """{key: "v1,v2,..."} -> {key: [parsed values]}, each value checked by the key's own rule."""
+    """{key: "v1,v2,..."} -> {key: [parsed values]}, each value checked by the key's own rule (phonetui.space)."""
     grid = {}
     for key, text in texts.items():
         if key not in EDITABLE:
             raise PhonetuiError(f"sweep: '{key}' is not a training value a sweep can vary (those are: {', '.join(EDITABLE)})")
-        values = []
-        for item in str(text).split(","):
-            value = flag_value(key, item)
-            if value not in values:
-                values.append(value)
-        grid[key] = values
+        field = space.parse(key, text)
+        if field.shape == space.Shape.RANGE:
+            raise PhonetuiError(f"--{key.replace('_', '-')} {text}: a range is a search's (phonetui search); a sweep "
+                                "takes a list A,B")
+        grid[key] = list(field.values)
     return grid
 
 
@@ -228,10 +228,8 @@ def leaderboard(sweep: Sweep) -> list[tuple[Trial, Any]]:
 
 def track(sweep: Sweep, trial: Trial, listen=lambda e: None):
     """A listener that records the trial's run in the sweep as soon as it starts, then passes every event on."""
-    from . import trainer
-
     def record(e) -> None:
-        if isinstance(e, trainer.RunStarted):
+        if isinstance(e, RunStarted):
             _save_run(sweep, sweep.trials.index(trial), e.run.id)
         listen(e)
 

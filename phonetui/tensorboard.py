@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from .errors import PhonetuiError, first_line
+from .events import Cancelled, EpochEnd, Finished, RunStarted
 
 ENV = "PHONETUI_TENSORBOARD"  # "1": write event files (`--tensorboard` sets it, so --jobs workers inherit it)
 SCALARS = {"train/acc": "train_acc", "train/loss": "train_loss", "val/acc": "val_acc", "val/loss": "val_loss",
@@ -62,7 +63,6 @@ def tee(listen, say: Callable[[str], None] = _stderr):
 
     _quiet_writer_threads()
 
-    from .trainer import Cancelled, EpochEnd, Finished, RunStarted  # here: the CLI imports this module early
 
     writers: dict[str, Any] = {}  # "run": the writer of the run in progress
     current: dict[str, Any] = {}  # "run": the run in progress (for the line that names it)

@@ -16,9 +16,7 @@ import platform
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,68 +26,14 @@ from .config import RunConfig, epochs_for, fit_problems, n_epochs, steps_per_epo
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import AUTOCASTS, Autocast, autocast, fits, free_memory, gpu_line, keep_freed_memory, resolve_device
 from .errors import PhonetuiError, one_line
+from .events import (BestSaved, Cancelled, EpochEnd, Failed, Finished, Listener, Outcome, Progress, RunStarted,
+                     StopFlag, stop_flag)
 from .evaluation import posteriors, score
 from .fileio import write_text
 from .runs import EpochMetrics, Run
 from .step import Plan, Step, plan
 
 PROGRESS_EVERY_S = 0.25
-
-
-@dataclass(frozen=True)
-class RunStarted:
-    run: Run
-    device: str  # e.g. "cpu, 2 threads" or "cuda, bf16 autocast"
-    n_train: int
-    n_val: int
-
-
-@dataclass(frozen=True)
-class Progress:
-    epoch: int
-    epochs: int
-    frames: int
-    total: int
-    frames_per_s: float
-    device: str | None = None  # a GPU's memory and utilisation (device.gpu_line)
-
-    @property
-    def eta_s(self) -> float:
-        return (self.total - self.frames) / self.frames_per_s if self.frames_per_s else float("inf")
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    metrics: EpochMetrics
-    epochs: int
-    earlier: bool = False  # an epoch of a resumed run trained before it was stopped, replayed from its record
-
-
-@dataclass(frozen=True)
-class BestSaved:
-    epoch: int
-    val_acc: float | None
-    path: Path
-
-
-@dataclass(frozen=True)
-class Finished:
-    run: Run
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    run: Run
-
-
-@dataclass(frozen=True)
-class Failed:
-    run: Run | None
-    message: str
-
-
-Event = RunStarted | Progress | EpochEnd | BestSaved | Finished | Cancelled | Failed
-Listener = Callable[[Event], None]
 
 
 class _Stop(Exception):
@@ -130,7 +74,7 @@ def _recorded_autocast(record: dict) -> Autocast:
 
 
 def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = lambda e: None,
-          cancel: threading.Event | None = None, fused: bool = True) -> Run:
+          cancel: StopFlag | threading.Event | None = None, fused: bool = True) -> Run:
     """Train one run to the end, to cancellation, or to failure (then raises PhonetuiError).
 
     Emits RunStarted, Progress, EpochEnd, BestSaved and one of Finished / Cancelled / Failed.
@@ -152,11 +96,11 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
               "python": platform.python_version(), **gov.record()}
     run = runs.create(runs_dir, cfg, record)
-    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, cancel or threading.Event(), None)
+    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, stop_flag(cancel), None)
 
 
-def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel: threading.Event | None = None,
-           fused: bool = True) -> Run:
+def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
+           cancel: StopFlag | threading.Event | None = None, fused: bool = True) -> Run:
     """Continue a stopped or interrupted run from the end of its last saved epoch (last.pt): same
     folder, its metrics continued; on the same device the result matches an uninterrupted run."""
     if run.state in ("running", "finished"):
@@ -178,13 +122,13 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None, cancel:
     gov = _governor(cfg, data, n_train, sampler)
     run.acquire()
     try:
-        run.write_status(status="running", pid=os.getpid(), ended="", outcome="",
+        run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING,
                          message=f"resumed after epoch {state['epoch']}")
         run.update_record(**gov.record())
     except BaseException:
         run.release()
         raise
-    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, cancel or threading.Event(), state)
+    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, stop_flag(cancel), state)
 
 
 def _governor(cfg: RunConfig, data: TimitData, n_train: int, sampler: threads.CpuSampler) -> threads.Governor:
@@ -195,14 +139,14 @@ def _governor(cfg: RunConfig, data: TimitData, n_train: int, sampler: threads.Cp
 
 
 def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
-         n_train: int, n_val: int, listen: Listener, cancel: threading.Event, state: dict | None) -> Run:
+         n_train: int, n_val: int, listen: Listener, cancel: StopFlag, state: dict | None) -> Run:
     """The loop, with every way it can end recorded in the run's status."""
     keep_freed_memory()
     try:
         listen(RunStarted(run, f"{device}{p.autocast.label()}, {threads.count(gov.threads)}", n_train, n_val))
         early = _loop(cfg, data, run, device, p, gov, n_train, listen, cancel, state)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
-                         outcome="early-stopped" if early else "finished")
+                         outcome=Outcome.EARLY_STOPPED if early else Outcome.FINISHED)
     except (_Stop, KeyboardInterrupt) as e:
         return _stopped(run, cancel, str(e), listen)
     except Exception as e:  # noqa: BLE001 - every failure becomes one readable line
@@ -215,7 +159,7 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pla
             pass  # the status still says what failed, in a line
         try:
             run.write_status(status="failed", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message,
-                             outcome="failed", **_on_disk(run))
+                             outcome=Outcome.FAILED, **_on_disk(run))
         except PhonetuiError:
             pass  # the disk is full: with the lock released the run shows as interrupted
         listen(Failed(run, message))
@@ -226,11 +170,11 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Pla
     return run
 
 
-def _stopped(run: Run, cancel: threading.Event, said: str, listen: Listener) -> Run:
+def _stopped(run: Run, cancel: StopFlag, said: str, listen: Listener) -> Run:
     """Record a stop: the cancel flag's reason and outcome (the user, a signal, Optuna's pruner)."""
-    message = getattr(cancel, "reason", None) or said or "stopped by the user"
+    message = (cancel.reason if cancel.is_set() else "") or said or "stopped by the user"
     run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message,
-                     outcome=getattr(cancel, "outcome", None) or "stopped", **_on_disk(run))
+                     outcome=cancel.outcome if cancel.is_set() else Outcome.STOPPED, **_on_disk(run))
     listen(Cancelled(run))
     return run
 
@@ -266,7 +210,7 @@ def _record_step(run: Run, step: Step, gov: threads.Governor) -> None:
 
 
 def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
-          n_train: int, listen: Listener, cancel: threading.Event, state: dict | None) -> bool:
+          n_train: int, listen: Listener, cancel: StopFlag, state: dict | None) -> bool:
     """Train to the last epoch; True when patience ended it early."""
     t = cfg.training
     torch.manual_seed(t.seed)

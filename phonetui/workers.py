@@ -17,6 +17,7 @@ import subprocess
 import threading
 from typing import Callable
 
+from .events import Outcome, StopFlag
 from .threads import usable_cores
 
 
@@ -72,7 +73,8 @@ def _pump(i: int, stream, lines: queue.Queue) -> None:
 
 
 def _pass_on(procs, stop: threading.Event) -> None:
-    sig = signal.SIGTERM if getattr(stop, "outcome", None) == "stopped-by-signal" else signal.SIGINT
+    by_signal = isinstance(stop, StopFlag) and stop.outcome == Outcome.STOPPED_BY_SIGNAL
+    sig = signal.SIGTERM if by_signal else signal.SIGINT
     for p in procs:
         if p.poll() is None:
             p.send_signal(sig)

@@ -24,6 +24,7 @@ def phonetui(*args, cwd=None, **kw):
                           cwd=cwd, timeout=300, **kw)
 
 
+@pytest.mark.slow
 def test_train_predict_runs_end_to_end(demo_dir, presets_dir, tmp_path):
     r = phonetui("train", "--data", demo_dir, "--presets", presets_dir, "--preset", "tiny", "--epochs", "2",
                  "--runs", tmp_path / "runs", "--predict")
@@ -38,6 +39,7 @@ def test_train_predict_runs_end_to_end(demo_dir, presets_dir, tmp_path):
     assert again.returncode == 0 and (tmp_path / "again.csv").read_text() == (run_dir / "prediction.csv").read_text()
 
 
+@pytest.mark.slow
 def test_presets_listing():
     out = phonetui("presets").stdout
     assert "baseline" in out and "wide-deep" in out and "1,035,815" in out
@@ -66,15 +68,6 @@ def test_bad_data_file_names_it(tmp_path, capsys):
     write_set(tmp_path, y=["x"] * 50)
     assert main(["train", "--data", str(tmp_path)]) == 2
     assert f"{tmp_path / 'train_label_11.npy'}: label 'x' at row 0 is not an integer" in capsys.readouterr().err
-
-
-def test_core_never_imports_textual():
-    code = ("import sys, phonetui.cli, phonetui.trainer, phonetui.predict, phonetui.data, phonetui.runs, "
-            "phonetui.presets, phonetui.models, phonetui.data.simulated, phonetui.data.speech, phonetui.threads, "
-            "phonetui.workers, phonetui.sweep, phonetui.serve; "
-            "bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; assert not bad, bad")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
-    assert r.returncode == 0, r.stderr
 
 
 def test_demo_data_command_writes_a_marked_loadable_set(tmp_path, capsys):
@@ -110,6 +103,7 @@ def test_demo_data_never_overwrites_real_data_unless_forced(tmp_path, capsys):
     assert data.load(real).demo == "simulated"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir, presets_dir, tmp_path, sig):
     # started with the three signals ignored, as a background job of a script would be: still stops
@@ -130,6 +124,7 @@ def test_ctrl_c_sigterm_and_sighup_stop_cleanly_and_keep_the_best_model(demo_dir
     assert "stopped: the best model (epoch " in out
 
 
+@pytest.mark.slow
 def test_a_signal_whose_exception_is_lost_still_stops_the_training(demo, presets_dir, tmp_path, monkeypatch, capsys):
     # a handler's KeyboardInterrupt can be raised where Python drops it (inside a finaliser, say): the
     # stop flag it also sets ends the training at the next batch, with the signal as the reason
@@ -168,6 +163,7 @@ def test_a_stop_between_saving_the_best_model_and_the_status_still_records_it(de
     assert run.status.best_val_acc == run.metrics()[0].val_acc
 
 
+@pytest.mark.slow
 def test_a_signal_that_cuts_a_save_short_stops_the_run(demo, presets_dir, tmp_path, monkeypatch):
     # torch.save interrupted mid-write raises its own RuntimeError: the run is stopped, not failed
     from phonetui import checkpoint
@@ -307,3 +303,4 @@ def test_epochs_given_on_the_command_line_are_trained_as_given(presets_dir):
     assert resolve_config(args("--epochs", "2")).training.min_steps == 0  # --epochs 2 means 2 epochs
     cfg = resolve_config(args("--epochs", "2", "--min-steps", "50"))
     assert (cfg.training.epochs, cfg.training.min_steps) == (2, 50)
+

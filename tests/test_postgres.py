@@ -19,6 +19,7 @@ import pytest
 
 from phonetui import runs, search
 
+pytestmark = pytest.mark.slow  # real servers, processes and a browser
 pytest.importorskip("optuna")
 psycopg = pytest.importorskip("psycopg")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonetui import checkpoint, data, runs, trainer
+from phonetui import checkpoint, data, events, runs, trainer
 from phonetui.cli import main
 from phonetui.data import frames
 from phonetui.errors import PhonetuiError
@@ -42,6 +42,7 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(demo_dir, presets_dir, tmp_path):
     """A user hammering Ctrl+C while Python and torch load: never a traceback, never an abort, and
     never lost, also in a process started with it ignored (a parent that ignored it: CI once did)."""
@@ -62,6 +63,7 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(demo_dir, presets_d
         assert proc.returncode == 130 and (loading or training), (delay, out, err)
 
 
+@pytest.mark.slow
 def test_a_failed_write_inside_a_checkpoint_save_names_the_file(demo_dir, presets_dir, tmp_path):
     """A real write failure (files capped at 100 kB, so best.pt cannot be written), as a full disk gives."""
     def capped() -> None:
@@ -205,10 +207,11 @@ def test_how_a_run_ended_is_a_typed_outcome_and_a_failure_keeps_its_traceback(ti
     done = trainer.train(tiny.with_training(epochs=1), demo, tmp_path / "a")
     early = trainer.train(tiny.with_training(epochs=50, lr=0.3, patience=1), demo, tmp_path / "b")
     assert (done.status.outcome, early.status.outcome) == ("finished", "early-stopped")
-    stop = threading.Event()
-    stop.reason, stop.outcome = "stopped by SIGTERM", "stopped-by-signal"
-    stop.set()
-    assert trainer.train(tiny, demo, tmp_path / "c", cancel=stop).status.outcome == "stopped-by-signal"
+    stop = events.StopFlag()  # the typed flag: its reason and Outcome are what the stopped run records
+    stop.stop("stopped by SIGTERM", events.Outcome.STOPPED_BY_SIGNAL)
+    stopped = trainer.train(tiny, demo, tmp_path / "c", cancel=stop)
+    assert stopped.status.outcome == events.Outcome.STOPPED_BY_SIGNAL == "stopped-by-signal"
+    assert stopped.status.message == "stopped by SIGTERM"
 
     def broken(e):
         if isinstance(e, trainer.EpochEnd):

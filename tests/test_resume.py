@@ -56,6 +56,7 @@ def test_a_cosine_run_records_the_lr_each_epoch_trained_with(tiny, demo, tmp_pat
         "no val acc gain in 1 epoch")
 
 
+@pytest.mark.slow
 def test_a_killed_cli_run_resumes_from_the_cli(demo_dir, presets_dir, tmp_path, capsys) -> None:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "phonetui", "train", "--data", str(demo_dir), "--presets", str(presets_dir),

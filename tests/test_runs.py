@@ -125,6 +125,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert json.loads(target.read_text()) == {"ok": 1} and list(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_written_files_honour_the_umask(tmp_path, umask, mode):
     code = "import sys, pathlib, phonetui.fileio as f; f.write_text(pathlib.Path(sys.argv[1]), 'x')"
@@ -148,3 +149,13 @@ def test_resuming_takes_the_lock_and_is_refused_while_another_holds_it(tiny, tmp
     assert runs.open_run(writer.path).state == "running"
     again.release()
     assert runs.open_run(writer.path).state == "interrupted"
+
+
+def test_a_misspelt_status_field_is_refused_not_written(tiny, tmp_path):
+    run = runs.create(tmp_path, tiny, {})
+    try:
+        with pytest.raises(TypeError, match="RunStatus has no field epoch_done"):
+            run.write_status(epoch_done=3)
+        assert "epoch_done" not in (run.path / runs.STATUS).read_text()
+    finally:
+        run.release()

@@ -33,11 +33,14 @@ def test_a_study_on_sqlite_prunes_and_continues(tiny, demo, tmp_path) -> None:
     runs_dir = tmp_path / "runs"
     space, _ = search.parse_space({"lr": "1e-5:3e-2"})
     study = search.open_study(runs_dir, "tiny")
-    assert search.optimize(study, tiny.with_training(epochs=4), space, demo, runs_dir, trials=8)
+    for lr in (3e-3, 5e-3, 1e-2, 1e-5):  # three good trials for the median, then one far below it
+        study.enqueue_trial({"lr": lr})
+    assert search.optimize(study, tiny.with_training(epochs=4), space, demo, runs_dir, trials=6)
     assert (runs_dir / storage.DB).is_file()
     again = search.open_study(runs_dir, "tiny")  # what another process (or machine) sees
     states = [t.state.name for t in again.trials]
-    assert len(states) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
+    assert len(states) == 6 and set(states) <= {"COMPLETE", "PRUNED"}
+    assert states[3] == "PRUNED" and states[:3] == ["COMPLETE"] * 3  # the pruner ran, and stopped the bad one
     board = search.leaderboard(again)
     for row in board:
         run = runs.open_run(runs_dir / row["run"])
@@ -59,6 +62,7 @@ def test_a_search_whose_space_differs_from_the_studys_is_one_line(tiny, demo, tm
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_trial_stopped_by_ctrl_c_is_phonetuis_line_not_an_optuna_traceback(demo_dir, presets_dir, tmp_path) -> None:
     cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
            "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "200", "--trials", "2", "--runs", str(tmp_path)]
@@ -103,6 +107,7 @@ def test_a_storage_password_is_never_printed(tmp_path) -> None:
     assert "s3cret" not in str(e.value) and "ann:***@127.0.0.1" in str(e.value)
 
 
+@pytest.mark.slow
 def test_jobs_split_the_trials_and_ctrl_c_stops_every_worker(demo_dir, presets_dir, tmp_path) -> None:
     assert search.shares(5, 2) == [3, 2] and search.shares(2, 4) == [1, 1]
     cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
@@ -138,6 +143,7 @@ def test_a_study_is_named_for_its_fixed_settings_and_numbers_trials_as_its_leade
     assert len(search.open_study(tmp_path, "tiny epochs=1", create=False).trials) == 2
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_named_its_trial_failed_at_once_and_its_other_trials_still_run(demo_dir, presets_dir,
                                                                                           tmp_path) -> None:
     cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
@@ -179,6 +185,7 @@ def test_a_read_only_or_full_database_is_one_line_at_once_not_a_lost_connection(
     assert time.monotonic() - start < 20 and "retrying" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_an_in_memory_study_is_refused_in_one_line(demo_dir, presets_dir, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets",
                         str(presets_dir), "--preset", "tiny", "--lr", "1e-3:1e-2", "--trials", "1", "--epochs", "1",
@@ -188,6 +195,7 @@ def test_an_in_memory_study_is_refused_in_one_line(demo_dir, presets_dir, tmp_pa
                                               "file, sqlite:///PATH/optuna.db, or a server\n"), r.stderr
 
 
+@pytest.mark.slow
 def test_searches_opening_one_new_sqlite_study_at_one_instant_both_open_it(tmp_path) -> None:
     """The loser of the table-creation race retries (SQLite says UNIQUE constraint failed on
     alembic's version row, 1 time in 5 before)."""

@@ -22,6 +22,7 @@ import pytest
 
 from phonetui import runs
 
+pytestmark = pytest.mark.slow  # real servers, processes and a browser
 pytest.importorskip("textual_serve")
 aiohttp = pytest.importorskip("aiohttp")
 

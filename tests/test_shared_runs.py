@@ -67,6 +67,7 @@ def _fifo(path):
     ("pickle", "not a readable .npy file"),
     (_fifo, "not a regular file"),
 ])
+@pytest.mark.slow
 def test_a_damaged_posterior_cache_is_computed_again_with_one_line(predicted, demo_dir, damage, why):
     """Each as `phonetui predict R` in a process of its own, with a time limit (a FIFO once hung it)."""
     run, clean = predicted

@@ -117,6 +117,7 @@ def test_a_dropped_sweep_is_forgotten_and_its_runs_stay(queued, demo_dir, capsys
     assert "no such sweep" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_jobs_train_the_trials_in_worker_processes_each_with_its_share(demo_dir, presets_dir, tmp_path) -> None:
     import subprocess
     import sys
@@ -136,6 +137,7 @@ def test_jobs_train_the_trials_in_worker_processes_each_with_its_share(demo_dir,
     assert "leaderboard" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_stopped_jobs_sweep_leaves_its_trials_to_continue(demo_dir, presets_dir, tmp_path) -> None:
     import signal
     import subprocess

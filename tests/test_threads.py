@@ -76,6 +76,7 @@ def test_the_governor_follows_the_load_as_the_run_trains(monkeypatch):
     assert calls[-1] == 3 and fixed.threads == 3 and "threads_range" not in fixed.record()
 
 
+@pytest.mark.slow
 def test_the_sampler_sees_a_busy_process_beside_this_one():
     sampler = threads.CpuSampler()
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"])

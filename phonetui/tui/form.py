@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
+from .. import space
 from ..config import (DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, epochs_for,
                       fit_problems, steps_per_epoch)
 
@@ -107,28 +108,32 @@ class ConfigForm(Vertical):
             return str(self.query_one(f"#f-{key}", Select).value)
         return self.query_one(f"#f-{key}", Input).value
 
-    def items(self, key: str) -> list[str]:
-        """A field's text split at commas or a colon: a typed field may hold a list of values (a
-        sweep, or an Optuna search's choices) or a range LO:HI (an Optuna search)."""
+    def read(self, key: str) -> tuple[space.Field | None, str | None]:
+        """A field's value, list (a sweep, or an Optuna search's choices) or range LO:HI (an Optuna
+        search), or why it is none (phonetui.space, as the CLI's flags read)."""
         text = self.text(key)
-        return text.replace(":", ",", 1).split(",") if key not in CHOICES else [text]
+        if key in CHOICES:  # chosen from a list: one value, whatever its characters
+            value, why = check_value(TRAIN_RULES, key, text)
+            return (None, why) if why else (space.Field(key, space.Shape.VALUE, (value,)), None)
+        return space.read(key, text)
 
     def ranges(self) -> dict[str, str]:
-        """The fields holding a range LO:HI: any makes Start an Optuna search (lists become its choices)."""
-        return {k: self.text(k) for k in FIELDS if k not in CHOICES and ":" in self.text(k)}
+        """The fields holding a range LO:HI (valid or not yet): any makes Start an Optuna search
+        (lists become its choices)."""
+        return {k: self.text(k) for k in FIELDS if k not in CHOICES and space.intent(k, self.text(k)) == space.Shape.RANGE}
 
     def values(self) -> dict[str, Any]:
-        """The parsed value of every valid field (the first one of a list)."""
-        return {k: v for k in FIELDS if (v := check_value(TRAIN_RULES, k, self.items(k)[0])[0]) is not None}
+        """The parsed value of every valid field (the first of a list, the low end of a range)."""
+        return {k: f.value for k in FIELDS if (f := self.read(k)[0]) is not None}
 
     def lists(self) -> dict[str, list[Any]]:
         """The valid fields holding several values: what a sweep varies (empty for a single run)."""
-        out = {}
-        for key in FIELDS:
-            parsed = [check_value(TRAIN_RULES, key, item)[0] for item in self.items(key)]
-            if len(parsed) > 1 and None not in parsed:
-                out[key] = list(dict.fromkeys(parsed))
-        return out
+        return {k: list(f.values) for k in FIELDS if (f := self.read(k)[0]) is not None and f.shape == space.Shape.LIST}
+
+    def job(self) -> space.Job:
+        """What Start makes of the form: a search where a field holds a range (its lists become the
+        search's choices), a sweep where one holds a list, else a run."""
+        return space.job(f for k in FIELDS if (f := self.read(k)[0]) is not None)
 
     def config(self) -> RunConfig:
         """The base config with the form's values (call only when `problems` is empty)."""
@@ -136,21 +141,7 @@ class ConfigForm(Vertical):
 
     def validate(self) -> None:
         """Check every field (and batch vs training rows, device availability); mark the bad ones."""
-        problems = {}
-        for key in FIELDS:
-            items = self.items(key)
-            for item in items:
-                _, reason = check_value(TRAIN_RULES, key, item)
-                if reason:
-                    problems[key] = reason if len(items) == 1 else f"{item.strip() or repr(item)}: {reason}"
-                    break
-        for key, text in self.ranges().items():
-            if key not in problems and text.count(":") == 1 and "," not in text:
-                low, high = (check_value(TRAIN_RULES, key, part)[0] for part in text.split(":"))
-                if not low < high:
-                    problems[key] = "a range needs LO < HI"
-            elif key not in problems:
-                problems[key] = "a range is LO:HI"
+        problems = {k: why for k in FIELDS if (why := self.read(k)[1])}
         values, lists = self.values(), self.lists()
         if self.train_units and "batch_size" in values and "val_ratio" in values:
             seq = self.base.model.sequence

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from ..errors import PhonetuiError, one_line
+from ..events import BestSaved, EpochEnd, Progress, RunStarted
 from .dialogs import Compare, Confirm, ExportEnsemble
 from .messages import HistoryLoaded, Notice
 from .widgets import RunsTable, RunView
@@ -169,18 +170,17 @@ class HistoryPane(Vertical):
 
     def follow(self, e, epochs: int, best: float | None) -> None:
         """Keep the training run's row live from trainer event `e` (its epochs and best val acc so far)."""
-        from .. import trainer  # loaded by the worker that sent the event
-
         self.training = getattr(e, "run", None) or self.training
-        if isinstance(e, trainer.RunStarted):
-            self.reload(follow=e.run.id)
-        elif isinstance(e, trainer.Progress) and self.training:
-            part = round(e.frames / max(e.total, 1), 2)  # whole percents: a cell updated at most 100 times an epoch
-            self.table.update_live(self.training.id, epochs, best, part)
-        elif isinstance(e, trainer.EpochEnd) and self.training:
-            self.table.update_live(self.training.id, e.metrics.epoch, best)
-        elif isinstance(e, trainer.BestSaved) and self.training:
-            self.table.update_live(self.training.id, epochs, e.val_acc)
+        match e:
+            case RunStarted(run=run):
+                self.reload(follow=run.id)
+            case Progress() if self.training:
+                part = round(e.frames / max(e.total, 1), 2)  # whole percents: a cell updated at most 100 times an epoch
+                self.table.update_live(self.training.id, epochs, best, part)
+            case EpochEnd(metrics=m) if self.training:
+                self.table.update_live(self.training.id, m.epoch, best)
+            case BestSaved(val_acc=acc) if self.training:
+                self.table.update_live(self.training.id, epochs, acc)
 
     def ended(self, follow: str | None) -> None:
         """The job ended: its run is no longer busy; select `follow` (its last run) once reloaded."""

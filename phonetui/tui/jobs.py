@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import space
 from ..config import RunConfig, n_epochs
 from ..errors import PhonetuiError
 from .form import FIELDS
 from .messages import Notice
-from .session import decide
 
 
 class UI:
@@ -37,20 +37,20 @@ def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) ->
     """(job, what it trains, the line announcing it) for the form's values: a run, a sweep (a field
     holds a list) or an Optuna search (a range; its lists become the search's choices)."""
     cfg, grid, ranges = form.config(), form.lists(), form.ranges()
-    kind = decide(ranges, grid)
-    if kind == "search":
+    kind = form.job()
+    if kind == space.Job.SEARCH:
         from .. import search as searches
 
         texts = {k: form.text(k) for k in grid} | ranges
-        space, _ = searches.parse_space(texts)
+        dims, _ = searches.parse_space(texts)
         trials, n = form.search()
         name = searches.study_name(cfg.preset, {k: getattr(cfg.training, k) for k in form.modified() if k not in texts})
         line = (f"Optuna search (study {name}): {trials} trials of {cfg.preset} over "
-                + ", ".join(f"{FIELDS[d.key]} {d}" for d in space) + (f", {n} at a time" if n > 1 else ""))
+                + ", ".join(f"{FIELDS[d.key]} {d}" for d in dims) + (f", {n} at a time" if n > 1 else ""))
         every = {k: form.text(k) for k in FIELDS}  # the worker processes' flags, as typed
-        return (search(name, cfg, space, every, data, runs_dir, trials, n, presets_dirs, ui),
+        return (search(name, cfg, dims, every, data, runs_dir, trials, n, presets_dirs, ui),
                 f"Optuna search over {cfg.preset}", line)
-    if kind == "sweep":
+    if kind == space.Job.SWEEP:
         from .. import sweep as sweeps
 
         queue = sweeps.create(runs_dir, cfg, grid)

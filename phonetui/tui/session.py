@@ -15,16 +15,11 @@ from typing import Any, Callable
 from textual.message_pump import MessagePump
 
 from ..errors import one_line
+from ..events import StopFlag
 from .messages import Notice, TrainerEvent, TrainingEnded
 
 Job = Callable[[Callable[[Any], None], threading.Event], Any]
 JOIN_S = 5.0  # how long closing waits for the screen to take a stopped job's last events
-
-
-def decide(ranges: dict[str, str], lists: dict[str, list]) -> str:
-    """What Start makes of the form: 'search' where a field holds a range LO:HI (its lists become
-    the search's choices), 'sweep' where one holds a list, else 'run'."""
-    return "search" if ranges else "sweep" if lists else "run"
 
 
 class Session:
@@ -33,7 +28,7 @@ class Session:
 
     def __init__(self, node: MessagePump) -> None:
         self.node = node
-        self.cancel = threading.Event()
+        self.cancel = StopFlag()
         self.run = None  # the run trained in this session (active or last): a snapshot
         self.worker = None
         self.idle = asyncio.Event()  # set while no job is active

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from ..config import n_epochs
+from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted
 from .messages import TrainerEvent, TrainingEnded
 from .widgets import RunView
 
@@ -116,21 +117,19 @@ class TrainingPanel(Vertical):
         self._label(how)
 
     def on_trainer_event(self, message: TrainerEvent) -> None:
-        from .. import trainer  # loaded by the worker that sent the event
-
-        e = message.event
-        if isinstance(e, trainer.RunStarted):
-            self.started(e)
-        elif isinstance(e, trainer.Progress):
-            self.progress(e)
-        elif isinstance(e, trainer.EpochEnd):
-            self.epoch(e)
-        elif isinstance(e, trainer.BestSaved):
-            self.best(e)
-        elif isinstance(e, trainer.Finished):
-            self.finished()
-        elif isinstance(e, trainer.Cancelled) and e.run.status.outcome != "pruned":
-            self.ended("stopped")
+        match e := message.event:
+            case RunStarted():
+                self.started(e)
+            case Progress():
+                self.progress(e)
+            case EpochEnd():
+                self.epoch(e)
+            case BestSaved():
+                self.best(e)
+            case Finished():
+                self.finished()
+            case Cancelled(run=run) if run.status.outcome != Outcome.PRUNED:
+                self.ended("stopped")
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         if message.error:

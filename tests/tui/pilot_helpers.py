@@ -19,11 +19,20 @@ async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60
         await pilot.pause(0.05)
 
 
+async def workers_done(pilot: Pilot) -> None:
+    """Wait until no worker of the app is pending or running. (Textual's wait_for_complete raises
+    WorkerCancelled for a worker that a newer exclusive one replaced, History's reload for one: done
+    all the same.)"""
+    from textual.worker import WorkerState
+
+    await until(pilot, lambda: all(w.state not in (WorkerState.PENDING, WorkerState.RUNNING) for w in pilot.app.workers))
+
+
 async def ready(pilot: Pilot) -> None:
     """Wait for the data, torch and the runs folder to load; turn off the cursor blink."""
     app, main = pilot.app, pilot.app.main
     await until(pilot, lambda: main.devices is not None and not main.data_note.startswith("loading"))
-    await app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
     for field in app.query(Input):
         field.cursor_blink = False
@@ -41,7 +50,7 @@ async def train_to_end(pilot: Pilot) -> None:
     await pilot.press("f5")
     assert main.training or main.current_run is not None, app.query_one("#status").render()
     await until(pilot, lambda: not main.training)
-    await app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
 
 
@@ -78,6 +87,6 @@ async def feed_run(pilot: Pilot, lr: float = 1e-3, epochs: int = 5, curve=CURVE,
     post(trainer.Finished(run) if end == "finished" else trainer.Cancelled(run))
     main.panel.post_message(TrainingEnded(end))
     await until(pilot, lambda: not main.training)
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
     return run

@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 
 from phonetui import runs
-from phonetui.tui.session import _snapshot, decide
+from phonetui import space
+from phonetui.tui.session import _snapshot
 
 
-def test_start_decides_a_run_a_sweep_or_a_search_from_the_form() -> None:
-    assert decide({}, {}) == "run"
-    assert decide({}, {"lr": [1e-3, 3e-3]}) == "sweep"
-    assert decide({"lr": "1e-4:1e-2"}, {}) == "search"
-    assert decide({"lr": "1e-4:1e-2"}, {"batch_size": [64, 128]}) == "search"  # the lists become its choices
+def test_start_decides_a_run_a_sweep_or_a_search_from_the_values() -> None:
+    job = lambda **texts: space.job(space.parse(k, t) for k, t in texts.items())  # noqa: E731
+    assert job() == job(lr="1e-3") == "run"
+    assert job(lr="1e-3,3e-3") == "sweep"
+    assert job(lr="1e-4:1e-2") == "search"
+    assert job(lr="1e-4:1e-2", batch_size="64,128") == "search"  # the lists become its choices
+    assert job(device="cuda:1") == "run"  # a colon inside a text value is the value's own
 
 
 def test_an_event_carries_the_run_as_it_was_not_the_live_one(tiny, tmp_path) -> None:

@@ -1,0 +1,138 @@
+"""What a training says as it runs, how it ended, and the flag that stops it: one home for the
+trainer, its listeners (the CLI's printer, the app's panes, TensorBoard, sweeps and searches) and
+the clients that stop it. Imports no torch, so the app can match events before torch has loaded.
+
+A listener matches events with `match` on their types. The stop flag is checked between batches;
+it carries the reason and the Outcome the stopped run records (the user, a signal, Optuna's pruner).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .runs import EpochMetrics, Run
+
+
+class Outcome(StrEnum):
+    """How a run ended, as status.json's `outcome` records it ("" while it runs)."""
+
+    RUNNING = ""
+    FINISHED = "finished"
+    EARLY_STOPPED = "early-stopped"  # patience
+    STOPPED = "stopped"  # the user
+    STOPPED_BY_SIGNAL = "stopped-by-signal"  # SIGTERM, SIGHUP
+    PRUNED = "pruned"  # Optuna
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run: Run
+    device: str  # e.g. "cpu, 2 threads" or "cuda, bf16 autocast"
+    n_train: int
+    n_val: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    epochs: int
+    frames: int
+    total: int
+    frames_per_s: float
+    device: str | None = None  # a GPU's memory and utilisation (device.gpu_line)
+
+    @property
+    def eta_s(self) -> float:
+        return (self.total - self.frames) / self.frames_per_s if self.frames_per_s else float("inf")
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    metrics: EpochMetrics
+    epochs: int
+    earlier: bool = False  # an epoch of a resumed run trained before it was stopped, replayed from its record
+
+
+@dataclass(frozen=True)
+class BestSaved:
+    epoch: int
+    val_acc: float | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class Finished:
+    run: Run
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    run: Run
+
+
+@dataclass(frozen=True)
+class Failed:
+    run: Run | None
+    message: str
+
+
+Event = RunStarted | Progress | EpochEnd | BestSaved | Finished | Cancelled | Failed
+Listener = Callable[[Event], None]
+
+
+class StopFlag(threading.Event):
+    """The flag a training checks between batches, with what a run stopped by it records."""
+
+    def __init__(self, reason: str = "stopped by the user", outcome: Outcome = Outcome.STOPPED) -> None:
+        super().__init__()
+        self.reason, self.outcome = reason, outcome
+
+    def stop(self, reason: str | None = None, outcome: Outcome | None = None) -> None:
+        """Set the flag, with the reason and outcome the stopped run records (where given)."""
+        self.reason, self.outcome = reason or self.reason, outcome or self.outcome
+        self.set()
+
+
+class EitherStop(StopFlag):
+    """A trial's flag: the user's stop (a StopFlag) or Optuna's pruning, with the reason the run records."""
+
+    def __init__(self, stop: StopFlag, prune: threading.Event) -> None:
+        super().__init__()
+        self.user, self.prune = stop, prune
+
+    def is_set(self) -> bool:
+        return self.user.is_set() or self.prune.is_set()
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        if self.user.is_set():
+            return self.user.reason
+        return "pruned by Optuna (val acc below the median of earlier trials)"
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        pass  # the user's flag and the pruner decide it
+
+    @property
+    def outcome(self) -> Outcome:  # type: ignore[override]
+        return self.user.outcome if self.user.is_set() else Outcome.PRUNED
+
+    @outcome.setter
+    def outcome(self, value: Outcome) -> None:
+        pass
+
+
+def stop_flag(cancel: threading.Event | None) -> StopFlag:
+    """A StopFlag for a caller's flag: itself, or a StopFlag that a plain threading.Event sets."""
+    if isinstance(cancel, StopFlag):
+        return cancel
+    flag = StopFlag()
+    if cancel is not None:
+        flag.is_set = cancel.is_set  # type: ignore[method-assign] - the caller's flag is the one that is set
+    return flag

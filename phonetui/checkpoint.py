@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -80,9 +81,32 @@ def _save(state: dict, tmp: Path) -> None:
         f.write(buf.getbuffer())
 
 
-def save_state(run: Run, state: dict) -> None:
-    """last.pt: the training state at the end of an epoch (see trainer._loop)."""
+@dataclass
+class TrainingState:
+    """Where the loop is at the end of an epoch, as last.pt keeps it beside the step's and the random
+    generators' state (the one author of last.pt's layout is save_state, its one reader check_state)."""
+
+    epoch: int = 0  # the last epoch finished
+    best: float = -1.0  # the best val acc so far (train acc without a validation split)
+    since_best: int = 0  # epochs since it improved (patience)
+
+
+def save_state(run: Run, ts: TrainingState, step: dict, gen: torch.Generator, device: torch.device, width: int) -> None:
+    """last.pt: the training state at the end of an epoch: the loop's place, the step's model,
+    optimizer, schedule (and GradScaler), and every random generator (on CUDA its own too)."""
+    rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+    state = {"run": run.uid, "width": width, "epoch": ts.epoch, **step, "torch_rng": torch.get_rng_state(),
+             "batch_rng": gen.get_state(), **rng, "best": ts.best, "since_best": ts.since_best}
     atomic_write(run.path / runs.LAST, lambda tmp: _save(state, tmp))
+
+
+def restore(state: dict, gen: torch.Generator, device: torch.device) -> TrainingState:
+    """Set the random generators as last.pt kept them (checked by check_state); the loop's place."""
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["batch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return TrainingState(state["epoch"], state["best"], state["since_best"])
 
 
 def load_state(run: Run) -> dict:

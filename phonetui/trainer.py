@@ -16,13 +16,14 @@ import platform
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__, batches, checkpoint, decode, diagnostics, runs, threads
-from .config import RunConfig, epochs_for, fit_problems, n_epochs, steps_per_epoch
+from . import __version__, batches, checkpoint, decode, runs, threads
+from .config import RunConfig, epochs_for, fit_problems, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import AUTOCASTS, Autocast, autocast, fits, free_memory, gpu_line, keep_freed_memory, resolve_device
 from .errors import PhonetuiError, one_line
@@ -30,6 +31,8 @@ from .events import (BestSaved, Cancelled, EpochEnd, Failed, Finished, Listener,
                      StopFlag, stop_flag)
 from .evaluation import posteriors, score
 from .fileio import write_text
+from .checkpoint import TrainingState
+from .recorder import Recorder
 from .runs import EpochMetrics, Run
 from .step import Plan, Step, plan
 
@@ -62,9 +65,31 @@ def _check(cfg: RunConfig, data: TimitData) -> tuple[int, int]:
     return n_train, len(data.train_x) - n_train
 
 
-def _plan(cfg: RunConfig, data: TimitData, n_train: int, device: torch.device, cast: Autocast, fused: bool) -> Plan:
+@dataclass(frozen=True)
+class Setup:
+    """What a run trains on, decided once before its first batch (train and resume alike)."""
+
+    device: torch.device
+    plan: Plan  # precision, fused Adam, compile, capture, each with its reason
+    gov: threads.Governor  # CPU threads
+    n_train: int
+    n_val: int
+
+
+def _prepare(cfg: RunConfig, data: TimitData, sampler: threads.CpuSampler, fused: bool,
+             cast: Autocast | None = None) -> Setup:
+    """Check the config against the data and the device, and decide device, precision, residency
+    and threads (`cast`: a resumed run's own precision, as it recorded it)."""
+    n_train, n_val = _check(cfg, data)
+    t = cfg.training
+    device = resolve_device(t.device)
+    _check_fits_memory(cfg, data.width, device)
     resident = device.type == "cpu" or fits(data.train_x[:n_train].nbytes, device)
-    return plan(cfg, device, cast, resident, fused)
+    p = plan(cfg, device, cast or autocast(t.precision, device, t.batch_size), resident, fused)
+    seq = cfg.model.sequence
+    frames = t.batch_size * (n_train / max(data.train_units(t.val_ratio, seq), 1) if seq else 1)
+    gov = threads.Governor(t.threads, cfg.model.param_count(data.width) * frames, torch.set_num_threads, sampler)
+    return Setup(device, p, gov, n_train, n_val)
 
 
 def _recorded_autocast(record: dict) -> Autocast:
@@ -81,22 +106,17 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
     `fused=False` turns fused Adam off (the bench measures what it buys).
     """
     sampler = threads.CpuSampler()  # the machine's load, looked at while the run is set up
-    n_train, n_val = _check(cfg, data)
     asked = cfg.training.epochs
     cfg = cfg.with_training(epochs=epochs_for(cfg.training, data.train_units(cfg.training.val_ratio, cfg.model.sequence)))
-    t = cfg.training
-    device = resolve_device(t.device)
-    _check_fits_memory(cfg, data.width, device)
-    p = _plan(cfg, data, n_train, device, autocast(t.precision, device, t.batch_size), fused)
-    gov = _governor(cfg, data, n_train, sampler)
-    record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": n_train,
-              "val_rows": n_val, "device": str(device), **p.record(),
-              **({"epochs_asked": asked} if t.epochs != asked else {}),
+    s = _prepare(cfg, data, sampler, fused)
+    record = {"data": str(data.path.resolve()), "demo_data": data.demo or "none", "train_rows": s.n_train,
+              "val_rows": s.n_val, "device": str(s.device), **s.plan.record(),
+              **({"epochs_asked": asked} if cfg.training.epochs != asked else {}),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "phonetui": __version__, "torch": torch.__version__, "numpy": np.__version__,
-              "python": platform.python_version(), **gov.record()}
+              "python": platform.python_version(), **s.gov.record()}
     run = runs.create(runs_dir, cfg, record)
-    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, stop_flag(cancel), None)
+    return _run(cfg, data, run, s, listen, stop_flag(cancel), None)
 
 
 def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
@@ -113,38 +133,29 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
     if (n_train, n_val) != (run.record.get("train_rows"), run.record.get("val_rows")):
         raise PhonetuiError(f"{data.path}: not the data {run.id} trained on ({n_train:,} train / {n_val:,} val rows "
                             f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
-    device = resolve_device(cfg.training.device)
-    _check_fits_memory(cfg, data.width, device)
-    p = _plan(cfg, data, n_train, device, _recorded_autocast(run.record), fused)
     cpu = torch.device("cpu")
     trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, Autocast(), True))
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
-    gov = _governor(cfg, data, n_train, sampler)
+    s = _prepare(cfg, data, sampler, fused, _recorded_autocast(run.record))
     run.acquire()
     try:
         run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING,
                          message=f"resumed after epoch {state['epoch']}")
-        run.update_record(**gov.record())
+        run.update_record(**s.gov.record())
     except BaseException:
         run.release()
         raise
-    return _run(cfg, data, run, device, p, gov, n_train, n_val, listen, stop_flag(cancel), state)
+    return _run(cfg, data, run, s, listen, stop_flag(cancel), state)
 
 
-def _governor(cfg: RunConfig, data: TimitData, n_train: int, sampler: threads.CpuSampler) -> threads.Governor:
-    """The run's CPU threads (phonetui.threads), set for this thread: the training thread."""
-    t, seq = cfg.training, cfg.model.sequence
-    frames = t.batch_size * (n_train / max(data.train_units(t.val_ratio, seq), 1) if seq else 1)
-    return threads.Governor(t.threads, cfg.model.param_count(data.width) * frames, torch.set_num_threads, sampler)
-
-
-def _run(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
-         n_train: int, n_val: int, listen: Listener, cancel: StopFlag, state: dict | None) -> Run:
+def _run(cfg: RunConfig, data: TimitData, run: Run, s: Setup, listen: Listener, cancel: StopFlag,
+         saved: dict | None) -> Run:
     """The loop, with every way it can end recorded in the run's status."""
     keep_freed_memory()
     try:
-        listen(RunStarted(run, f"{device}{p.autocast.label()}, {threads.count(gov.threads)}", n_train, n_val))
-        early = _loop(cfg, data, run, device, p, gov, n_train, listen, cancel, state)
+        listen(RunStarted(run, f"{s.device}{s.plan.autocast.label()}, {threads.count(s.gov.threads)}", s.n_train,
+                          s.n_val))
+        early = _loop(cfg, data, run, s, listen, cancel, saved)
         run.write_status(status="finished", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
                          outcome=Outcome.EARLY_STOPPED if early else Outcome.FINISHED)
     except (_Stop, KeyboardInterrupt) as e:
@@ -201,81 +212,67 @@ def _check_fits_memory(cfg: RunConfig, width: int, device: torch.device) -> None
                             f"for weights, gradients and Adam state, but {device} has {free / 2**30:,.1f} GiB free")
 
 
-def _record_step(run: Run, step: Step, gov: threads.Governor) -> None:
-    """Keep the run's record of its step true: a fallback found while training (or a resume on
-    another device) changes what runs, and an auto thread count follows the machine's load."""
-    rec = step.record() | gov.record()
-    if any(run.record.get(k) != v for k, v in rec.items()):
-        run.update_record(**rec)
-
-
-def _loop(cfg: RunConfig, data: TimitData, run: Run, device: torch.device, p: Plan, gov: threads.Governor,
-          n_train: int, listen: Listener, cancel: StopFlag, state: dict | None) -> bool:
-    """Train to the last epoch; True when patience ended it early."""
+def _loop(cfg: RunConfig, data: TimitData, run: Run, s: Setup, listen: Listener, cancel: StopFlag,
+          saved: dict | None) -> bool:
+    """Train to the last epoch (from where last.pt `saved` left it); True when patience ended it early."""
     t = cfg.training
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
-    starts = data.utterance_starts
-    train_set = batches.source(cfg.model, data.train_x[:n_train], data.train_y[:n_train],
-                               utterances.within(starts, 0, n_train), device)
-    val_starts = utterances.within(starts, n_train, len(data.train_x))
-    val_set = batches.source(cfg.model, data.train_x[n_train:], data.train_y[n_train:], val_starts, device)
-    trans = decode.of_training(data, n_train) if t.decode == "viterbi" else None
-    step = Step(cfg, data.width, device, steps_per_epoch(t.batch_size, train_set.units) * t.epochs, p)
+    train_set, val_set, val_starts = _sources(cfg, data, s)
+    trans = decode.of_training(data, s.n_train) if t.decode == "viterbi" else None
+    step = Step(cfg, data.width, s.device, steps_per_epoch(t.batch_size, train_set.units) * t.epochs, s.plan)
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
-    _record_step(run, step, gov)
-    history: list[EpochMetrics] = []
-    best, since_best, first = -1.0, 0, 1
-    if state:  # resuming: everything as it was at the end of epoch state["epoch"]
-        step.load_state_dict(state)
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["batch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        best, since_best, first = state["best"], state["since_best"], state["epoch"] + 1
-        history = run.metrics()[:state["epoch"]]
-        for m in history:
-            listen(EpochEnd(m, t.epochs, earlier=True))
-    for epoch in range(first, t.epochs + 1):
-        start = last_report = time.perf_counter()
-        lr = step.current_lr()  # the rate the epoch trains with: a cosine run's last epoch is not lr 0
-        step.model.train()
-        for idx in train_set.epoch(t.batch_size, gen):
-            if cancel.is_set():
-                raise _Stop
-            if cfg.model.batchnorm and len(idx) < 2:
-                continue
-            step(train_set, idx)
-            now = time.perf_counter()
-            gov.tick(time.monotonic())
-            if now - last_report >= PROGRESS_EVERY_S:
-                last_report = now
-                listen(Progress(epoch, t.epochs, step.frames, n_train, step.frames / (now - start), gpu_line(device)))
-        _record_step(run, step, gov)
+    rec = Recorder(run, cfg, data.width, step, gen, s.gov)
+    state = rec.restore(saved, listen)
+    for epoch in range(state.epoch + 1, t.epochs + 1):
+        start, lr = time.perf_counter(), step.current_lr()  # a cosine run's last epoch does not train at lr 0
+        _train_epoch(cfg, step, train_set, gen, s, epoch, listen, cancel)
+        rec.ran()
         train_acc, train_loss = step.totals()
-        scores = (score(*posteriors(step.model, val_set, device, p.dtype), val_set.y, val_starts, t.smooth, trans)
-                  if val_set.rows else None)
-        val_acc = scores.acc if scores else None
-        m = EpochMetrics(epoch, train_acc, train_loss, val_acc, scores.loss if scores else None, lr,
-                         time.perf_counter() - start,
-                         scores.raw_acc if scores and (t.smooth > 1 or trans is not None) else None)
-        history.append(m)
-        run.write_metrics(history)
+        scores = (score(*posteriors(step.model, val_set, s.device, s.plan.dtype), val_set.y, val_starts, t.smooth,
+                        trans) if val_set.rows else None)
+        raw = scores.raw_acc if scores and (t.smooth > 1 or trans is not None) else None
+        m = EpochMetrics(epoch, train_acc, train_loss, scores and scores.acc, scores and scores.loss, lr,
+                         time.perf_counter() - start, raw)
+        rec.metrics(m)
         listen(EpochEnd(m, t.epochs))
-        improved = val_acc is None or val_acc > best
+        improved = m.val_acc is None or m.val_acc > state.best
         if improved:
-            best = train_acc if val_acc is None else val_acc
-            path = checkpoint.save(run, step.model, cfg, data.width, epoch, val_acc, scores.decoder if scores else None)
-            if scores:
-                diagnostics.write(run, scores.confusion)
-            listen(BestSaved(epoch, val_acc, path))
-        since_best = 0 if improved else since_best + 1
-        run.write_status(epochs_done=epoch, **({"best_epoch": epoch, "best_val_acc": val_acc} if improved else {}))
-        rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-        checkpoint.save_state(run, {"run": run.uid, "width": data.width, "epoch": epoch, **step.state_dict(),
-                                    "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state(), **rng,
-                                    "best": best, "since_best": since_best})
-        if t.patience and val_acc is not None and since_best >= t.patience:
-            run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in {n_epochs(t.patience)}")
+            listen(BestSaved(epoch, m.val_acc, rec.best(epoch, m.val_acc, scores)))
+        state = TrainingState(epoch, (train_acc if m.val_acc is None else m.val_acc) if improved else state.best,
+                              0 if improved else state.since_best + 1)
+        rec.epoch_done(state, improved, m.val_acc)
+        if t.patience and m.val_acc is not None and state.since_best >= t.patience:
+            rec.early(epoch)
             return True
     return False
+
+
+def _sources(cfg: RunConfig, data: TimitData, s: Setup):
+    """(training rows, validation rows, the validation utterances' starts) on the training device."""
+    starts = data.utterance_starts
+    train_set = batches.source(cfg.model, data.train_x[:s.n_train], data.train_y[:s.n_train],
+                               utterances.within(starts, 0, s.n_train), s.device)
+    val_starts = utterances.within(starts, s.n_train, len(data.train_x))
+    val_set = batches.source(cfg.model, data.train_x[s.n_train:], data.train_y[s.n_train:], val_starts, s.device)
+    return train_set, val_set, val_starts
+
+
+def _train_epoch(cfg: RunConfig, step: Step, train_set, gen: torch.Generator, s: Setup, epoch: int,
+                 listen: Listener, cancel: StopFlag) -> None:
+    """One pass over the training rows: the cancel flag checked and the threads governed between
+    batches, Progress a few times a second."""
+    t = cfg.training
+    start = last_report = time.perf_counter()
+    step.model.train()
+    for idx in train_set.epoch(t.batch_size, gen):
+        if cancel.is_set():
+            raise _Stop
+        if cfg.model.batchnorm and len(idx) < 2:
+            continue
+        step(train_set, idx)
+        now = time.perf_counter()
+        s.gov.tick(time.monotonic())
+        if now - last_report >= PROGRESS_EVERY_S:
+            last_report = now
+            listen(Progress(epoch, t.epochs, step.frames, s.n_train, step.frames / (now - start), gpu_line(s.device)))

@@ -1,0 +1,68 @@
+"""The run's files as a training writes them, each epoch: metrics, the best model and its
+diagnostics, the status, and the training state for resume (as Lightning's checkpoint and logger
+callbacks do). The loop decides; the recorder writes, in an order that a stop or a failure between
+any two writes leaves readable (trainer._on_disk reconciles the status with the files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, diagnostics
+from .checkpoint import TrainingState
+from .config import RunConfig, n_epochs
+from .events import EpochEnd, Listener
+from .runs import EpochMetrics, Run
+from .step import Step
+from .threads import Governor
+
+
+class Recorder:
+    """Owns `run`'s files while `step` trains it (gen: the batch order's generator)."""
+
+    def __init__(self, run: Run, cfg: RunConfig, width: int, step: Step, gen: torch.Generator, gov: Governor) -> None:
+        self.run, self.cfg, self.width, self.step, self.gen, self.gov = run, cfg, width, step, gen, gov
+        self.history: list[EpochMetrics] = []
+        self.ran()
+
+    def ran(self) -> None:
+        """Keep the record of what runs true: a fallback found while training (or a resume on
+        another device) changes the step, and an auto thread count follows the machine's load."""
+        rec = self.step.record() | self.gov.record()
+        if any(self.run.record.get(k) != v for k, v in rec.items()):
+            self.run.update_record(**rec)
+
+    def restore(self, saved: dict | None, listen: Listener) -> TrainingState:
+        """A resumed run: the step and generators as last.pt kept them, its earlier epochs replayed
+        from its record (EpochEnd, earlier=True). A new run: the start."""
+        if not saved:
+            return TrainingState()
+        self.step.load_state_dict(saved)
+        state = checkpoint.restore(saved, self.gen, self.step.device)
+        self.history = self.run.metrics()[:state.epoch]
+        for m in self.history:
+            listen(EpochEnd(m, self.cfg.training.epochs, earlier=True))
+        return state
+
+    def metrics(self, m: EpochMetrics) -> None:
+        self.history.append(m)
+        self.run.write_metrics(self.history)
+
+    def best(self, epoch: int, val_acc: float | None, scores) -> Path:
+        """The best model so far, with its per-phone diagnostics (and Viterbi setting) where validated."""
+        path = checkpoint.save(self.run, self.step.model, self.cfg, self.width, epoch, val_acc,
+                               scores.decoder if scores else None)
+        if scores:
+            diagnostics.write(self.run, scores.confusion)
+        return path
+
+    def epoch_done(self, state: TrainingState, improved: bool, val_acc: float | None) -> None:
+        """The status, then last.pt: the epoch is over and resumable."""
+        best = {"best_epoch": state.epoch, "best_val_acc": val_acc} if improved else {}
+        self.run.write_status(epochs_done=state.epoch, **best)
+        checkpoint.save_state(self.run, state, self.step.state_dict(), self.gen, self.step.device, self.width)
+
+    def early(self, epoch: int) -> None:
+        self.run.write_status(message=f"stopped early after epoch {epoch}: no val acc gain in "
+                                      f"{n_epochs(self.cfg.training.patience)}")

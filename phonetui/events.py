@@ -8,7 +8,9 @@ it carries the reason and the Outcome the stopped run records (the user, a signa
 
 from __future__ import annotations
 
+import signal
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -136,3 +138,33 @@ def stop_flag(cancel: threading.Event | None) -> StopFlag:
     if cancel is not None:
         flag.is_set = cancel.is_set  # type: ignore[method-assign] - the caller's flag is the one that is set
     return flag
+
+
+@contextmanager
+def signals_stop():
+    """Ctrl+C, SIGTERM and SIGHUP stop a command: each sets the yielded StopFlag, which a training checks
+    between batches, and raises KeyboardInterrupt (a training ends `stopped`, temp files are removed,
+    and whatever else runs is cut short). The flag stops a training even where the exception is lost
+    (raised inside a finaliser, say). The old handlers and signal mask come back after."""
+    stop = StopFlag()  # set, with the reason a stopped run records, by Ctrl+C, SIGTERM or SIGHUP
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handle(signum: int, frame) -> None:
+        if signum != signal.SIGINT:
+            stop.stop(f"stopped by {signal.Signals(signum).name}", Outcome.STOPPED_BY_SIGNAL)
+        stop.set()
+        raise KeyboardInterrupt(stop.reason)
+
+    # Installed for Ctrl+C too, and unblocked, for a process started with them ignored or blocked (a
+    # background job, a parent that masked them): both are inherited, and would leave a training deaf.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handle) for s in signals}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+    try:
+        yield stop
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for s, handler in old.items():
+            signal.signal(s, handler)

@@ -211,18 +211,20 @@ def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, 
     return cmd + ["--predict"] * predict
 
 
-def run_jobs(study, shares: list[int], command: Callable[[int, str], list[str]], say: Callable[[str, str], None],
-             stop: threading.Event, env: dict[str, str] | None = None) -> list[str]:
-    """Run the study's trials in worker processes, one per share of the trials, all at once, each
-    with its share of the CPU threads (phonetui.workers); `command(trials, "K/N")` is job K's command
-    line, `say(job, line)` hears its lines. A worker that dies (killed, or failing) is said in one
+def run_jobs(study, preset: str, texts: dict[str, str], trials: int, jobs: int, data_dir: Path, runs_dir: Path,
+             say: Callable[[str, str], None], stop: threading.Event, presets_dirs: list[Path] | None = None,
+             predict: bool = False, env: dict[str, str] | None = None) -> list[str]:
+    """Run `trials` of the study in `jobs` worker processes (`phonetui search --job K/N` with the
+    preset and the flags' `texts`), all at once, each with its share of the trials and of the CPU
+    threads (phonetui.workers); `say(job, line)` hears each worker's lines. A worker that dies (killed, or failing) is said in one
     line naming the job and the trial it had, that trial is marked failed at once (not left
     `running` until its heartbeat goes stale), and the trials it had left run in one worker started
     in its place. Returns what went wrong, a line each (empty: every worker ended well)."""
     from optuna.trial import TrialState
 
     host, problems = socket.gethostname(), []
-    todo = [(str(i), n) for i, n in enumerate(shares, 1)]  # (job, trials it is to run)
+    parts = shares(trials, jobs)
+    todo = [(str(i), n) for i, n in enumerate(parts, 1)]  # (job, trials it is to run)
     for round_ in (1, 2):
         pids: dict[int, int] = {}
         dead: list[tuple[int, int]] = []
@@ -241,7 +243,8 @@ def run_jobs(study, shares: list[int], command: Callable[[int, str], list[str]],
             problems.append(f"job {label} {line}")
             dead.append((job, len(mine)))
 
-        commands = [command(n, f"{label}/{len(shares)}") for label, n in todo]
+        commands = [worker_command(preset, study.study_name, texts, n, f"{label}/{len(parts)}", data_dir, runs_dir,
+                                   presets_dirs, predict) for label, n in todo]
         workers.run(commands, len(commands), lambda job, line: say(todo[job - 1][0], line), stop, env,
                     started=lambda job, pid: pids.__setitem__(job, pid), ended=ended)
         left = [(todo[job - 1][0], todo[job - 1][1] - started) for job, started in dead if todo[job - 1][1] > started]

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import shlex
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 from textual_serve.server import Server
+
+from .errors import PhonetuiError
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 TEMPLATES = Path(__file__).parent / "serve_templates"  # textual-serve's page (MIT), its web font served locally
@@ -106,3 +110,32 @@ class GuardedServer(Server):
             return await super().handle_websocket(request)
         finally:
             self.apps -= 1
+
+
+def app_command(flags: dict, presets_dirs: list, tensorboard: bool) -> str:
+    """The command line of each tab's app: `phonetui` with the flags `serve` was given."""
+    args = [a for key, value in flags.items() for a in (f"--{key.replace('_', '-')}", str(value))]
+    args += [a for folder in presets_dirs for a in ("--presets", str(folder))] + ["--tensorboard"] * tensorboard
+    return shlex.join([sys.executable, "-m", "phonetui", *args])
+
+
+def run(command: str, host: str, port: int, token: bool, max_apps: int, say) -> int:
+    """Serve until Ctrl+C: the address (token included) said first, a warning where it is not loopback."""
+    if max_apps < 1:
+        raise PhonetuiError(f"--max-apps {max_apps}: must be an integer >= 1")
+    if not 1 <= port <= 65535:
+        raise PhonetuiError(f"--port {port}: must be from 1 to 65535")
+    warn = lambda line: print(f"phonetui: warning: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    server = GuardedServer(command, host, port, GuardedServer.new_token() if token else None, max_apps,
+                           say=lambda line: print(line, file=sys.stderr, flush=True))
+    if not is_loopback(host):
+        warn(f"listening on {host}, beyond this machine: anyone who reaches port {port}"
+             + (" and has the token can train and delete runs" if token else " can train and delete runs (--no-token)"))
+    elif not token:
+        warn("--no-token: any program on this machine can drive the app")
+    say(f"serving the app at {server.url()} (Ctrl+C stops)")
+    try:
+        server.serve()
+    except OSError as e:
+        raise PhonetuiError(f"serve --host {host} --port {port}: {e.strerror or e}") from None
+    return 0

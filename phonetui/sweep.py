@@ -280,15 +280,24 @@ def run_jobs(sweep: Sweep, jobs: int, data_dir: Path, say: Callable[[int, str], 
                            started=lambda job, pid: announce(job, len(left), left[job - 1]))
 
 
-def run(sweep: Sweep, data, listen=lambda e: None, cancel=None, announce=lambda i, n, trial: None) -> bool:
-    """Train the sweep's pending trials in order (announce(i, n, trial) before each), holding its
-    lock; False when one does not finish (the rest stays queued)."""
-    from . import trainer
-
+def run(sweep: Sweep, data, listen=lambda e: None, cancel=None, announce=lambda i, n, trial: None,
+        finished=lambda run: None) -> bool:
+    """Train the sweep's pending trials in order (announce(i, n, trial) before each, finished(run)
+    after each), holding its lock; False when one does not finish (the rest stays queued)."""
     with hold(sweep):
         left = sweep.pending()
         for i, trial in enumerate(left, 1):
             announce(i, len(left), trial)
-            if trainer.train(sweep.config(trial), data, sweep.runs_dir, track(sweep, trial, listen), cancel).state != "finished":
+            done = run_trial(sweep, trial, data, listen, cancel)
+            finished(done)
+            if done.state != "finished":
                 return False
     return True
+
+
+def run_trial(sweep: Sweep, trial: Trial, data, listen=lambda e: None, cancel=None):
+    """Train one trial (its run recorded in the queue as it starts); the Run. A --jobs worker calls
+    this while its parent holds the sweep's lock."""
+    from . import trainer
+
+    return trainer.train(sweep.config(trial), data, sweep.runs_dir, track(sweep, trial, listen), cancel)

@@ -278,11 +278,11 @@ def test_runs_never_cuts_a_value_and_takes_a_bare_id_wherever_a_run_is_named(tin
 
     from rich.console import Console
 
-    from phonetui import cli, trainer
+    from phonetui import console, trainer
 
     cfg = dataclasses.replace(tiny, preset="bilstm-small-copy").with_training(epochs=1, lr=0.0001633444833469307)
     run = trainer.train(cfg, demo, tmp_path)
-    monkeypatch.setattr(cli, "console", Console(width=60, highlight=False, force_terminal=terminal))
+    monkeypatch.setattr(console, "console", Console(width=60, highlight=False, force_terminal=terminal))
     monkeypatch.chdir(tmp_path.parent)
     assert main(["predict", "--runs", tmp_path.name, run.id]) == 0  # the id as `runs` lists it
     capsys.readouterr()

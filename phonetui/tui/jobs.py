@@ -172,10 +172,8 @@ def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir:
         if line.startswith("run "):
             ui.reload()
 
-    problems = searches.run_jobs(
-        study, shares, lambda n, job: searches.worker_command(base.preset, study.study_name, texts, n, job, data.path,
-                                                              runs_dir, list(presets_dirs)),
-        say, cancel, {storage.ENV: storage.url_for(runs_dir, None)})
+    problems = searches.run_jobs(study, base.preset, texts, trials, jobs, data.path, runs_dir, say, cancel,
+                                 list(presets_dirs), env={storage.ENV: storage.url_for(runs_dir, None)})
     if cancel.is_set():
         return False
     if problems:

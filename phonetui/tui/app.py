@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from functools import partial
 
 from textual import work
 from textual.app import App
@@ -25,22 +24,7 @@ class PhonetuiCommands(Provider):
     """phonetui's own palette entries: every action, every preset and every run by name."""
 
     def entries(self) -> list[tuple[str, object, str]]:
-        main: MainScreen = self.app.main
-        history = main.history
-        items = [(b.description or b.action, partial(node.run_action, b.action), b.tooltip)
-                 for node in (main, history) for b in node.BINDINGS if b.description]
-        items += [("Help: keys and actions", self.app.action_help, "F1 / ?")]
-        items += [(f"Preset: {name}", partial(main.setup.use_preset, name), cfg.description)
-                  for name, cfg in sorted(main.presets.items())]
-        items += [(f"Continue sweep {sweep_id}", partial(main.continue_sweep, sweep_id), f"{left} of {total} runs left")
-                  for sweep_id, (left, total) in history.pending_sweeps.items()]
-        items += [(f"Drop sweep {sweep_id}", partial(main.drop_sweep, sweep_id), f"forget its {left} runs left")
-                  for sweep_id, (left, total) in history.pending_sweeps.items()]
-        items += [(f"Optuna study: {name}", partial(main.show_study, name), "its leaderboard: every trial, with where it ran")
-                  for name in history.studies]
-        items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
-                  for run_id in main.query_one(RunsTable).runs]
-        return items
+        return [("Help: keys and actions", self.app.action_help, "F1 / ?"), *self.app.main.palette()]
 
     async def discover(self) -> Hits:
         for text, command, help_text in self.entries():

@@ -10,27 +10,27 @@ from .. import space
 from ..config import RunConfig, n_epochs
 from ..errors import PhonetuiError
 from .form import FIELDS
-from .messages import Notice
+from .messages import JobLog, JobQueued, Notice, RunsChanged
 
 
 class UI:
-    """How a job speaks from its worker thread: its lines come in order with its trainer events
-    (the same message queue); the rest runs on the app's thread."""
+    """How a job speaks from its worker thread: messages to the Training panel, in order with its
+    trainer events (the same queue); those the panel does not take bubble up to the screen."""
 
-    def __init__(self, screen) -> None:
-        self.screen, self.call = screen, screen.app.call_from_thread
+    def __init__(self, panel) -> None:
+        self.panel = panel
 
     def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
-        self.screen.panel.post_message(Notice(text, kind, toast))
+        self.panel.post_message(Notice(text, kind, toast))
 
     def queue(self, text: str) -> None:
-        self.call(self.screen.panel.queue, text)
+        self.panel.post_message(JobQueued(text))
 
     def log(self, text: str) -> None:
-        self.call(self.screen.log_line, text)
+        self.panel.post_message(JobLog(text))
 
     def reload(self) -> None:
-        self.call(self.screen.history.reload)
+        self.panel.post_message(RunsChanged())
 
 
 def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) -> tuple[object, str, str]:

@@ -92,3 +92,23 @@ class Notice(Message):
     def __init__(self, text: str, kind: str = "info", toast: bool = False) -> None:
         super().__init__()
         self.text, self.kind, self.toast = text, kind, toast
+
+
+class JobQueued(Message):
+    """A sweep's or search's line for the Training tab: where the job stands ('' for a single run)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class JobLog(Message):
+    """A line of a --jobs worker, for the Log tab only."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class RunsChanged(Message):
+    """A job's worker started a run in the runs folder: History reads it again."""

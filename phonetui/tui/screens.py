@@ -10,6 +10,7 @@ line and the Log. Heavy modules (torch, the trainer, prediction) load inside tho
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from rich.markup import escape
 from textual import on
@@ -24,7 +25,7 @@ from . import export, jobs, loading
 from .form import LABELS, ConfigForm
 from .history import HistoryPane
 from .loading import DataLine
-from .messages import DataLoaded, Notice, Predicted, PredictFailed, TorchReady, TrainerEvent, TrainingEnded
+from .messages import (DataLoaded, JobLog, Notice, Predicted, PredictFailed, TorchReady, TrainerEvent, TrainingEnded)
 from .session import Session
 from .settings import Settings
 from .setup import SetupPane
@@ -105,6 +106,30 @@ class MainScreen(Screen):
     def on_notice(self, message: Notice) -> None:
         self.say(message.text, message.kind, message.toast)
 
+    def palette(self) -> list[tuple[str, object, str]]:
+        """What the command palette offers, as (text, command, help): every action with a description,
+        every preset, each sweep left to continue or drop, each Optuna study, and every run."""
+        history = self.history
+        items = [(b.description or b.action, partial(node.run_action, b.action), b.tooltip)
+                 for node in (self, history) for b in node.BINDINGS if b.description]
+        items += [(f"Preset: {name}", partial(self.setup.use_preset, name), cfg.description)
+                  for name, cfg in sorted(self.presets.items())]
+        items += [(f"Continue sweep {sweep_id}", partial(self.continue_sweep, sweep_id), f"{left} of {total} runs left")
+                  for sweep_id, (left, total) in history.pending_sweeps.items()]
+        items += [(f"Drop sweep {sweep_id}", partial(self.drop_sweep, sweep_id), f"forget its {left} runs left")
+                  for sweep_id, (left, total) in history.pending_sweeps.items()]
+        items += [(f"Optuna study: {name}", partial(self.show_study, name), "its leaderboard: every trial, with where it ran")
+                  for name in history.studies]
+        items += [(f"Run: {run_id}", partial(self.app.show_run, run_id), "select it in History")
+                  for run_id in history.table.runs]
+        return items
+
+    def on_job_log(self, message: JobLog) -> None:
+        self.log_line(message.text)
+
+    def on_runs_changed(self) -> None:
+        self.history.reload()
+
     def log_line(self, text: str, markup: bool = False) -> None:
         """One line in the Log tab only."""
         self.query_one("#log", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {text if markup else escape(text)}")
@@ -165,7 +190,7 @@ class MainScreen(Screen):
             self.say(f"cannot start: {LABELS[key]} {reason}", "error")
             self.query_one(f"#f-{key}").focus()
             return
-        self._start(*jobs.from_form(self.form, self.data, self.runs_dir, self.settings.presets, jobs.UI(self)))
+        self._start(*jobs.from_form(self.form, self.data, self.runs_dir, self.settings.presets, jobs.UI(self.panel)))
 
     def continue_sweep(self, sweep_id: str) -> None:
         """Run what is left of a saved sweep (also one started before the app was last closed)."""
@@ -176,7 +201,7 @@ class MainScreen(Screen):
         except PhonetuiError as e:
             self.say(str(e), "error")
             return
-        self._start(jobs.sweep(queue, self.data, jobs.UI(self)), f"sweep {queue.id}",
+        self._start(jobs.sweep(queue, self.data, jobs.UI(self.panel)), f"sweep {queue.id}",
                     f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
 
     def drop_sweep(self, sweep_id: str) -> None:

@@ -13,7 +13,7 @@ from textual.widgets import ProgressBar, Static
 
 from ..config import n_epochs
 from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted
-from .messages import TrainerEvent, TrainingEnded
+from .messages import JobQueued, TrainerEvent, TrainingEnded
 from .widgets import RunView
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ class TrainingPanel(Vertical):
 
     def _label(self, text: str) -> None:
         self.query_one("#progress-label", Static).update(text)
+
+    def on_job_queued(self, message: JobQueued) -> None:
+        message.stop()
+        self.queue(message.text)
 
     def queue(self, text: str) -> None:
         """The sweep or search this run belongs to, and where it stands ('' for a single run)."""

@@ -33,7 +33,9 @@ def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
 
 
 def _add_tensorboard(p: argparse.ArgumentParser, sub: bool) -> None:
-    p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS if sub else False,
+    from .tensorboard import default
+
+    p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS if sub else default(),
                    help="also write each run's TensorBoard event files into its folder ($PHONETUI_TENSORBOARD=1)")
 
 
@@ -151,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     dataset = load_data(args.data)
     say(f"{dataset.describe(cfg.training.val_ratio)}")
-    return _train(lambda listen: trainer.train(cfg, dataset, args.runs, listen, args.stop), dataset, args.predict)
+    return _train(lambda listen: trainer.train(cfg, dataset, args.runs, listen, args.stop), dataset, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -160,7 +162,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = runs.open_run(runs.find(args.run_dir, getattr(args, "runs", Path("runs"))))
     dataset = data.load(_data_of(run, args))
     say(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
-    return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop), dataset, args.predict)
+    return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop), dataset, args)
 
 
 def _data_of(run, args: argparse.Namespace) -> Path:
@@ -173,11 +175,12 @@ def _data_of(run, args: argparse.Namespace) -> Path:
     return Path(recorded)
 
 
-def _train(start, dataset, export: bool) -> int:
-    """Run start(listen) -> Run with the printer, then report it (and export its CSV if asked)."""
-    with console.printer() as listen:
+def _train(start, dataset, args: argparse.Namespace) -> int:
+    """Run start(listen) -> Run with the printer (and TensorBoard's files where asked), then report it
+    (and export its CSV with --predict)."""
+    with console.printer(args.tensorboard) as listen:
         run = start(listen)
-    return _ended(run, dataset, export)
+    return _ended(run, dataset, args.predict)
 
 
 def _ended(run, dataset, export: bool) -> int:
@@ -237,7 +240,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     say(dataset.describe(s.base.training.val_ratio))
     announce = lambda i, n, trial: say(f"[bold]trial {i}/{n}[/]: " + ", ".join(  # noqa: E731
         f"{k} {v}" for k, v in trial.values.items()))
-    with console.printer() as listen:
+    with console.printer(args.tensorboard) as listen:
         done = sweep.run(s, dataset, listen, args.stop, announce, lambda run: _ended(run, dataset, args.predict))
     if not done:
         say(f"sweep stopped; `phonetui sweep --continue {s.id}` runs what is left")
@@ -261,7 +264,7 @@ def _sweep_jobs(args: argparse.Namespace, s, runs_dir: Path) -> int:
                       + ", ".join(f"{k} {v}" for k, v in trial.values.items()))
 
     codes = sweep.run_jobs(s, at_once, data_dir, lambda n, line: print(f"[trial {n}] {line}", flush=True), args.stop,
-                           announce, args.predict, getattr(args, "presets", None))
+                           announce, args.predict, getattr(args, "presets", None), args.tensorboard)
     failed = [s.trials.index(t) + 1 for t, c in zip(left, codes) if c not in (0, None, 130)]
     if args.stop.is_set() or failed or None in codes:
         say((f"trial {', '.join(map(str, failed))} failed; " if failed else "sweep stopped; ")
@@ -282,7 +285,7 @@ def _sweep_worker(args: argparse.Namespace, runs_dir: Path) -> int:
         raise PhonetuiError(f"--trial {args.trial}: sweep {s.id} has trials 1 to {len(s.trials)}")
     dataset = load_data(getattr(args, "data", None))
     return _train(lambda listen: sweep.run_trial(s, s.trials[args.trial - 1], dataset, listen, args.stop), dataset,
-                  args.predict)
+                  args)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -314,7 +317,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         data_dir = getattr(args, "data", None) or _demo_dir()
         problems = search.run_jobs(study, base.preset, texts, args.trials, args.jobs, data_dir, runs_dir,
                                    lambda job, line: print(f"[job {job}] {line}", flush=True), args.stop,
-                                   getattr(args, "presets", None), args.predict, {storage.ENV: url})
+                                   getattr(args, "presets", None), args.predict, {storage.ENV: url}, args.tensorboard)
         console.study_board(search.open_study(runs_dir, study.study_name, args.storage, notify))
         if args.stop.is_set():
             return 130
@@ -334,7 +337,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
             console.report(predict(run, dataset, device=run.config.training.device))
 
-    with console.printer() as listen:
+    with console.printer(args.tensorboard) as listen:
         finished = search.optimize(study, base, space, dataset, runs_dir, args.trials, listen, args.stop,
                                    announce=announce, finished=export)
     if args.job is None:
@@ -416,7 +419,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise PhonetuiError("serve needs textual-serve: pip install 'phonetui[serve]'") from None
     flags = {k: v for k in ("data", "runs", "preset", *EDITABLE, "trials", "jobs") if (v := getattr(args, k, None)) is not None}
-    command = serve.app_command(flags, getattr(args, "presets", None) or [], getattr(args, "tensorboard", False))
+    command = serve.app_command(flags, getattr(args, "presets", None) or [], args.tensorboard)
     return serve.run(command, args.host, args.port, not args.no_token, args.max_apps, say)
 
 
@@ -436,13 +439,10 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resum
 def main(argv: list[str] | None = None) -> int:
     try:  # a Ctrl+C while the parser is built (its signals no longer held) is one line too
         args = parser().parse_args(argv)
-        from .tensorboard import enabled
-
-        with enabled(getattr(args, "tensorboard", False)):  # this process's runs and its --jobs workers'
-            if args.command is None:
-                return cmd_tui(args)
-            with signals_stop() as args.stop:
-                return COMMANDS[args.command](args)
+        if args.command is None:
+            return cmd_tui(args)
+        with signals_stop() as args.stop:
+            return COMMANDS[args.command](args)
     except (PhonetuiError, OSError, MemoryError) as e:  # bad input, or a file or memory failure: one line
         print(f"phonetui: error: {one_line(e)}", file=sys.stderr)
         return 2

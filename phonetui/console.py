@@ -37,11 +37,12 @@ def synthesis_bar():
 
 
 @contextmanager
-def printer():
+def printer(tensorboard: bool = False):
     """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import runs, tensorboard
+    from . import runs
+    from . import tensorboard as tb
     from .events import BestSaved, Cancelled, EpochEnd, Event, Outcome, RunStarted
     from .events import Progress as Step
     from .trainer import log_line
@@ -76,7 +77,7 @@ def printer():
                     console.print(f"`phonetui resume {run.path}` continues it")
 
     with bar:
-        yield tensorboard.tee(listen) if tensorboard.wanted() else listen
+        yield tb.tee(listen) if tensorboard else listen
 
 
 def study_board(study) -> None:

@@ -199,7 +199,8 @@ def shares(trials: int, jobs: int) -> list[int]:
 
 
 def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, job: str, data_dir: Path,
-                   runs_dir: Path, presets_dirs: list[Path] | None = None, predict: bool = False) -> list[str]:
+                   runs_dir: Path, presets_dirs: list[Path] | None = None, predict: bool = False,
+                   tensorboard: bool = False) -> list[str]:
     """The command line of one `search --jobs N` worker: the preset, and the training flags' text
     (ranges and lists included) as typed; its storage URL comes in the environment (storage.ENV)."""
     cmd = [sys.executable, "-m", "phonetui", "search", "--preset", preset, "--study", study, "--trials", str(trials),
@@ -208,12 +209,12 @@ def worker_command(preset: str, study: str, texts: dict[str, str], trials: int, 
         cmd += ["--presets", str(folder)]
     for key, text in texts.items():
         cmd += ["--" + key.replace("_", "-"), text]
-    return cmd + ["--predict"] * predict
+    return cmd + ["--predict"] * predict + ["--tensorboard"] * tensorboard
 
 
 def run_jobs(study, preset: str, texts: dict[str, str], trials: int, jobs: int, data_dir: Path, runs_dir: Path,
              say: Callable[[str, str], None], stop: threading.Event, presets_dirs: list[Path] | None = None,
-             predict: bool = False, env: dict[str, str] | None = None) -> list[str]:
+             predict: bool = False, env: dict[str, str] | None = None, tensorboard: bool = False) -> list[str]:
     """Run `trials` of the study in `jobs` worker processes (`phonetui search --job K/N` with the
     preset and the flags' `texts`), all at once, each with its share of the trials and of the CPU
     threads (phonetui.workers); `say(job, line)` hears each worker's lines. A worker that dies (killed, or failing) is said in one
@@ -244,7 +245,7 @@ def run_jobs(study, preset: str, texts: dict[str, str], trials: int, jobs: int, 
             dead.append((job, len(mine)))
 
         commands = [worker_command(preset, study.study_name, texts, n, f"{label}/{len(parts)}", data_dir, runs_dir,
-                                   presets_dirs, predict) for label, n in todo]
+                                   presets_dirs, predict, tensorboard) for label, n in todo]
         workers.run(commands, len(commands), lambda job, line: say(todo[job - 1][0], line), stop, env,
                     started=lambda job, pid: pids.__setitem__(job, pid), ended=ended)
         left = [(todo[job - 1][0], todo[job - 1][1] - started) for job, started in dead if todo[job - 1][1] > started]

@@ -256,18 +256,18 @@ def _save_run(sweep: Sweep, index: int, run_id: str) -> None:
 
 
 def worker_command(sweep: Sweep, trial: Trial, data_dir: Path, presets_dirs: list[Path] | None = None,
-                   predict: bool = False) -> list[str]:
+                   predict: bool = False, tensorboard: bool = False) -> list[str]:
     """The command line of the `sweep --jobs N` worker that trains one trial."""
     cmd = [sys.executable, "-m", "phonetui", "sweep", "--continue", sweep.id, "--trial", str(sweep.trials.index(trial) + 1),
            "--data", str(data_dir), "--runs", str(sweep.runs_dir)]
     for folder in presets_dirs or []:
         cmd += ["--presets", str(folder)]
-    return cmd + ["--predict"] * predict
+    return cmd + ["--predict"] * predict + ["--tensorboard"] * tensorboard
 
 
 def run_jobs(sweep: Sweep, jobs: int, data_dir: Path, say: Callable[[int, str], None], stop: threading.Event,
              announce: Callable[[int, int, Trial], None] = lambda i, n, trial: None, predict: bool = False,
-             presets_dirs: list[Path] | None = None) -> list[int | None]:
+             presets_dirs: list[Path] | None = None, tensorboard: bool = False) -> list[int | None]:
     """Train the sweep's pending trials in worker processes, `jobs` at once, each with its share of the
     CPU threads, holding the sweep's lock: `say(number, line)` gets each worker's lines with its
     trial's number in the sweep, `announce(i, n, trial)` each start. The exit codes (None: not
@@ -275,7 +275,7 @@ def run_jobs(sweep: Sweep, jobs: int, data_dir: Path, say: Callable[[int, str], 
     with hold(sweep):
         left = sweep.pending()
         numbers = [sweep.trials.index(t) + 1 for t in left]
-        commands = [worker_command(sweep, t, data_dir, presets_dirs, predict) for t in left]
+        commands = [worker_command(sweep, t, data_dir, presets_dirs, predict, tensorboard) for t in left]
         return workers.run(commands, jobs, lambda job, line: say(numbers[job - 1], line), stop,
                            started=lambda job, pid: announce(job, len(left), left[job - 1]))
 

@@ -8,36 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .errors import PhonetuiError, first_line
 from .events import Cancelled, EpochEnd, Finished, RunStarted
 
-ENV = "PHONETUI_TENSORBOARD"  # "1": write event files (`--tensorboard` sets it, so --jobs workers inherit it)
+ENV = "PHONETUI_TENSORBOARD"  # "1": the --tensorboard flag's default
 SCALARS = {"train/acc": "train_acc", "train/loss": "train_loss", "val/acc": "val_acc", "val/loss": "val_loss",
            "lr": "lr"}
 
 
-def wanted() -> bool:
+def default() -> bool:
+    """The `--tensorboard` flag's default: $PHONETUI_TENSORBOARD=1 (a setting for every command; the
+    flag itself reaches the processes phonetui starts, --jobs workers and served apps)."""
     return os.environ.get(ENV, "") not in ("", "0")
-
-
-@contextmanager
-def enabled(on: bool) -> Iterator[None]:
-    """Turn event files on for what runs inside (a command's `--tensorboard`), as the setting says."""
-    if not on:
-        yield
-        return
-    before = os.environ.get(ENV)
-    os.environ[ENV] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = before
 
 
 def available() -> str | None:

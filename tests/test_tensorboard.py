@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from phonetui import tensorboard, trainer
@@ -43,7 +45,20 @@ def test_off_by_default_and_one_flag_turns_it_on(demo_dir, presets_dir, tmp_path
     assert not list((tmp_path / "off").glob("*/events.out.tfevents.*"))
     assert main([*base, "--runs", str(tmp_path / "on"), "--tensorboard"]) == 0
     assert len(list((tmp_path / "on").glob("*/events.out.tfevents.*"))) == 1
-    assert not tensorboard.wanted()  # the flag is the command's, not the test process's
+    assert tensorboard.ENV not in os.environ  # the flag is the command's setting, never the process's environment
+
+
+def test_search_and_sweep_workers_get_the_flag(tmp_path) -> None:
+    """--jobs workers get --tensorboard as a flag on their command line (it used to reach them as an
+    environment variable that the parent set for itself)."""
+    from phonetui import search, sweep
+    from tests.conftest import TINY
+
+    assert search.worker_command("tiny", "s", {"lr": "1e-3:1e-2"}, 1, "1/2", tmp_path, tmp_path,
+                                 tensorboard=True)[-1] == "--tensorboard"
+    queue = sweep.create(tmp_path, TINY, sweep.parse_grid({"lr": "1e-3,3e-3"}))
+    assert sweep.worker_command(queue, queue.trials[0], tmp_path, tensorboard=True)[-1] == "--tensorboard"
+    assert "--tensorboard" not in sweep.worker_command(queue, queue.trials[0], tmp_path)
 
 
 def test_a_disk_that_fills_while_tensorboard_writes_stops_the_event_files_not_the_training(tiny, demo, tmp_path,

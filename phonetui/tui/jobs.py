@@ -17,8 +17,9 @@ class UI:
     """How a job speaks from its worker thread: messages to the Training panel, in order with its
     trainer events (the same queue); those the panel does not take bubble up to the screen."""
 
-    def __init__(self, panel) -> None:
+    def __init__(self, panel, tensorboard: bool = False) -> None:
         self.panel = panel
+        self.tensorboard = tensorboard  # the setting, for the worker processes' command lines
 
     def say(self, text: str, kind: str = "info", toast: bool = False) -> None:
         self.panel.post_message(Notice(text, kind, toast))
@@ -117,7 +118,7 @@ def sweep(queue, data, ui, jobs: int = 1):
                 if line.startswith("run "):
                     ui.reload()
 
-            codes = sweeps.run_jobs(queue, jobs, data.path, say, cancel, announce)
+            codes = sweeps.run_jobs(queue, jobs, data.path, say, cancel, announce, tensorboard=ui.tensorboard)
             if cancel.is_set():
                 return
             failed = [c for c in codes if c]
@@ -173,7 +174,8 @@ def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir:
             ui.reload()
 
     problems = searches.run_jobs(study, base.preset, texts, trials, jobs, data.path, runs_dir, say, cancel,
-                                 list(presets_dirs), env={storage.ENV: storage.url_for(runs_dir, None)})
+                                 list(presets_dirs), env={storage.ENV: storage.url_for(runs_dir, None)},
+                                 tensorboard=ui.tensorboard)
     if cancel.is_set():
         return False
     if problems:

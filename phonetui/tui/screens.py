@@ -48,7 +48,7 @@ class MainScreen(Screen):
         self.settings = settings
         self.runs_dir = settings.runs
         self.asked_early = False  # Start was pressed before the data had loaded
-        self.session = Session(None)  # its messages go to the Training panel first (on_mount)
+        self.session = Session(None, settings.tensorboard)  # its messages go to the Training panel first (on_mount)
 
     def compose(self) -> ComposeResult:
         yield DataLine(id="data-line")
@@ -190,7 +190,7 @@ class MainScreen(Screen):
             self.say(f"cannot start: {LABELS[key]} {reason}", "error")
             self.query_one(f"#f-{key}").focus()
             return
-        self._start(*jobs.from_form(self.form, self.data, self.runs_dir, self.settings.presets, jobs.UI(self.panel)))
+        self._start(*jobs.from_form(self.form, self.data, self.runs_dir, self.settings.presets, jobs.UI(self.panel, self.settings.tensorboard)))
 
     def continue_sweep(self, sweep_id: str) -> None:
         """Run what is left of a saved sweep (also one started before the app was last closed)."""
@@ -201,7 +201,7 @@ class MainScreen(Screen):
         except PhonetuiError as e:
             self.say(str(e), "error")
             return
-        self._start(jobs.sweep(queue, self.data, jobs.UI(self.panel)), f"sweep {queue.id}",
+        self._start(jobs.sweep(queue, self.data, jobs.UI(self.panel, self.settings.tensorboard)), f"sweep {queue.id}",
                     f"continuing sweep {queue.id}: {len(queue.pending())} of {len(queue.trials)} runs left")
 
     def drop_sweep(self, sweep_id: str) -> None:

@@ -26,8 +26,9 @@ class Session:
     """The cancel flag, the current run and the one training worker of a screen (`node`, where
     its messages go)."""
 
-    def __init__(self, node: MessagePump) -> None:
+    def __init__(self, node: MessagePump, tensorboard: bool = False) -> None:
         self.node = node
+        self.tensorboard = tensorboard  # each run's TensorBoard event files too
         self.cancel = StopFlag()
         self.run = None  # the run trained in this session (active or last): a snapshot
         self.worker = None
@@ -65,7 +66,7 @@ class Session:
         error = None
         try:
             say = lambda line: self.node.post_message(Notice(line, "error"))  # noqa: E731 - TensorBoard's trouble
-            job(tensorboard.tee(post, say) if tensorboard.wanted() else post, self.cancel)
+            job(tensorboard.tee(post, say) if self.tensorboard else post, self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
             error = one_line(e)
         outcome = (last.status.outcome or last.status.status) if last is not None else None

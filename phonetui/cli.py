@@ -6,17 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.table import Table
-
 from . import __version__, console, presets
 from .config import EDITABLE, RunConfig, as_asked, flag_value
 from .errors import PhonetuiError, one_line
-from .events import signals_stop
+from .events import Outcome, signals_stop
+
 
 def say(*lines, **kwargs) -> None:
     """A line on stdout (rich markup allowed), through phonetui.console's console."""
     console.console.print(*lines, **kwargs)
-
 
 
 def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
@@ -169,8 +167,8 @@ def _data_of(run, args: argparse.Namespace) -> Path:
     """--data, or the data folder the run recorded."""
     if getattr(args, "data", None) is not None:
         return args.data
-    recorded = run.record.get("data")
-    if not isinstance(recorded, str) or not recorded:
+    recorded = run.info.data
+    if not recorded:
         raise PhonetuiError(f"{run.path / 'config.toml'}: no data folder recorded; pass --data")
     return Path(recorded)
 
@@ -186,7 +184,6 @@ def _train(start, dataset, args: argparse.Namespace) -> int:
 def _ended(run, dataset, export: bool) -> int:
     """Say where a run is and how it ended (and export its CSV if asked); its exit code."""
     from . import runs
-    from .events import Outcome
     from .predict import predict
 
     best, at = run.status.best_val_acc, run.status.best_epoch
@@ -375,10 +372,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    table = Table("name", "description", "params", box=None)
-    for name, p in sorted(presets.load_all(getattr(args, "presets", None)).items()):
-        table.add_row(name, p.description, f"{p.model.param_count():,}")
-    say(table)
+    console.presets(presets.load_all(getattr(args, "presets", None)))
     return 0
 
 

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 from . import threads
 from .errors import PhonetuiError
@@ -20,19 +20,23 @@ N_CLASSES = 39
 FRAME_DIM = 39
 PHONES = tuple("iy ih eh ae ah uw uh aa ey ay oy aw ow l r y w er m n ng ch jh dh b d dx g p t k z v f th s sh hh sil"
                .split())  # class index -> TIMIT phone (39 folded classes)
-ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "gelu", "tanh")
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
-SWITCHES = ("auto", "on", "off")  # compile, capture
-DECODES = ("argmax", "viterbi")
+# The closed sets: each a Literal type for the fields, its tuple (the same values) for the rules and the form's lists
+Activation = Literal["sigmoid", "relu", "leaky_relu", "gelu", "tanh"]
+Optimizer = Literal["adam", "adamw"]
+Schedule = Literal["constant", "cosine"]
+Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+Switch = Literal["auto", "on", "off"]  # compile, capture
+Decode = Literal["argmax", "viterbi"]
+ModelKind = Literal["mlp", "tagger"]
+Cell = Literal["lstm", "gru", "conv"]
+Input = Literal["centre", "window"]
+ACTIVATIONS, OPTIMIZERS, SCHEDULES = get_args(Activation), get_args(Optimizer), get_args(Schedule)
+PRECISIONS, SWITCHES, DECODES = get_args(Precision), get_args(Switch), get_args(Decode)
+MODEL_KINDS, CELLS, INPUTS = get_args(ModelKind), get_args(Cell), get_args(Input)
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
-MODEL_KINDS = ("mlp", "tagger")
-CELLS = ("lstm", "gru", "conv")
-INPUTS = ("centre", "window")
 CONV_WIDTH = 5  # frames seen by the tagger's convolutional front end
 KERNEL = 3  # frames seen by each convolution of a conv tagger
 DILATIONS = (1, 2, 4, 8, 16)  # the conv tagger's blocks cycle through these
@@ -44,17 +48,17 @@ class ModelConfig:
     utterances (kind tagger: recurrent, or dilated convolutions) that reads each frame's centre 39
     values or whole window."""
 
-    kind: str = "mlp"
+    kind: ModelKind = "mlp"
     hidden: tuple[int, ...] = (1024, 512, 128)  # mlp: hidden layer sizes
-    activation: str = "sigmoid"  # mlp
+    activation: Activation = "sigmoid"  # mlp
     batchnorm: bool = False  # mlp
     dropout: float = 0.0  # mlp: after each activation; tagger: between layers and before the output
-    cell: str = "lstm"  # tagger: lstm | gru | conv (residual blocks of dilated convolutions, no recurrence)
+    cell: Cell = "lstm"  # tagger: lstm | gru | conv (residual blocks of dilated convolutions, no recurrence)
     layers: int = 2  # tagger: recurrent layers, or conv blocks
     size: int = 256  # tagger: hidden units per direction, or conv channels
     bidirectional: bool = True  # tagger, recurrent (a conv tagger sees both sides)
     conv: int = 0  # tagger: channels of a CONV_WIDTH-frame Conv1d + ReLU front end (0: none)
-    input: str = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
+    input: Input = "centre"  # tagger: centre (the 39 values of each row's centre frame) | window (all 429)
     normalize: bool = False  # tagger: per-utterance mean/variance normalisation of the input
     time_mask: int = 0  # tagger, training only: widest of the zeroed time spans (one per 50 frames; 0: none)
     feature_mask: int = 0  # tagger, training only: widest of 2 zeroed bands of the 39 per-frame values (0: none)
@@ -114,20 +118,20 @@ class TrainConfig:
     min_steps: int = 0  # train at least this many optimizer steps: epochs rise where the data is small (0: off)
     val_ratio: float = 0.2
     smooth: int = 1  # average posteriors over this many frames inside each utterance (1: off)
-    decode: str = "argmax"  # viterbi: decode each utterance along phone transitions (phonetui.decode)
+    decode: Decode = "argmax"  # viterbi: decode each utterance along phone transitions (phonetui.decode)
     patience: int = 0  # stop once val accuracy has not improved for this many epochs (0: never)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 or fp16 autocast where the hardware is fast at it (device.autocast); tf32:
+    precision: Precision = "auto"  # auto: bf16 or fp16 autocast where the hardware is fast at it (device.autocast); tf32:
     # fp32 weights and matmuls as TF32 (CUDA; plain fp32 elsewhere); fp32: strict fp32, TF32 off; bf16: bf16 autocast;
     # fp16: fp16 autocast with a GradScaler (the GPUs before compute capability 8.0: T4, P100, V100)
     threads: str = "auto"  # CPU intra-op threads: auto (phonetui.threads decides, and looks again as it trains) or N
-    compile: str = "auto"  # torch.compile the model: on | off | auto (step.plan decides, and says why)
-    capture: str = "auto"  # CUDA-graph capture of the whole step: on | off | auto (likewise)
-    optimizer: str = "adam"
+    compile: Switch = "auto"  # torch.compile the model: on | off | auto (step.plan decides, and says why)
+    capture: Switch = "auto"  # CUDA-graph capture of the whole step: on | off | auto (likewise)
+    optimizer: Optimizer = "adam"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
 
 
 @dataclass(frozen=True)

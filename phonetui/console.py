@@ -164,3 +164,11 @@ def runs(listed: list) -> None:
     for r in listed:
         if isinstance(r, DamagedRun):
             console.print(f"{r.path}: damaged: {r.reason}")
+
+
+def presets(found: dict) -> None:
+    """`phonetui presets`: name, description and parameters of each."""
+    table = Table("name", "description", "params", box=None)
+    for name, p in sorted(found.items()):
+        table.add_row(name, p.description, f"{p.model.param_count():,}")
+    console.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -46,7 +47,8 @@ def gpu_text(used: int, total: int, busy: str = "") -> str:
 CPU_BF16_MIN_BATCH = 64  # below it, casting the weights to bf16 every step costs more than it saves
 BF16_NATIVE = (8, 0)  # compute capability from which CUDA GPUs have bf16 units (Ampere: A100, A10, RTX 30xx on)
 FAST_FP16 = {(6, 0), (6, 2)}  # Pascal parts with fast fp16 (P100, Jetson TX2); 6.1 (GTX 10xx) runs fp16 at 1/64
-AUTOCASTS = ("off", "bf16", "fp16")
+AutocastKind = Literal["off", "bf16", "fp16"]
+AUTOCASTS = get_args(AutocastKind)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Autocast:
     is scaled (fp16: its narrow exponent loses small gradients without a GradScaler). Weights,
     optimizer state and the loss stay fp32 in every case."""
 
-    kind: str = "off"
+    kind: AutocastKind = "off"
     why: str = ""
 
     @property

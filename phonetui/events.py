@@ -12,24 +12,13 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .runs import Outcome  # how a run ended: the run store's, shared with the stop flag
+
 if TYPE_CHECKING:
     from .runs import EpochMetrics, Run
-
-
-class Outcome(StrEnum):
-    """How a run ended, as status.json's `outcome` records it ("" while it runs)."""
-
-    RUNNING = ""
-    FINISHED = "finished"
-    EARLY_STOPPED = "early-stopped"  # patience
-    STOPPED = "stopped"  # the user
-    STOPPED_BY_SIGNAL = "stopped-by-signal"  # SIGTERM, SIGHUP
-    PRUNED = "pruned"  # Optuna
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def _not_training(members: list[Run]) -> None:
 
 def _transitions(members: list[Run], data: TimitData):
     """log P(next | previous) from the training labels of the rows every member trained on."""
-    n = [r.record.get("train_rows") for r in members]
+    n = [r.info.train_rows for r in members]
     return of_training(data, min(n) if all(isinstance(v, int) for v in n) else len(data.train_x))
 
 
@@ -213,13 +213,13 @@ def _shared_split(members: list[Run], data: TimitData, why: str) -> int:
     """The first row of the validation rows every member left out of its training: from the first
     utterance that starts at or after the latest member's validation split (frame MLPs split by
     rows, taggers by utterances), or a PhonetuiError: `why` (a flag) needs such rows to tune on."""
-    n_trains = [r.record.get("train_rows") for r in members]
+    n_trains = [r.info.train_rows for r in members]
     if not all(isinstance(n, int) for n in n_trains):
         raise PhonetuiError(f"predict {why}: a run does not record its validation split")
     here = str(data.path.resolve())
     for r in members:  # a split is rows of the file a run trained on: of other data, it may be rows it trained on here
-        if r.record.get("data") != here:
-            raise PhonetuiError(f"predict {why}: {r.id} trained on {str(r.record.get('data'))[:200]}, not {here}: "
+        if r.info.data != here:
+            raise PhonetuiError(f"predict {why}: {r.id} trained on {str(r.info.data)[:200]}, not {here}: "
                                 "its validation rows are not rows of this data, so tuning here could use rows it "
                                 "trained on (export with equal weights and argmax, or use the data it trained on)")
     starts = np.asarray(data.utterance_starts)

@@ -27,20 +27,34 @@ import time
 import tomllib
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import tomli_w
 
 from .config import RunConfig, from_dict
 from .errors import PhonetuiError
-from .events import Outcome
 from .fileio import FILE_MODE, failed, read_text, write_text
 
 CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metrics.csv"
 CHECKPOINT, LAST = "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
-STATES = ("running", "finished", "stopped", "failed")
+class Outcome(StrEnum):
+    """How a run ended, as status.json's `outcome` records it ("" while it runs)."""
+
+    RUNNING = ""
+    FINISHED = "finished"
+    EARLY_STOPPED = "early-stopped"  # patience
+    STOPPED = "stopped"  # the user
+    STOPPED_BY_SIGNAL = "stopped-by-signal"  # SIGTERM, SIGHUP
+    PRUNED = "pruned"  # Optuna
+    FAILED = "failed"
+
+
+
+State = Literal["running", "finished", "stopped", "failed"]  # what status.json says (a run also reads as
+STATES = get_args(State)  # "interrupted" when its status says running and no process holds its lock)
 OUTCOMES = tuple(o.value for o in Outcome)  # "": still running
 ERROR_LOG = "error.log"  # a failed run's whole traceback, for a bug report
 
@@ -68,7 +82,7 @@ def _typed(data: dict[str, Any], types: dict[str, tuple[type, ...]], where: Path
 class RunStatus:
     """What status.json holds; `status` is one of STATES."""
 
-    status: str = "running"
+    status: State = "running"
     pid: int = 0
     epochs_done: int = 0
     best_epoch: int | None = None
@@ -144,6 +158,29 @@ def _lock_held(path: Path) -> bool:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """The [run] table of config.toml, typed: what a training recorded about itself. A key missing, or
+    of another type (a folder someone else made), reads as None; the table is kept as it is beside it."""
+
+    uid: str | None = None
+    data: str | None = None  # the data folder it trained on, resolved
+    train_rows: int | None = None
+    val_rows: int | None = None
+    device: str | None = None
+    autocast: str | None = None  # off | bf16 | fp16 (runs before fp16 recorded bf16_autocast)
+    bf16_autocast: bool | None = None
+    epochs_asked: int | None = None
+    started: str | None = None
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, table: dict[str, Any]) -> RunRecord:
+        kinds = {f.name: f.type for f in fields(cls)}
+        ok = {"str | None": str, "int | None": int, "bool | None": bool}
+        return cls(**{k: v for k, v in table.items() if k in kinds and type(v) is ok[kinds[k]]})
+
+
 @dataclass
 class Run:
     """A run folder: its config, its record, its status and its last prediction.
@@ -166,6 +203,11 @@ class Run:
         """A copy that stays as the run is now (status, record, prediction), for another thread to
         read while the training thread goes on writing; it holds no lock, so it cannot write."""
         return replace(self, record=dict(self.record), status=replace(self.status), _lock=None)
+
+    @property
+    def info(self) -> RunRecord:
+        """The record, typed."""
+        return RunRecord.of(self.record)
 
     @property
     def uid(self) -> str:

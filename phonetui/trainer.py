@@ -33,7 +33,7 @@ from .evaluation import posteriors, score
 from .fileio import write_text
 from .checkpoint import TrainingState
 from .recorder import Recorder
-from .runs import EpochMetrics, Run
+from .runs import EpochMetrics, Run, RunRecord
 from .step import Plan, Step, plan
 
 PROGRESS_EVERY_S = 0.25
@@ -92,9 +92,9 @@ def _prepare(cfg: RunConfig, data: TimitData, sampler: threads.CpuSampler, fused
     return Setup(device, p, gov, n_train, n_val)
 
 
-def _recorded_autocast(record: dict) -> Autocast:
+def _recorded_autocast(info: RunRecord) -> Autocast:
     """The autocast a run trained with, from its record (runs before fp16 recorded bf16_autocast)."""
-    kind = record.get("autocast", "bf16" if record.get("bf16_autocast") else "off")
+    kind = info.autocast or ("bf16" if info.bf16_autocast else "off")
     return Autocast(kind if kind in AUTOCASTS else "off")
 
 
@@ -130,13 +130,14 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
     state = checkpoint.load_state(run)
     cfg = run.config
     n_train, n_val = _check(cfg, data)
-    if (n_train, n_val) != (run.record.get("train_rows"), run.record.get("val_rows")):
+    info = run.info
+    if (n_train, n_val) != (info.train_rows, info.val_rows):
         raise PhonetuiError(f"{data.path}: not the data {run.id} trained on ({n_train:,} train / {n_val:,} val rows "
-                            f"here, {run.record.get('train_rows')} / {run.record.get('val_rows')} in the run)")
+                            f"here, {info.train_rows} / {info.val_rows} in the run)")
     cpu = torch.device("cpu")
     trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, Autocast(), True))
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
-    s = _prepare(cfg, data, sampler, fused, _recorded_autocast(run.record))
+    s = _prepare(cfg, data, sampler, fused, _recorded_autocast(info))
     run.acquire()
     try:
         run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING,

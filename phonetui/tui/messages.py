@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, TYPE_CHECKING
 
 from textual.message import Message
 
@@ -86,10 +86,13 @@ class PredictFailed(Message):
         self.error = error
 
 
+NoticeKind = Literal["info", "ok", "error"]
+
+
 class Notice(Message):
     """A line for the status bar and the Log (kind: info, ok, error), from a pane to the screen."""
 
-    def __init__(self, text: str, kind: str = "info", toast: bool = False) -> None:
+    def __init__(self, text: str, kind: NoticeKind = "info", toast: bool = False) -> None:
         super().__init__()
         self.text, self.kind, self.toast = text, kind, toast
 

@@ -122,12 +122,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The chosen preset with command-line overrides applied (each checked, naming its flag). Epochs
     given with --epochs are trained as given: the preset's min_steps is off unless --min-steps is
     given too."""
+    from .space import one_value
+
     cfg = presets.get(presets.load_all(args.presets), args.preset)
-    changes = {}
-    for key in EDITABLE:
-        text = getattr(args, key, None)
-        if text is not None:
-            changes[key] = flag_value(key, text)
+    changes = {k: one_value(k, str(text), args.preset) for k in EDITABLE if (text := getattr(args, k, None)) is not None}
     return cfg.with_training(**as_asked(changes))
 
 

@@ -89,6 +89,17 @@ def parse(key: str, text: str) -> Field:
     return field
 
 
+def one_value(key: str, text: str, preset: str) -> Any:
+    """A flag's one value (`train`, `resume`, a sweep's or a search's fixed values); a list or a range
+    there is refused with the command that trains it."""
+    shape = intent(key, text)
+    if shape != Shape.VALUE:
+        command = "sweep" if shape == Shape.LIST else "search"
+        raise PhonetuiError(f"--{key.replace('_', '-')} {text}: a {shape} trains many runs: "
+                            f"`phonetui {command} --preset {preset} --{key.replace('_', '-')} {text}`")
+    return parse(key, text).value
+
+
 def job(fields: Iterable[Field]) -> Job:
     shapes = {f.shape for f in fields}
     return Job.SEARCH if Shape.RANGE in shapes else Job.SWEEP if Shape.LIST in shapes else Job.RUN

@@ -52,6 +52,9 @@ def test_presets_listing():
     (["train", "--val-ratio", "1"], ["--val-ratio 1", "[0, 1)"]),
     (["train", "--precision", "fp8"], ["--precision fp8", "must be one of auto, fp32, tf32, bf16, fp16"]),
     (["train", "--threads", "0"], ["--threads 0", "must be auto or a thread count from 1 to 9999"]),
+    (["train", "--lr", "0.001,0.003"], ["--lr 0.001,0.003: a list trains many runs: "
+                                        "`phonetui sweep --preset baseline --lr 0.001,0.003`"]),
+    (["train", "--lr", "1e-4:1e-2"], ["a range trains many runs: `phonetui search --preset baseline --lr 1e-4:1e-2`"]),
     (["train", "--preset", "nope"], ["unknown preset 'nope'"]),
     (["train", "--data", "/nonexistent/timit"], ["/nonexistent/timit", "not found"]),
     (["predict", "/tmp"], ["/tmp", "not a run folder"]),

@@ -23,9 +23,10 @@ def test_builtins_are_there_with_the_course_values():
     assert wd.hidden == (2048, 2048, 2048, 1024, 512, 256) and wd.batchnorm and wd.dropout == 0.5
     assert wd.activation == "leaky_relu"
     assert all(preset.description for preset in p.values())
+    assert p["tiny"].model.hidden == (128, 64) and p["tiny"].model.batchnorm  # the README's quick examples use it
 
 
-@pytest.mark.parametrize("name", ["baseline", "relu", "wide-deep", "strong"])
+@pytest.mark.parametrize("name", ["baseline", "relu", "wide-deep", "strong", "tiny"])
 def test_each_builtin_builds_with_its_parameter_count(name):
     cfg = presets.load_all()[name].model
     model = models.build(cfg, 429)

@@ -29,7 +29,7 @@ from . import space, workers
 from .config import EDITABLE, RunConfig
 from .errors import PhonetuiError, first_line
 from .events import EitherStop, EpochEnd, RunStarted, stop_flag
-from .storage import connect, describe, shown, url_for
+from .storage import connect, describe, import_optuna, shown, url_for
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def open_study(runs_dir: Path, name: str, storage: str | None = None, notify: Ca
     """The study called `name` (created if new, unless `create` is False), maximising best val
     accuracy, median pruning; its stale trials (see the module's note) marked failed. `notify`
     hears when the connection is lost and back (see storage)."""
-    import optuna
-
+    optuna = import_optuna()
     runs_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped trial is phonetui's to report, in one line
     url = url_for(runs_dir, storage)

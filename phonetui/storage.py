@@ -30,6 +30,29 @@ OPEN_TRIES = 8  # openings that lost the table-creation race to another worker
 CACHED_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials", "_get_stale_trial_ids")
 
 
+MISSING = "an Optuna search needs the search extra: pip install 'phonetui[search]'"
+
+
+def missing() -> str | None:
+    """None where Optuna can be imported, else the line that says how to install it (no import: the
+    form asks on every keystroke)."""
+    import importlib.util
+
+    try:
+        return None if importlib.util.find_spec("optuna") is not None else MISSING
+    except (ValueError, ImportError):  # a stand-in module without a spec
+        return MISSING
+
+
+def import_optuna():
+    """Optuna, or a PhonetuiError saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise PhonetuiError(MISSING) from None
+    return optuna
+
+
 def url_for(runs_dir: Path, storage: str | None) -> str:
     """The storage URL: the one given, else $PHONETUI_STORAGE, else SQLite in the runs folder."""
     return storage or os.environ.get(ENV) or f"sqlite:///{(runs_dir / DB).resolve()}"
@@ -180,8 +203,7 @@ def _retried(method: Callable) -> Callable:
 def connect(url: str, notify: Callable[[str], None] = lambda line: None):
     """An open storage at `url`, retrying the table-creation race; any other failure is one
     PhonetuiError line naming the server."""
-    import optuna
-
+    optuna = import_optuna()
     _refuse_memory(url)
     sqlite = url.startswith("sqlite")
     engine = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True,

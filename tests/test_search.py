@@ -213,3 +213,13 @@ def test_searches_opening_one_new_sqlite_study_at_one_instant_both_open_it(tmp_p
         for p in procs:
             out, err = p.communicate(timeout=120)
             assert p.returncode == 0 and out == "ok\n", err
+
+
+def test_without_optuna_a_search_is_one_line_with_the_pip_command(demo_dir, presets_dir, tmp_path) -> None:
+    """README command 1 installs only the speech extra: Optuna hidden here as if it were not installed."""
+    code = ("import sys; sys.modules['optuna'] = None; from phonetui.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "search", "--data", str(demo_dir), "--presets", str(presets_dir),
+                        "--preset", "tiny", "--lr", "1e-3:1e-2", "--trials", "1", "--runs", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr == ("phonetui: error: an Optuna search needs the search extra: "
+                                              "pip install 'phonetui[search]'\n"), r.stderr

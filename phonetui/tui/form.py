@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from .. import space
+from ..storage import missing
 from ..config import (DECODES, EDITABLE, PRECISIONS, SWITCHES, TRAIN_RULES, RunConfig, check_value, epochs_for,
                       fit_problems, steps_per_epoch)
 
@@ -152,6 +153,8 @@ class ConfigForm(Vertical):
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         searching = bool(self.ranges())
+        if searching and (why := missing()):  # said before F5, not as a failed training after it
+            problems.setdefault(next(iter(self.ranges())), why)
         for key in SEARCH:
             shown = searching or (key == "jobs" and bool(lists))
             self.query_one(f"#row-{key}").display = shown

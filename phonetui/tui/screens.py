@@ -48,6 +48,7 @@ class MainScreen(Screen):
         self.settings = settings
         self.runs_dir = settings.runs
         self.asked_early = False  # Start was pressed before the data had loaded
+        self.refused: str | None = None  # the field the status line says Start was refused for
         self.session = Session(None, settings.tensorboard)  # its messages go to the Training panel first (on_mount)
 
     def compose(self) -> ComposeResult:
@@ -157,6 +158,12 @@ class MainScreen(Screen):
 
     def on_config_form_changed(self) -> None:
         self.show_data_line()
+        refused, self.refused = self.refused, None
+        if refused and refused not in self.form.problems:  # the field Start was refused for is fixed now
+            left = next(iter(self.form.problems.items()), None)
+            self.say(f"{LABELS[refused]} fixed: F5 starts the training" if left is None else
+                     f"{LABELS[refused]} fixed; still {LABELS[left[0]]} {left[1]}", "info" if left is None else "error")
+            self.refused = left[0] if left else None
 
     # -- training -------------------------------------------------------------------------------
 
@@ -188,6 +195,7 @@ class MainScreen(Screen):
         if self.form.problems:
             key, reason = next(iter(self.form.problems.items()))
             self.say(f"cannot start: {LABELS[key]} {reason}", "error")
+            self.refused = key  # the line goes once the field is fixed
             self.query_one(f"#f-{key}").focus()
             return
         self._start(*jobs.from_form(self.form, self.data, self.runs_dir, self.settings.presets, jobs.UI(self.panel, self.settings.tensorboard)))

@@ -97,6 +97,23 @@ async def test_invalid_values_block_start(make_app, workdir: Path) -> None:
         assert not app.main.training and not (workdir / "runs").exists()
 
 
+async def test_a_refusal_on_the_status_line_goes_once_the_field_is_fixed(make_app) -> None:
+    app = make_app("--lr", "abc", "--batch-size", "0")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        assert status(app) == "cannot start: lr not a number"
+        field(app, "lr").value = "0.001"
+        await pilot.pause()
+        assert status(app) == "lr fixed; still batch size must be an integer >= 1"
+        field(app, "batch_size").value = "64"
+        await pilot.pause()
+        assert status(app) == "batch size fixed: F5 starts the training"
+        field(app, "lr").value = "0.002"
+        await pilot.pause()
+        assert status(app) == "batch size fixed: F5 starts the training"  # said once, not on every keystroke
+
+
 @pytest.mark.slow
 async def test_the_threads_flag_fills_the_form_and_the_run_trains_with_it(make_app, workdir: Path) -> None:
     app = make_app("--threads", "1", "--epochs", "1")
@@ -624,3 +641,18 @@ async def test_a_resumed_run_counts_the_epochs_it_trained_now(make_app, workdir:
         await pilot.pause()
         assert str(app.query_one("#progress-label").render()).startswith("finished 1 epoch in ")
         assert str(app.query_one("#progress-label").render()).endswith("(epoch 3 of a resumed run)")
+
+
+async def test_without_optuna_the_form_says_so_before_start(make_app, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if the search extra were not installed
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        field(app, "lr").value = "0.0005:0.01"
+        await pilot.pause()
+        assert app.main.form.problems == {"lr": "an Optuna search needs the search extra: pip install 'phonetui[search]'"}
+        field(app, "lr").value = "0.0005,0.01"  # a sweep needs no Optuna
+        await pilot.pause()
+        assert app.main.form.problems == {}

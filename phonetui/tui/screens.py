@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from ..errors import PhonetuiError
 from . import export, jobs, loading
@@ -31,6 +31,7 @@ from .settings import Settings
 from .setup import SetupPane
 from .status import event_line
 from .training import TrainingPanel
+from .widgets import LogView
 
 
 class MainScreen(Screen):
@@ -61,7 +62,7 @@ class MainScreen(Screen):
                 with TabPane("History", id="history"):
                     yield HistoryPane(self.runs_dir, id="history-pane")
                 with TabPane("Log", id="log-tab"):
-                    yield RichLog(id="log", wrap=True, markup=True, min_width=20)  # wraps at its width (78 cuts at 80)
+                    yield LogView(id="log", wrap=True, markup=True, min_width=20)  # wraps at its width (78 cuts at 80)
         yield Static(id="status")
         yield Footer()
 
@@ -133,7 +134,7 @@ class MainScreen(Screen):
 
     def log_line(self, text: str, markup: bool = False) -> None:
         """One line in the Log tab only."""
-        self.query_one("#log", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {text if markup else escape(text)}")
+        self.query_one("#log", LogView).add(f"[dim]{time.strftime('%H:%M:%S')}[/] {text if markup else escape(text)}")
 
     def show_data_line(self) -> None:
         self.query_one(DataLine).show(self.form.values().get("val_ratio"), self.form.base.model.sequence)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable
+from textual.widgets import DataTable, RichLog
 
 from ..runs import DamagedRun
 from .charts import RunCharts
@@ -210,3 +210,49 @@ class RunsTable(DataTable):
         if not self.row_count:
             return None
         return self.runs.get(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+
+class LogView(RichLog):
+    """The Log tab, wrapped at its own width whenever it shows. RichLog wraps a line once, at the width
+    it has when the line arrives: hidden behind another tab (width 0) that was its min_width, 20
+    columns, and while the tab comes back a passing width. So the lines are kept as written, and
+    drawn again at the log's width each time that changes."""
+
+    KEEP = 5000  # the latest lines kept
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.entries: list[str] = []
+        self.drawn_at = 0  # the width the lines were last drawn at (0: not drawn since hidden)
+
+    def add(self, line: str) -> None:
+        self.entries = self.entries[-self.KEEP + 1:] + [line]
+        if self.size.width and self.size.width == self.drawn_at:
+            self._line(line)
+        else:  # hidden, or resized since the last drawing: draw them all at the width it shows at
+            self.drawn_at = 0
+            self._redraw_soon()
+
+    def _line(self, line: str) -> None:
+        """One line wrapped at the width left beside a vertical scrollbar (shown or not: it comes in
+        once the lines fill the tab, and lines drawn wider would lose their end to it)."""
+        self.write(line, width=max(self.size.width - self.styles.scrollbar_size_vertical, 10))
+
+    def on_resize(self, event) -> None:
+        super().on_resize(event)  # RichLog's: the first known size
+        if event.size.width != self.drawn_at:
+            self._redraw_soon()
+
+    def on_show(self) -> None:
+        self._redraw_soon()
+
+    def _redraw_soon(self) -> None:
+        self.call_after_refresh(self._redraw)
+
+    def _redraw(self) -> None:
+        if not self.size.width or self.size.width == self.drawn_at:
+            return  # hidden (it is drawn when it shows), or drawn at this width already
+        self.drawn_at = self.size.width
+        self.clear()
+        for line in self.entries:
+            self._line(line)

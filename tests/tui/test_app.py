@@ -656,3 +656,21 @@ async def test_without_optuna_the_form_says_so_before_start(make_app, monkeypatc
         field(app, "lr").value = "0.0005,0.01"  # a sweep needs no Optuna
         await pilot.pause()
         assert app.main.form.problems == {}
+
+
+async def test_lines_that_arrive_while_the_log_is_hidden_wrap_at_its_width(make_app) -> None:
+    """They were wrapped at 20 columns once the Log had been viewed (RichLog's min_width, the width
+    of a hidden tab), which made a --jobs search's worker lines unreadable."""
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        tabs = app.query_one(TabbedContent)
+        tabs.active = "log-tab"
+        await pilot.pause(0.2)
+        tabs.active = "training"
+        await pilot.pause(0.2)
+        app.main.log_line("[job 1] " + "x" * 100)
+        tabs.active = "log-tab"
+        log = app.query_one("#log")
+        await until(pilot, lambda: any("x" * 100 in line.text for line in log.lines))
+        assert all(len(line.text.rstrip()) <= 116 for line in log.lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__, console, presets
 from .config import EDITABLE, RunConfig, as_asked, flag_value
-from .errors import PhonetuiError, one_line
+from .errors import PhonetuiError, note, one_line
 from .events import Outcome, signals_stop
 
 
@@ -287,7 +287,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from . import search, storage
 
     runs_dir = getattr(args, "runs", Path("runs"))
-    notify = lambda line: print(f"phonetui: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    notify = note
     if args.list:
         name = args.study or getattr(args, "preset", None) or ""
         console.study_board(search.open_study(runs_dir, name, args.storage, notify, create=False))
@@ -317,7 +317,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.stop.is_set():
             return 130
         for line in problems:
-            print(f"phonetui: {line}", file=sys.stderr, flush=True)
+            note(line)
         return 1 if problems else 0
     dataset = load_data(getattr(args, "data", None))
     say(dataset.describe(base.training.val_ratio))

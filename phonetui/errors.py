@@ -16,6 +16,14 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
+def note(line: str) -> None:
+    """A line for the user beside a command's output: `phonetui: LINE` on stderr (a warning, a damaged
+    cache computed again, a connection lost and back)."""
+    import sys
+
+    print(f"phonetui: {line}", file=sys.stderr, flush=True)
+
+
 def first_line(e: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message, up to `limit` characters (an empty one: its type),
     for errors whose message runs to a paragraph (torch, Optuna, SQLAlchemy)."""

@@ -89,6 +89,10 @@ class StopFlag(threading.Event):
         self.reason, self.outcome = reason or self.reason, outcome or self.outcome
         self.set()
 
+    def why(self) -> tuple[str, Outcome]:
+        """What a run stopped by this flag records: (reason, outcome)."""
+        return self.reason, self.outcome
+
 
 class EitherStop(StopFlag):
     """A trial's flag: the user's stop (a StopFlag) or Optuna's pruning, with the reason the run records."""
@@ -100,23 +104,10 @@ class EitherStop(StopFlag):
     def is_set(self) -> bool:
         return self.user.is_set() or self.prune.is_set()
 
-    @property
-    def reason(self) -> str:  # type: ignore[override]
+    def why(self) -> tuple[str, Outcome]:
         if self.user.is_set():
-            return self.user.reason
-        return "pruned by Optuna (val acc below the median of earlier trials)"
-
-    @reason.setter
-    def reason(self, value: str) -> None:
-        pass  # the user's flag and the pruner decide it
-
-    @property
-    def outcome(self) -> Outcome:  # type: ignore[override]
-        return self.user.outcome if self.user.is_set() else Outcome.PRUNED
-
-    @outcome.setter
-    def outcome(self, value: Outcome) -> None:
-        pass
+            return self.user.why()
+        return "pruned by Optuna (val acc below the median of earlier trials)", Outcome.PRUNED
 
 
 def stop_flag(cancel: threading.Event | None) -> StopFlag:

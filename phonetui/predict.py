@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from .config import N_CLASSES
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .decode import of_training, tune, viterbi
 from .device import autocast, keep_freed_memory, resolve_device
-from .errors import PhonetuiError, first_line
+from .errors import PhonetuiError, first_line, note
 from .evaluation import posteriors, smooth
 from .fileio import atomic_write, failed, read_text, write_text
 from .runs import Run
@@ -81,17 +80,13 @@ def _model_posteriors(run: Run, data: TimitData, x: np.ndarray, starts: np.ndarr
 Say = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
-    print(f"phonetui: {line}", file=sys.stderr, flush=True)
-
-
-def test_posteriors(run: Run, data: TimitData, device: str = "auto", say: Say = _stderr) -> np.ndarray:
+def test_posteriors(run: Run, data: TimitData, device: str = "auto", say: Say = note) -> np.ndarray:
     """(test rows, 39) float16 posteriors of the run's best model, from its cache when that is current
     (a damaged cache is computed again, and `say` hears why)."""
     return _cached(run, data, "test", None, device, say)
 
 
-def val_posteriors(run: Run, data: TimitData, n_train: int, device: str = "auto", say: Say = _stderr) -> np.ndarray:
+def val_posteriors(run: Run, data: TimitData, n_train: int, device: str = "auto", say: Say = note) -> np.ndarray:
     """(validation rows, 39) float16 posteriors of the run's best model over the training file's rows
     from n_train on (its validation split), from its cache when that is current."""
     return _cached(run, data, "val", n_train, device, say)
@@ -174,7 +169,7 @@ def _accuracy(pred: np.ndarray, data: TimitData) -> float | None:
     return float((pred == data.test_y).mean()) if data.test_y is not None else None
 
 
-def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto", say: Say = _stderr) -> Prediction:
+def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "auto", say: Say = note) -> Prediction:
     """Classify every test row (taggers utterance by utterance) with the run's best model, write the
     CSV in row order atomically and note it in the run's prediction record (`out`: a file the user
     named, written through a symlink; by default the run's prediction.csv, a link there replaced)."""
@@ -243,7 +238,7 @@ def val_weights(val: list[np.ndarray], y: np.ndarray, rounds: int = 200) -> np.n
 
 def predict_ensemble(members: list[Run], data: TimitData, out: Path, device: str = "auto",
                      decode: str = "argmax", weights: str = "equal", follow_link: bool = True,
-                     say: Say = _stderr) -> Prediction:
+                     say: Say = note) -> Prediction:
     """The members' posteriors averaged (frame MLPs and taggers alike, each with its own smoothing
     and precision), one CSV, and `<out>.json` recording the ensemble. `weights = "val"` weighs the
     members by their validation split (val_weights), never the test set; `decode = "viterbi"`

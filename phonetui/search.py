@@ -216,10 +216,11 @@ def run_jobs(study, preset: str, texts: dict[str, str], trials: int, jobs: int, 
              predict: bool = False, env: dict[str, str] | None = None, tensorboard: bool = False) -> list[str]:
     """Run `trials` of the study in `jobs` worker processes (`phonetui search --job K/N` with the
     preset and the flags' `texts`), all at once, each with its share of the trials and of the CPU
-    threads (phonetui.workers); `say(job, line)` hears each worker's lines. A worker that dies (killed, or failing) is said in one
-    line naming the job and the trial it had, that trial is marked failed at once (not left
-    `running` until its heartbeat goes stale), and the trials it had left run in one worker started
-    in its place. Returns what went wrong, a line each (empty: every worker ended well)."""
+    threads (phonetui.workers); `say(job, line)` hears each worker's lines. A worker that dies
+    (killed, or failing) is said in one line naming the job and the trial it had, that trial is
+    marked failed at once (not left `running` until its heartbeat goes stale), and the trials it
+    had left run in one worker started in its place. Returns what went wrong, a line each (empty:
+    every worker ended well)."""
     from optuna.trial import TrialState
 
     host, problems = socket.gethostname(), []

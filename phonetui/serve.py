@@ -26,7 +26,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
-from .errors import PhonetuiError
+from .errors import PhonetuiError, note
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 TEMPLATES = Path(__file__).parent / "serve_templates"  # textual-serve's page (MIT), its web font served locally
@@ -93,10 +93,10 @@ class GuardedServer(Server):
         return context
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-        if self.token is not None and request.match_info.get("token") is None:
-            raise self._refuse(request, web.HTTPForbidden, "the websocket needs the token")
-        if not self._token_ok(request.match_info.get("token")):
-            raise self._refuse(request, web.HTTPForbidden, "the websocket's token is wrong")
+        given = request.match_info.get("token")
+        if not self._token_ok(given):
+            raise self._refuse(request, web.HTTPForbidden, "the websocket needs the token" if given is None else
+                               "the websocket's token is wrong")
         if not self._host_ok(request):
             raise self._refuse(request, web.HTTPForbidden, f"Host {request.host} is not this server's loopback address")
         origin = request.headers.get("Origin")
@@ -125,14 +125,13 @@ def run(command: str, host: str, port: int, token: bool, max_apps: int, say) -> 
         raise PhonetuiError(f"--max-apps {max_apps}: must be an integer >= 1")
     if not 1 <= port <= 65535:
         raise PhonetuiError(f"--port {port}: must be from 1 to 65535")
-    warn = lambda line: print(f"phonetui: warning: {line}", file=sys.stderr, flush=True)  # noqa: E731
     server = GuardedServer(command, host, port, GuardedServer.new_token() if token else None, max_apps,
                            say=lambda line: print(line, file=sys.stderr, flush=True))
     if not is_loopback(host):
-        warn(f"listening on {host}, beyond this machine: anyone who reaches port {port}"
+        note(f"warning: listening on {host}, beyond this machine: anyone who reaches port {port}"
              + (" and has the token can train and delete runs" if token else " can train and delete runs (--no-token)"))
     elif not token:
-        warn("--no-token: any program on this machine can drive the app")
+        note("warning: --no-token: any program on this machine can drive the app")
     say(f"serving the app at {server.url()} (Ctrl+C stops)")
     try:
         server.serve()

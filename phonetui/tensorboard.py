@@ -7,10 +7,9 @@ beside a student's other work. The events live in the run folder itself, one Ten
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Callable
 
-from .errors import PhonetuiError, first_line
+from .errors import PhonetuiError, first_line, note
 from .events import Cancelled, EpochEnd, Finished, RunStarted
 
 ENV = "PHONETUI_TENSORBOARD"  # "1": the --tensorboard flag's default
@@ -33,11 +32,7 @@ def available() -> str | None:
     return None
 
 
-def _stderr(line: str) -> None:
-    print(f"phonetui: {line}", file=sys.stderr, flush=True)
-
-
-def tee(listen, say: Callable[[str], None] = _stderr):
+def tee(listen, say: Callable[[str], None] = note):
     """A trainer listener that writes each run's events, then passes every event on to `listen`. A
     write that fails (a full disk, a folder gone) stops the run's event files, not its training:
     `say` hears it once, in one line naming the run."""

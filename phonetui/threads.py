@@ -153,7 +153,7 @@ class Governor:
             wait = FIRST_LOOK_S - (time.monotonic() - self.sampler.last[0]) if self.sampler.last else 0
             time.sleep(max(0.0, wait))  # the first look spans the run's set-up, and at least FIRST_LOOK_S
             others = self.sampler.others()
-        self.choice = choose(setting, macs_per_step, others=others)
+        self.choice = choose(setting, macs_per_step, cores=self.whole, others=others)
         self.threads = self.choice.threads
         self.seen = {self.threads}
         self.next = time.monotonic() + GOVERN_EVERY_S

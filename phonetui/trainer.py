@@ -77,10 +77,11 @@ class Setup:
 
 
 def _prepare(cfg: RunConfig, data: TimitData, sampler: threads.CpuSampler, fused: bool,
-             cast: Autocast | None = None) -> Setup:
+             cast: Autocast | None = None, sizes: tuple[int, int] | None = None) -> Setup:
     """Check the config against the data and the device, and decide device, precision, residency
-    and threads (`cast`: a resumed run's own precision, as it recorded it)."""
-    n_train, n_val = _check(cfg, data)
+    and threads (`cast`: a resumed run's own precision, as it recorded it; `sizes`: (train, val)
+    rows where the caller has checked them already)."""
+    n_train, n_val = sizes or _check(cfg, data)
     t = cfg.training
     device = resolve_device(t.device)
     _check_fits_memory(cfg, data.width, device)
@@ -137,12 +138,11 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
     cpu = torch.device("cpu")
     trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, Autocast(), True))
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
-    s = _prepare(cfg, data, sampler, fused, _recorded_autocast(info))
+    s = _prepare(cfg, data, sampler, fused, _recorded_autocast(info), (n_train, n_val))
     run.acquire()
-    try:
+    try:  # (the record's threads follow in the loop: Recorder.ran)
         run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING,
                          message=f"resumed after epoch {state['epoch']}")
-        run.update_record(**s.gov.record())
     except BaseException:
         run.release()
         raise
@@ -184,9 +184,9 @@ def _run(cfg: RunConfig, data: TimitData, run: Run, s: Setup, listen: Listener, 
 
 def _stopped(run: Run, cancel: StopFlag, said: str, listen: Listener) -> Run:
     """Record a stop: the cancel flag's reason and outcome (the user, a signal, Optuna's pruner)."""
-    message = (cancel.reason if cancel.is_set() else "") or said or "stopped by the user"
-    run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"), message=message,
-                     outcome=cancel.outcome if cancel.is_set() else Outcome.STOPPED, **_on_disk(run))
+    reason, outcome = cancel.why() if cancel.is_set() else ("", Outcome.STOPPED)
+    run.write_status(status="stopped", ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                     message=reason or said or "stopped by the user", outcome=outcome, **_on_disk(run))
     listen(Cancelled(run))
     return run
 

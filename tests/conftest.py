@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from phonetui import data
+from phonetui import data, runs
 from phonetui.config import ModelConfig, RunConfig, TrainConfig
+
+def until_runs_train(runs_dir: Path, n: int = 1, timeout: float = 120) -> None:
+    """Wait until `n` runs in `runs_dir` have finished an epoch (each has its metrics.csv): a
+    command started in a process of its own is training. Fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while len(list(runs_dir.glob(f"*/{runs.METRICS}"))) < n:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{runs_dir}: {n} run(s) did not start training within {timeout:g} s")
+        time.sleep(0.05)
+
 
 TINY_PRESET = """
 name = "tiny"

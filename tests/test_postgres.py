@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from phonetui import runs, search
+from tests.conftest import until_runs_train
 
 pytestmark = pytest.mark.slow  # real servers, processes and a browser
 pytest.importorskip("optuna")
@@ -128,9 +129,7 @@ def test_workers_keep_going_through_a_server_restart(server, demo_dir, presets_d
     url = server.database("outage")
     proc = subprocess.Popen(_search(demo_dir, presets_dir, tmp_path / "r", url, "--trials", "2", "--jobs", "2",
                                     "--epochs", "120"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "r").glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    until_runs_train(tmp_path / "r", 2, 120)
     server.stop()
     time.sleep(4)
     server.start()
@@ -179,9 +178,7 @@ def test_a_server_gone_for_good_ends_the_search_in_one_line_after_the_wait(serve
     proc = subprocess.Popen(_search(demo_dir, presets_dir, tmp_path / "r", url, "--trials", "3", "--epochs", "200"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / "r").glob(f"*/{runs.METRICS}")) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        until_runs_train(tmp_path / "r", timeout=120)
         server.stop("immediate")
         gone = time.monotonic()
         out, err = proc.communicate(timeout=120)

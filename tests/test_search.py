@@ -14,6 +14,7 @@ import pytest
 
 from phonetui import runs, search, storage
 from phonetui.errors import PhonetuiError
+from tests.conftest import until_runs_train
 
 optuna = pytest.importorskip("optuna")
 
@@ -67,9 +68,7 @@ def test_a_trial_stopped_by_ctrl_c_is_phonetuis_line_not_an_optuna_traceback(dem
     cmd = [sys.executable, "-m", "phonetui", "search", "--data", str(demo_dir), "--presets", str(presets_dir),
            "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "200", "--trials", "2", "--runs", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(f"*/{runs.METRICS}")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_runs_train(tmp_path, timeout=60)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "failed because of" not in err, err
@@ -114,9 +113,7 @@ def test_jobs_split_the_trials_and_ctrl_c_stops_every_worker(demo_dir, presets_d
            "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "500", "--trials", "4", "--jobs", "2",
            "--runs", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_runs_train(tmp_path, 2, 120)
     proc.send_signal(signal.SIGINT)  # to phonetui alone: it passes the stop on to its workers
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err + out, err
@@ -150,9 +147,7 @@ def test_a_killed_worker_is_named_its_trial_failed_at_once_and_its_other_trials_
            "--preset", "tiny", "--lr", "1e-3:1e-2", "--epochs", "15", "--trials", "4", "--jobs", "2",
            "--runs", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_runs_train(tmp_path, 2, 120)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2
     os.kill(int(workers[0]), signal.SIGKILL)

@@ -12,6 +12,7 @@ import pytest
 from phonetui import runs, sweep, trainer
 from phonetui.cli import main
 from phonetui.errors import PhonetuiError
+from tests.conftest import until_runs_train
 
 
 def test_grid_values_are_checked_and_expanded_first_key_slowest() -> None:
@@ -142,15 +143,12 @@ def test_a_stopped_jobs_sweep_leaves_its_trials_to_continue(demo_dir, presets_di
     import signal
     import subprocess
     import sys
-    import time
 
     runs_dir = tmp_path / "runs"
     cmd = [sys.executable, "-m", "phonetui", "sweep", "--data", str(demo_dir), "--presets", str(presets_dir),
            "--preset", "tiny", "--lr", "1e-3,3e-3,1e-2", "--epochs", "500", "--jobs", "2", "--runs", str(runs_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(runs_dir.glob(f"*/{runs.METRICS}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_runs_train(runs_dir, 2, 120)
     proc.send_signal(signal.SIGINT)  # to phonetui alone: it passes the stop on to its workers
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err + out, err

@@ -33,6 +33,12 @@ class UI:
     def reload(self) -> None:
         self.panel.post_message(RunsChanged())
 
+    def worker_line(self, label: str, line: str) -> None:
+        """A --jobs worker's line, to the Log; History reads the runs folder again as it starts a run."""
+        self.log(f"{label} {line}")
+        if line.startswith("run "):
+            self.reload()
+
 
 def from_form(form, data, runs_dir: Path, presets_dirs: tuple[Path, ...], ui) -> tuple[object, str, str]:
     """(job, what it trains, the line announcing it) for the form's values: a run, a sweep (a field
@@ -113,12 +119,8 @@ def sweep(queue, data, ui, jobs: int = 1):
                      + (f", {jobs} at a time (their lines: the Log tab)" if jobs > 1 else ""))
 
         if jobs > 1:
-            def say(number: int, line: str) -> None:
-                ui.log(f"[trial {number}] {line}")
-                if line.startswith("run "):
-                    ui.reload()
-
-            codes = sweeps.run_jobs(queue, jobs, data.path, say, cancel, announce, tensorboard=ui.tensorboard)
+            codes = sweeps.run_jobs(queue, jobs, data.path, lambda n, line: ui.worker_line(f"[trial {n}]", line), cancel,
+                                    announce, tensorboard=ui.tensorboard)
             if cancel.is_set():
                 return
             failed = [c for c in codes if c]
@@ -168,11 +170,7 @@ def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir:
     ui.queue(f"Optuna study {study.study_name}: {trials} trials, {len(shares)} worker processes at once "
              "(their lines: the Log tab)")
 
-    def say(job: str, line: str) -> None:
-        ui.log(f"[job {job}] {line}")
-        if line.startswith("run "):
-            ui.reload()
-
+    say = lambda job, line: ui.worker_line(f"[job {job}]", line)  # noqa: E731
     problems = searches.run_jobs(study, base.preset, texts, trials, jobs, data.path, runs_dir, say, cancel,
                                  list(presets_dirs), env={storage.ENV: storage.url_for(runs_dir, None)},
                                  tensorboard=ui.tensorboard)

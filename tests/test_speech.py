@@ -109,3 +109,27 @@ def test_cli_writes_speech_and_refuses_bad_sizes(tmp_path: Path, capsys: pytest.
     assert "wrote speech demo data" in out and "3 train utterances" in out and "1 test utterances" in out
     assert main(["demo-data", "--speech", "--out", str(tmp_path / "t"), "--utterances", "1"]) == 2
     assert "at least 2 train utterances" in capsys.readouterr().err
+
+
+def test_made_where_stderr_has_no_file_descriptor(tmp_path: Path) -> None:
+    """Inside the Textual app sys.stderr is a capture whose fileno() is -1; the pool's spawn failed
+    there ('bad value(s) in fds_to_keep'), so the app could not make its demo set."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "class Capture:\n"
+              "    def write(self, s): return len(s)\n"
+              "    def flush(self): pass\n"
+              "    def fileno(self): return -1\n"
+              "sys.stderr = Capture()\n"
+              "import traceback\n"
+              "from pathlib import Path\nfrom phonetui import data\n"
+              "try:\n"
+              f"    data.make_speech_demo(Path({str(tmp_path / 'demo')!r}), utterances=2, test_utterances=1, seed=1)\n"
+              "except BaseException:\n"
+              "    traceback.print_exc(file=sys.stdout)\n"
+              "    raise SystemExit(1)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "demo" / "train_11.npy").exists()

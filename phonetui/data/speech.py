@@ -18,10 +18,12 @@ library that runs phonetui (PSF licence): English that ships with the system, no
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import re
+import sys
 import sysconfig
 import zlib
 from collections import Counter
@@ -326,6 +328,23 @@ def render_shard(shard: list[Utterance]) -> list[tuple[np.ndarray, np.ndarray, C
     return [render(u, engine) for u in shard]
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with a real stderr. The tracker hands its child
+    sys.stderr's file descriptor, and inside a Textual app sys.stderr is a capture whose fileno() is
+    -1: spawning the pool then fails with 'bad value(s) in fds_to_keep' (the app could not make its
+    demo set). The tracker, once running, serves every later pool."""
+    from multiprocessing import resource_tracker
+
+    try:
+        real = sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if real:
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(sys.__stderr__ or devnull):
+        resource_tracker.ensure_running()
+
+
 def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, seed: int = 0,
              progress: Callable[[int, int], None] | None = None, workers: int | None = None,
              replaces: tuple[str, ...] = (), mark: Callable[[Path, dict], None] | None = None) -> dict:
@@ -349,6 +368,7 @@ def generate(out_dir: Path, utterances: int = 1500, test_utterances: int = 400, 
         # eSpeak keeps state from one utterance to the next (echo buffers), so each shard is spoken in
         # order by a fresh process, its randomness seeded per utterance: the files depend on the seed only.
         # Spawned, not forked: the caller may be a threaded app with torch loaded.
+        _start_resource_tracker()
         try:
             with ProcessPoolExecutor(workers, get_context("spawn"), max_tasks_per_child=1) as pool:
                 for shard in pool.map(render_shard, shards):

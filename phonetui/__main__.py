@@ -17,6 +17,7 @@ _MASK = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD)  # at import: the conso
 import sys  # noqa: E402
 
 NEED_TORCH = ("train", "resume", "predict", "sweep", "search")
+HELP = ("-h", "--help")  # `phonetui train --help` prints and exits: no torch to load for it
 
 
 def _arrive() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
         try:
             from . import cli
 
-            if sys.argv[1:2] and sys.argv[1] in NEED_TORCH:
+            if sys.argv[1:2] and sys.argv[1] in NEED_TORCH and not set(HELP) & set(sys.argv[2:]):
                 import torch  # noqa: F401 - loaded while the signals are held
         finally:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, _MASK)

@@ -17,9 +17,32 @@ def say(*lines, **kwargs) -> None:
     console.console.print(*lines, **kwargs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help, where it takes --preset, ends by naming the presets: read when
+    the help is printed, not each time a command starts (a broken preset file then spoils only the
+    help's last line)."""
+
+    lists_presets = False
+
+    def format_help(self) -> str:
+        if self.lists_presets:
+            self.epilog = _presets_line()
+        return super().format_help()
+
+
+def _presets_line() -> str:
+    """The presets --preset can name (built-in and ./presets; `phonetui presets` describes them)."""
+    try:
+        names = sorted(presets.load_all())
+    except (PhonetuiError, OSError) as e:
+        return f"presets: cannot list them ({one_line(e)})"
+    return f"presets: {', '.join(names)} (and those in any --presets folder; `phonetui presets` describes them)"
+
+
 def _add_run_options(p: argparse.ArgumentParser, sub: bool) -> None:
     """Options shared by the TUI and `train` (a subcommand's copy must not mask the top level's)."""
     default = argparse.SUPPRESS if sub else None
+    p.lists_presets = True
     p.add_argument("--data", type=Path, default=default, help="folder with train_11.npy, train_label_11.npy, test_11.npy")
     p.add_argument("--runs", type=Path, default=argparse.SUPPRESS if sub else Path("runs"), help="runs folder (./runs)")
     p.add_argument("--presets", type=Path, action="append", default=default, help="extra presets folder (repeatable)")
@@ -38,8 +61,8 @@ def _add_tensorboard(p: argparse.ArgumentParser, sub: bool) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="phonetui", description="Frame-level phoneme classification experiment runner. "
-                                "With no subcommand, opens the terminal app.")
+    p = _Parser(prog="phonetui", description="Frame-level phoneme classification experiment runner. "
+                "With no subcommand, opens the terminal app.")
     p.add_argument("--version", action="version", version=f"phonetui {__version__}")
     _add_run_options(p, sub=False)
     p.add_argument("--trials", type=int, default=8, help="trials of an Optuna search started in the app (8)")
@@ -51,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("resume", help="continue a stopped or interrupted run from its last finished epoch")
     rr.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder, or its id in the runs folder")
     rr.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="the runs folder of a bare id (./runs)")
+    rr.add_argument("--epochs", dest="total_epochs", type=int, metavar="N", help="train on to N epochs in all "
+                    "(more than it has trained; a finished run too): written to its config.toml; a cosine "
+                    "schedule then spans N, its rate rising again from where it was")
     _add_tensorboard(rr, sub=True)
     rr.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder (the run's own by default)")
     rr.add_argument("--predict", action="store_true", help="export the test-set CSV with the best model at the end")
@@ -157,8 +183,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run = runs.open_run(runs.find(args.run_dir, getattr(args, "runs", Path("runs"))))
     dataset = data.load(_data_of(run, args))
-    say(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs)")
-    return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop), dataset, args)
+    to = f", on to {args.total_epochs}" if args.total_epochs is not None else ""
+    say(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs{to})")
+    return _train(lambda listen: trainer.resume(run, dataset, listen, args.stop, epochs=args.total_epochs), dataset,
+                  args)
 
 
 def _data_of(run, args: argparse.Namespace) -> Path:
@@ -419,8 +447,18 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import PhonetuiApp
     from .tui.settings import Settings
 
-    PhonetuiApp(Settings.from_args(args)).run()
+    app = PhonetuiApp(Settings.from_args(args))
+    app.run()
+    if app.stopped_run is not None:  # on the terminal once the app's screen is gone
+        say(left_line(app.stopped_run), markup=False)
     return 0
+
+
+def left_line(run) -> str:
+    """What quitting the app left: which run it stopped, and whether and how it can go on."""
+    if not run.status.epochs_done:
+        return f"stopped run {run.path} before its first epoch ended: nothing to resume"
+    return f"stopped run {run.path} after epoch {run.status.epochs_done}: `phonetui resume {run.path}` continues it"
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,

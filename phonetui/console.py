@@ -36,20 +36,29 @@ def synthesis_bar():
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+PLAIN_EVERY_S = 30.0  # a progress line this often when stdout is a file or a pipe (no bar there)
+
+
 @contextmanager
 def printer(tensorboard: bool = False):
-    """A trainer listener printing the course's log lines, with a progress bar within each epoch."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    """A trainer listener printing the course's log lines, with a progress bar within each epoch (the
+    running loss and accuracy, speed, and when the epoch ends); where stdout is not a terminal
+    (`> log`, `| tee`) the bar is a line every PLAIN_EVERY_S instead."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn
 
     from . import runs
     from . import tensorboard as tb
-    from .events import BestSaved, Cancelled, EpochEnd, Event, Outcome, RunStarted
+    from .events import BestSaved, Cancelled, EpochEnd, Event, Outcome, RunStarted, clock
     from .events import Progress as Step
     from .trainer import log_line
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[fps]:>9,.0f} frames/s"),
-                   TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
-    task = bar.add_task("", total=1, fps=0.0)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[speed]}"),
+                   TextColumn("epoch ends in {task.fields[eta]}"), console=console, transient=True,
+                   disable=not console.is_terminal)
+    task = bar.add_task("", total=1, speed="", eta="-")
+    plain = {"last": time.monotonic()}  # when the last plain progress line was printed
 
     def listen(e: Event) -> None:
         match e:
@@ -59,10 +68,14 @@ def printer(tensorboard: bool = False):
                 if note := run.epochs_note:
                     console.print(note)
             case Step():
-                bar.update(task, description=f"epoch {e.epoch}/{e.epochs}" + (f" · {e.device}" if e.device else ""),
-                           completed=e.frames, total=e.total, fps=e.frames_per_s)
+                bar.update(task, description=f"epoch {e.epoch}/{e.epochs}{e.means()}" + (f" · {e.device}" if e.device else ""),
+                           completed=e.frames, total=e.total, speed=f"{e.frames_per_s:,.0f} frames/s", eta=clock(e.eta_s))
+                if not console.is_terminal and time.monotonic() - plain["last"] >= PLAIN_EVERY_S:
+                    plain["last"] = time.monotonic()
+                    console.print(e.line())
             case EpochEnd(metrics=m):
                 bar.update(task, completed=0)
+                plain["last"] = time.monotonic()
                 console.print(log_line(m, e.epochs) + f"  ({m.seconds:.1f} s"
                               + (", trained before the resume)" if e.earlier else ")"))
             case BestSaved(val_acc=acc) if acc is not None:

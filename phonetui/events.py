@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from .runs import Outcome  # how a run ended: the run store's, shared with the stop flag
 
 if TYPE_CHECKING:
-    from .runs import EpochMetrics, Run
+    from .runs import EpochMetrics, Run, StepPoint
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,39 @@ class Progress:
     total: int
     frames_per_s: float
     device: str | None = None  # a GPU's memory and utilisation (device.gpu_line)
+    train_loss: float | None = None  # the epoch's running means, as last read (None before the first read)
+    train_acc: float | None = None
 
     @property
     def eta_s(self) -> float:
+        """Seconds until this epoch ends, at its rate so far."""
         return (self.total - self.frames) / self.frames_per_s if self.frames_per_s else float("inf")
+
+    def means(self) -> str:
+        """' · loss L · acc A': the epoch's running means ('' before the first read)."""
+        if self.train_loss is None or self.train_acc is None:
+            return ""
+        return f" · loss {self.train_loss:.4f} · acc {self.train_acc:.4f}"
+
+    def line(self) -> str:
+        """The epoch's state in words, as the CLI prints it without a bar: share done, means, speed, ETA."""
+        return (f"epoch {self.epoch}/{self.epochs} · {self.frames / max(self.total, 1):.0%}{self.means()} · "
+                f"{self.frames_per_s:,.0f} frames/s · epoch ends in {clock(self.eta_s)}")
+
+
+def clock(seconds: float) -> str:
+    """A duration as m:ss or h:mm:ss ('-' when unknown)."""
+    if seconds == float("inf") or seconds != seconds:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+@dataclass(frozen=True)
+class WithinEpoch:
+    """A point inside an epoch (runs.StepPoint), every few seconds; it is in steps.csv already."""
+
+    point: StepPoint
 
 
 @dataclass(frozen=True)
@@ -73,7 +102,7 @@ class Failed:
     message: str
 
 
-Event = RunStarted | Progress | EpochEnd | BestSaved | Finished | Cancelled | Failed
+Event = RunStarted | Progress | WithinEpoch | EpochEnd | BestSaved | Finished | Cancelled | Failed
 Listener = Callable[[Event], None]
 
 

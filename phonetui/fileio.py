@@ -62,6 +62,19 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def append_text(path: Path, text: str) -> None:
+    """Add `text` at the end of `path` (made with the umask's mode if new; a symlink there is refused,
+    not followed: the folder may be someone else's). For a log that grows a line at a time."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise failed(path, "write", e) from None
+
+
 def check_regular(path: Path, what: str = "file") -> None:
     """Refuse a path that is missing, unreadable or not a regular file (a FIFO would block a read)."""
     try:

@@ -13,7 +13,7 @@ from . import checkpoint, diagnostics
 from .checkpoint import TrainingState
 from .config import RunConfig, n_epochs
 from .events import EpochEnd, Listener
-from .runs import EpochMetrics, Run
+from .runs import EpochMetrics, Run, StepPoint
 from .step import Step
 from .threads import Governor
 
@@ -41,9 +41,13 @@ class Recorder:
         self.step.load_state_dict(saved)
         state = checkpoint.restore(saved, self.gen, self.step.device)
         self.history = self.run.metrics()[:state.epoch]
+        self.run.keep_steps(state.epoch)  # the cut epoch's points go: it trains again
         for m in self.history:
             listen(EpochEnd(m, self.cfg.training.epochs, earlier=True))
         return state
+
+    def point(self, p: StepPoint) -> None:
+        self.run.add_step(p)
 
     def metrics(self, m: EpochMetrics) -> None:
         self.history.append(m)

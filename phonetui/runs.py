@@ -4,6 +4,7 @@
     runs/<id>/status.json      RunStatus: written only by the training process, which holds run.lock
     runs/<id>/run.lock         flock-ed by the training process while it lives (a reused pid cannot fake it)
     runs/<id>/metrics.csv      epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
+    runs/<id>/steps.csv        StepPoint rows inside each epoch: the running train loss and accuracy, lr
     runs/<id>/per_phone.csv    per-class val accuracy of best.pt; confusions.csv its most confused pairs
     runs/<id>/best.pt          {"model": ModelConfig dict, "input_dim", "state_dict", ...}
     runs/<id>/last.pt          the state at the end of the last epoch (model, optimizer, RNG): resume
@@ -35,9 +36,9 @@ import tomli_w
 
 from .config import RunConfig, from_dict
 from .errors import PhonetuiError
-from .fileio import FILE_MODE, failed, read_text, write_text
+from .fileio import FILE_MODE, append_text, failed, read_text, write_text
 
-CONFIG, STATUS, LOCK, METRICS = "config.toml", "status.json", "run.lock", "metrics.csv"
+CONFIG, STATUS, LOCK, METRICS, STEPS = "config.toml", "status.json", "run.lock", "metrics.csv", "steps.csv"
 CHECKPOINT, LAST = "best.pt", "last.pt"
 PREDICTION, PREDICTION_RECORD = "prediction.csv", "prediction.json"
 class Outcome(StrEnum):
@@ -139,6 +140,26 @@ class EpochMetrics:
     lr: float
     seconds: float
     val_acc_raw: float | None = None  # without smoothing, when the run smooths (training.smooth > 1)
+
+
+@dataclass(frozen=True)
+class StepPoint:
+    """The training inside an epoch, a point every few seconds: the mean train loss and accuracy of
+    the frames stepped since the last point, and the learning rate there. `at` places it on the
+    epoch axis (epoch 3 half done: 2.5; EpochMetrics of epoch 3 sit at 3.0)."""
+
+    epoch: int
+    at: float
+    step: int  # optimizer steps since the run began
+    train_loss: float
+    train_acc: float
+    lr: float
+
+    def row(self) -> str:
+        return f"{self.epoch},{self.at:.4f},{self.step},{self.train_loss:.6g},{self.train_acc:.6g},{self.lr:.6g}\n"
+
+
+STEP_HEADER = ",".join(f.name for f in fields(StepPoint)) + "\n"
 
 
 def _lock_held(path: Path) -> bool:
@@ -298,6 +319,39 @@ class Run:
             raise PhonetuiError(f"{path}: malformed metrics ({e})") from None
 
 
+    def add_step(self, p: StepPoint) -> None:
+        """Append a point to steps.csv (the training process: a line every few seconds, not a rewrite)."""
+        path = self.path / STEPS
+        append_text(path, (STEP_HEADER if not path.exists() else "") + p.row())
+
+    def keep_steps(self, epochs: int) -> None:
+        """Drop the points after epoch `epochs` (a resumed run trains the cut epoch again)."""
+        if (self.path / STEPS).exists():
+            write_text(self.path / STEPS, STEP_HEADER + "".join(p.row() for p in self.steps() if p.epoch <= epochs))
+
+    def steps(self) -> list[StepPoint]:
+        """The points inside the epochs so far (none for runs from before steps.csv). A last line cut
+        short by a killed process is left out; any other bad line is a PhonetuiError naming the file."""
+        path = self.path / STEPS
+        if not path.exists():
+            return []
+        lines = read_text(path).split("\n")
+        if lines[0] + "\n" != STEP_HEADER:
+            raise PhonetuiError(f"{path}: not a steps file (its header is not {STEP_HEADER.strip()})")
+        points = []
+        for n, line in enumerate(lines[1:], 2):
+            if not line:
+                continue
+            try:
+                e, at, step, loss, acc, lr = line.split(",")
+                points.append(StepPoint(int(e), float(at), int(step), float(loss), float(acc), float(lr)))
+            except ValueError:
+                if n == len(lines):  # the last line, without its newline: cut short
+                    break
+                raise PhonetuiError(f"{path}: line {n} is not a step point ({line[:40]!r})") from None
+        return points
+
+
 @dataclass(frozen=True)
 class DamagedRun:
     """A folder that looks like a run but cannot be read back; `reason` says why."""
@@ -403,7 +457,7 @@ def open_run(path: Path) -> Run:
     return Run(path, config, record, status, prediction)
 
 
-TRAINER_FILES = (CONFIG, STATUS, METRICS, CHECKPOINT, LAST, "per_phone.csv", "confusions.csv")
+TRAINER_FILES = (CONFIG, STATUS, METRICS, STEPS, CHECKPOINT, LAST, "per_phone.csv", "confusions.csv")
 
 
 def _clean_temp_files(path: Path) -> None:

@@ -2,8 +2,8 @@
 torch.compile and CUDA-graph capture, decided in one place and recorded with the run.
 
 Capture-safe on every device: the learning rate lives in a tensor on the device that the
-schedule writes, loss and accuracy add up on the device and are read once an epoch, and a step
-makes no host sync. On CUDA a frame model's whole step (the batch gathered from device-resident
+schedule writes, loss and accuracy add up on the device and are read between steps every few
+seconds (`running`) and at the epoch's end (`totals`), and a step makes no host sync. On CUDA a frame model's whole step (the batch gathered from device-resident
 rows, forward, loss, backward, Adam) can be captured once as a CUDA graph and replayed for every
 full batch; the epoch's short last batch runs through the same step uncaptured, so results are
 those of the eager step. Whatever cannot run as asked falls back, and `Plan.notes` says why.
@@ -193,6 +193,12 @@ class Step:
         torch.cuda.current_stream(self.device).wait_stream(side)
         if self._graph is not None:
             self._graph.replay()
+
+    def running(self) -> tuple[int, float, float]:
+        """(frames, correct, loss sum) of the epoch so far, nothing reset: one host read, a few times
+        a minute at most (between steps, so a captured graph is never interrupted)."""
+        correct, loss = torch.stack([self.correct.float(), self.loss_sum]).tolist()
+        return self.frames, correct, loss
 
     def totals(self) -> tuple[float, float]:
         """(accuracy, mean loss) of the frames stepped since the last call (one host read), then reset."""

@@ -1,5 +1,6 @@
 """TensorBoard event files for each run (the `tensorboard` extra; off unless asked for): every
-epoch's train/val accuracy and loss and the lr as scalars, written as the epoch ends, and the run's
+epoch's train/val accuracy and loss and the lr as scalars, written as the epoch ends, the points
+inside each epoch (steps.csv's) under step/ with the optimizer step as x, and the run's
 settings as hparams with its final metrics, so `tensorboard --logdir runs` shows phonetui runs
 beside a student's other work. The events live in the run folder itself, one TensorBoard run each.
 """
@@ -10,11 +11,12 @@ import os
 from typing import Any, Callable
 
 from .errors import PhonetuiError, first_line, note
-from .events import Cancelled, EpochEnd, Finished, RunStarted
+from .events import Cancelled, EpochEnd, Finished, RunStarted, WithinEpoch
 
 ENV = "PHONETUI_TENSORBOARD"  # "1": the --tensorboard flag's default
 SCALARS = {"train/acc": "train_acc", "train/loss": "train_loss", "val/acc": "val_acc", "val/loss": "val_loss",
            "lr": "lr"}
+STEP_SCALARS = {"step/train_loss": "train_loss", "step/train_acc": "train_acc", "step/lr": "lr"}  # x: optimizer steps
 
 
 def default() -> bool:
@@ -65,11 +67,18 @@ def tee(listen, say: Callable[[str], None] = note):
                 writers["run"].add_scalar(tag, value, m.epoch)
         writers["run"].flush()  # live: TensorBoard shows the epoch as soon as it ends
 
+    def point(p) -> None:
+        for tag, field in STEP_SCALARS.items():
+            writers["run"].add_scalar(tag, getattr(p, field), p.step)
+        writers["run"].flush()
+
     def on(e) -> None:
         if isinstance(e, RunStarted):
             writers.pop("run", None)
             current["run"] = e.run.path
             write(lambda: writers.__setitem__("run", SummaryWriter(str(e.run.path))))
+        elif isinstance(e, WithinEpoch) and "run" in writers:
+            write(lambda: point(e.point))
         elif isinstance(e, EpochEnd) and "run" in writers and not e.earlier:
             write(lambda: epoch(e.metrics))
         elif isinstance(e, (Finished, Cancelled)) and "run" in writers:

@@ -18,25 +18,28 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import __version__, batches, checkpoint, decode, runs, threads
-from .config import RunConfig, epochs_for, fit_problems, steps_per_epoch
+from .config import RunConfig, as_asked, epochs_for, fit_problems, steps_per_epoch
 from .data import TEST_X, TRAIN_X, TimitData, utterances
 from .device import AUTOCASTS, Autocast, autocast, fits, free_memory, gpu_line, keep_freed_memory, resolve_device
 from .errors import PhonetuiError, one_line
 from .events import (BestSaved, Cancelled, EpochEnd, Failed, Finished, Listener, Outcome, Progress, RunStarted,
-                     StopFlag, stop_flag)
+                     StopFlag, WithinEpoch, stop_flag)
 from .evaluation import posteriors, score
 from .fileio import write_text
 from .checkpoint import TrainingState
 from .recorder import Recorder
-from .runs import EpochMetrics, Run, RunRecord
+from .runs import EpochMetrics, Run, RunRecord, StepPoint
 from .step import Plan, Step, plan
 
-PROGRESS_EVERY_S = 0.25
+PROGRESS_EVERY_S = 0.25  # a Progress event: the frames done (no read off the device)
+POINT_EVERY_S = 2.0  # a StepPoint (steps.csv, the charts, TensorBoard): the running loss and accuracy,
+# one host read between two steps; at most 1,800 lines an hour of training
 
 
 class _Stop(Exception):
@@ -121,15 +124,20 @@ def train(cfg: RunConfig, data: TimitData, runs_dir: Path, listen: Listener = la
 
 
 def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
-           cancel: StopFlag | threading.Event | None = None, fused: bool = True) -> Run:
+           cancel: StopFlag | threading.Event | None = None, fused: bool = True, epochs: int | None = None) -> Run:
     """Continue a stopped or interrupted run from the end of its last saved epoch (last.pt): same
-    folder, its metrics continued; on the same device the result matches an uninterrupted run."""
-    if run.state in ("running", "finished"):
+    folder, its metrics continued; on the same device the result matches an uninterrupted run.
+
+    `epochs`: train on to this many epochs in all (a finished run too), trained as given (min_steps
+    off), written to its config.toml. A cosine schedule then spans the new total from the step it
+    reached, so its rate rises again at the resume: the run's status message says so."""
+    if run.state == "running" or (run.state == "finished" and epochs is None):
         raise PhonetuiError(f"{run.path}: {run.state}, nothing to resume"
-                            + (" (the training process is still alive)" if run.state == "running" else ""))
+                            + (" (the training process is still alive)" if run.state == "running" else
+                               " (train it on with more epochs: --epochs N)"))
     sampler = threads.CpuSampler()
     state = checkpoint.load_state(run)
-    cfg = run.config
+    cfg = run.config if epochs is None else run.config.with_training(**as_asked({"epochs": epochs}))
     n_train, n_val = _check(cfg, data)
     info = run.info
     if (n_train, n_val) != (info.train_rows, info.val_rows):
@@ -138,11 +146,22 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
     cpu = torch.device("cpu")
     trial = Step(cfg, data.width, cpu, 1, plan(cfg, cpu, Autocast(), True))
     checkpoint.check_state(run, state, trial.model, trial.opt, data.width)  # before anything about the run changes
+    done, before = state["epoch"], run.config.training.epochs
+    message = f"resumed after epoch {done}"
+    if epochs is not None:
+        if epochs <= done:
+            raise PhonetuiError(f"--epochs {epochs}: {run.id} has trained {done} epochs; give more to train on")
+        if epochs != before:
+            message += f", epochs {before} -> {epochs}" + (f" (its cosine schedule now spans {epochs})"
+                                                            if cfg.training.schedule == "cosine" else "")
     s = _prepare(cfg, data, sampler, fused, _recorded_autocast(info), (n_train, n_val))
     run.acquire()
     try:  # (the record's threads follow in the loop: Recorder.ran)
-        run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING,
-                         message=f"resumed after epoch {state['epoch']}")
+        if cfg != run.config:  # the new total, in config.toml before the run trains towards it
+            run.config = cfg
+            run.record.pop("epochs_asked", None)  # min_steps no longer decides them
+            run.update_record()
+        run.write_status(status="running", pid=os.getpid(), ended="", outcome=Outcome.RUNNING, message=message)
     except BaseException:
         run.release()
         raise
@@ -225,9 +244,14 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, s: Setup, listen: Listener,
     step.try_compile(next(train_set.ordered(t.batch_size)).inputs)
     rec = Recorder(run, cfg, data.width, step, gen, s.gov)
     state = rec.restore(saved, listen)
+
+    def point(p: StepPoint) -> None:
+        rec.point(p)
+        listen(WithinEpoch(p))
+
     for epoch in range(state.epoch + 1, t.epochs + 1):
         start, lr = time.perf_counter(), step.current_lr()  # a cosine run's last epoch does not train at lr 0
-        _train_epoch(cfg, step, train_set, gen, s, epoch, listen, cancel)
+        _train_epoch(cfg, step, train_set, gen, s, epoch, point, listen, cancel)
         rec.ran()
         train_acc, train_loss = step.totals()
         scores = (score(*posteriors(step.model, val_set, s.device, s.plan.dtype), val_set.y, val_starts, t.smooth,
@@ -260,11 +284,13 @@ def _sources(cfg: RunConfig, data: TimitData, s: Setup):
 
 
 def _train_epoch(cfg: RunConfig, step: Step, train_set, gen: torch.Generator, s: Setup, epoch: int,
-                 listen: Listener, cancel: StopFlag) -> None:
+                 point: Callable[[StepPoint], None], listen: Listener, cancel: StopFlag) -> None:
     """One pass over the training rows: the cancel flag checked and the threads governed between
-    batches, Progress a few times a second."""
+    batches, Progress a few times a second, a StepPoint (`point`) every POINT_EVERY_S."""
     t = cfg.training
-    start = last_report = time.perf_counter()
+    start = last_report = last_point = time.perf_counter()
+    seen = (0, 0.0, 0.0)  # (frames, correct, loss sum) of the epoch at the last point
+    means: tuple[float | None, float | None] = (None, None)  # the epoch's running (loss, accuracy)
     step.model.train()
     for idx in train_set.epoch(t.batch_size, gen):
         if cancel.is_set():
@@ -274,6 +300,14 @@ def _train_epoch(cfg: RunConfig, step: Step, train_set, gen: torch.Generator, s:
         step(train_set, idx)
         now = time.perf_counter()
         s.gov.tick(time.monotonic())
+        if now - last_point >= POINT_EVERY_S:
+            last_point, (frames, correct, loss) = now, step.running()
+            if frames > seen[0]:
+                n = frames - seen[0]
+                point(StepPoint(epoch, epoch - 1 + min(frames / s.n_train, 1.0), step.count, (loss - seen[2]) / n,
+                                (correct - seen[1]) / n, step.current_lr()))
+                seen, means = (frames, correct, loss), (loss / frames, correct / frames)
         if now - last_report >= PROGRESS_EVERY_S:
             last_report = now
-            listen(Progress(epoch, t.epochs, step.frames, s.n_train, step.frames / (now - start), gpu_line(s.device)))
+            listen(Progress(epoch, t.epochs, step.frames, s.n_train, step.frames / (now - start), gpu_line(s.device),
+                            *means))

@@ -83,3 +83,12 @@ def test_a_disk_that_fills_while_tensorboard_writes_stops_the_event_files_not_th
     assert run.state == "finished" and run.status.epochs_done == 3
     assert said == [f"{run.path}: TensorBoard event files stopped, the training goes on (cannot write: No space "
                     "left on device)"], said
+
+
+def test_the_points_inside_each_epoch_are_step_scalars(tiny, demo, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(trainer, "POINT_EVERY_S", 0.0)  # a point after every step
+    run = trainer.train(tiny.with_training(epochs=1), demo, tmp_path, tensorboard.tee(lambda e: None))
+    loss = _events(run.path).Scalars("step/train_loss")
+    points = run.steps()
+    assert [s.step for s in loss] == [p.step for p in points]
+    assert [s.value for s in loss] == pytest.approx([p.train_loss for p in points], rel=1e-5)

@@ -4,6 +4,7 @@ and the command palette."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -13,6 +14,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import TabbedContent
 
+from .. import runs
+from ..errors import PhonetuiError
 from .dialogs import Confirm, Help
 from .history import HistoryPane
 from .screens import MainScreen
@@ -61,6 +64,7 @@ class PhonetuiApp(App):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
+        self.stopped_run: runs.Run | None = None  # the run quitting stopped: `phonetui` says how to resume it
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.settings)
@@ -99,8 +103,20 @@ class PhonetuiApp(App):
     async def stop_and_exit(self) -> None:
         """Stop the run cleanly (cancel, then wait for the trainer thread) and exit."""
         self.main.say("stopping the run before quitting…")
+        active = self.main.training  # (SIGTERM comes here while idle too: a run stopped earlier is not news)
         await self.main.session.join()
+        self.stopped_run = self._as_left() if active else None
         self.exit()
+
+    def _as_left(self) -> runs.Run | None:
+        """The run this session trained, read back now that the stop is over (its folder is the
+        truth if the screen missed its last events), if it ended stopped: None when the job made no
+        run folder yet, or its run ended otherwise meanwhile (finished, failed)."""
+        run = self.main.current_run
+        if run is not None:
+            with contextlib.suppress(PhonetuiError, OSError):
+                run = runs.open_run(run.path)
+        return run if run is not None and run.state == "stopped" else None
 
     @work(exclusive=True, group="quit")
     async def hang_up(self) -> None:

@@ -12,8 +12,7 @@ def event_line(e: Event, best_epoch: int | None) -> Line | None:
     match e:
         case RunStarted(run=run):
             note = run.epochs_note
-            return (f"training {run.path} on {e.device}: {e.n_train:,} train / {e.n_val:,} val rows"
-                    + (f" ({note})" if note else ""), "info", False)
+            return f"training {run.id}" + (f" ({note})" if note else ""), "info", False
         case EpochEnd(metrics=m):
             val = "" if m.val_acc is None else f" · val acc {m.val_acc:.4f} loss {m.val_loss:.4f}"
             return f"epoch {m.epoch}/{e.epochs}: train acc {m.train_acc:.4f} loss {m.train_loss:.4f}{val}", "info", False
@@ -22,10 +21,10 @@ def event_line(e: Event, best_epoch: int | None) -> Line | None:
         case Finished(run=run):
             best = run.status.best_val_acc
             at = f": best val acc {best:.4f} at epoch {run.status.best_epoch}" if best is not None else ""
-            return f"finished {run.path}{at} · F9 exports the CSV", "ok", True
+            return f"finished {run.id}{at} · F9 exports the CSV", "ok", True
         case Cancelled(run=run) if run.status.outcome == Outcome.PRUNED:
             return f"{run.id}: {run.status.message}", "info", False
         case Cancelled(run=run):
             kept = f"the best model (epoch {best_epoch}) is kept" if best_epoch else "no model was saved yet"
-            return f"stopped {run.path}: {kept} · F10 on it in History resumes it", "ok", True
+            return f"stopped {run.id}: {kept} · F10 on it in History resumes it", "ok", True
     return None

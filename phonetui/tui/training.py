@@ -12,19 +12,24 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from ..config import n_epochs
-from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted
+from ..errors import PhonetuiError
+from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted, WithinEpoch, clock
 from .messages import JobQueued, TrainerEvent, TrainingEnded
 from .widgets import RunView
 
 if TYPE_CHECKING:
-    from ..runs import EpochMetrics
+    from ..runs import EpochMetrics, StepPoint
 
 
-def duration(seconds: float) -> str:
-    if seconds == float("inf") or seconds != seconds:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+def pack(parts: list[str], width: int) -> str:
+    """`parts` joined by ' · ', broken into lines of at most `width` between parts, never inside one."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 class TrainingPanel(Vertical):
@@ -34,10 +39,12 @@ class TrainingPanel(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.live: list[EpochMetrics] = []
+        self.points: list[StepPoint] = []  # inside the epochs (WithinEpoch)
         self.best_epoch: int | None = None
         self.best_acc: float | None = None
         self.earlier = 0
         self.started_at = 0.0
+        self.run_parts: list[str] = []  # the run line's parts (drawn again at a new width)
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-line")
@@ -67,36 +74,63 @@ class TrainingPanel(Vertical):
             self.query_one(RunView).show([], None)
             self.query_one(ProgressBar).update(total=1, progress=0)
             self._label("starting…")
+            self.run_parts = []
             self.query_one("#run-line", Static).update(f"starting {escape(what)}…")
 
     def started(self, e) -> None:
         """RunStarted (a resumed run brings its best epoch; its earlier epochs follow as EpochEnd)."""
         self.started_at = time.monotonic()
         self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
+        self.points = self._earlier_points(e.run)
         self.earlier = 0  # epochs a resumed run had trained before, replayed as EpochEnd(earlier=True)
         t, m = e.run.config.training, e.run.config.model
         self.query_one(RunView).show([], None)  # a sweep's or search's next run: not the last one's curves
         self.query_one(ProgressBar).update(total=1, progress=0)
         self._label("starting…")
-        self.query_one("#run-line", Static).update(
-            f"[b]{escape(e.run.id)}[/b] · {escape(m.summary())} · lr {t.lr:g} · batch {t.batch_size} · "
-            f"{escape(e.device)} · {e.n_train:,} train / {e.n_val:,} val rows")
+        self.run_parts = [e.run.id, m.summary(), f"lr {t.lr:g}", f"batch {t.batch_size}", e.device,
+                          f"{e.n_train:,} train / {e.n_val:,} val rows"]
+        self._run_line()
+
+    def _run_line(self) -> None:
+        """The run's id (bold), model, lr, batch, device and split, broken between parts at the line's width."""
+        if self.run_parts:
+            line = self.query_one("#run-line", Static)
+            text = escape(pack(self.run_parts, line.size.width or 60))
+            line.update(text.replace(escape(self.run_parts[0]), f"[b]{escape(self.run_parts[0])}[/b]", 1))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._run_line)
+
+    @staticmethod
+    def _earlier_points(run) -> list[StepPoint]:
+        """A resumed run's points inside the epochs it trained before (its cut epoch's go)."""
+        if not run.status.epochs_done:
+            return []
+        try:
+            return [p for p in run.steps() if p.epoch <= run.status.epochs_done]
+        except PhonetuiError:
+            return []  # a damaged steps.csv: the epochs still chart
 
     def progress(self, e) -> None:
-        """The epoch's progress, the run's elapsed time and its remaining time (epochs still to come
-        estimated from the mean of those done, or from this one's rate before the first ends)."""
+        """The epoch's progress with its running train loss and accuracy, speed, when the epoch ends,
+        the run's elapsed and remaining time (epochs still to come estimated from the mean of those
+        done, or from this one's rate before the first ends), in lines broken between parts."""
         elapsed = time.monotonic() - self.started_at
         per_epoch = (sum(m.seconds for m in self.live) / len(self.live)) if self.live else e.total / max(e.frames_per_s, 1e-9)
         remaining = e.eta_s + (e.epochs - e.epoch) * per_epoch
+        means = ([f"train loss {e.train_loss:.3f}, acc {e.train_acc:.3f}"]
+                 if e.train_loss is not None and e.train_acc is not None else [])
+        parts = [f"epoch {e.epoch}/{e.epochs} {e.frames / max(e.total, 1):.0%}", *means, f"{e.frames_per_s:,.0f} frames/s",
+                 f"epoch ends in {clock(e.eta_s)}", f"run {clock(elapsed)} elapsed, {clock(remaining)} left",
+                 *([e.device] if e.device else [])]
+        label = self.query_one("#progress-label", Static)
         with self.app.batch_update():
             self.query_one(ProgressBar).update(total=e.total, progress=e.frames)
-            gpu = f" · {e.device}" if e.device else ""
-            if self.size.width < 90:  # one line beside the bar
-                self._label(f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · {duration(elapsed)} run, "
-                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} fr/s{gpu}")
-            else:
-                self._label(f"epoch {e.epoch}/{e.epochs} · ETA {duration(e.eta_s)} · run {duration(elapsed)} elapsed, "
-                            f"{duration(remaining)} left · {e.frames_per_s:,.0f} frames/s{gpu}")
+            self._label(pack(parts, label.size.width or 60))
+
+    def point(self, e: WithinEpoch) -> None:
+        self.points.append(e.point)
+        self.query_one(RunView).show(self.live, self.best_epoch, self.points)
 
     def epoch(self, e) -> None:
         self.live.append(e.metrics)
@@ -104,18 +138,18 @@ class TrainingPanel(Vertical):
         with self.app.batch_update():
             bar = self.query_one(ProgressBar)
             bar.update(progress=bar.total)
-            self._label(f"epoch {e.metrics.epoch}/{e.epochs} done · run {duration(time.monotonic() - self.started_at)} elapsed")
-            self.query_one(RunView).show(self.live, self.best_epoch)
+            self._label(f"epoch {e.metrics.epoch}/{e.epochs} done · run {clock(time.monotonic() - self.started_at)} elapsed")
+            self.query_one(RunView).show(self.live, self.best_epoch, self.points)
 
     def best(self, e) -> None:
         self.best_epoch, self.best_acc = e.epoch, e.val_acc
-        self.query_one(RunView).show(self.live, self.best_epoch)
+        self.query_one(RunView).show(self.live, self.best_epoch, self.points)
 
     def finished(self) -> None:
         trained = len(self.live) - self.earlier
         span = f"epoch {len(self.live)}" if trained == 1 else f"epochs {self.earlier + 1}-{len(self.live)}"
         of = f" ({span} of a resumed run)" if self.earlier else ""
-        self._label(f"finished {n_epochs(trained)} in {duration(time.monotonic() - self.started_at)}{of}")
+        self._label(f"finished {n_epochs(trained)} in {clock(time.monotonic() - self.started_at)}{of}")
 
     def ended(self, how: str) -> None:
         self._label(how)
@@ -126,6 +160,8 @@ class TrainingPanel(Vertical):
                 self.started(e)
             case Progress():
                 self.progress(e)
+            case WithinEpoch():
+                self.point(e)
             case EpochEnd():
                 self.epoch(e)
             case BestSaved():

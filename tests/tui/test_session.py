@@ -39,7 +39,7 @@ def test_the_status_line_of_each_trainer_event(tiny, tmp_path) -> None:
 
     run = runs.create(tmp_path, tiny, {"started": "2021-03-01 12:00:00"})
     text, kind, toast = event_line(trainer.RunStarted(run, "cpu", 1000, 250), None)
-    assert text == f"training {run.path} on cpu: 1,000 train / 250 val rows" and (kind, toast) == ("info", False)
+    assert text == f"training {run.id}" and (kind, toast) == ("info", False)  # the run line says the rest
     m = EpochMetrics(epoch=2, train_acc=0.5, train_loss=1.25, val_acc=0.625, val_loss=1.0, lr=1e-3, seconds=1.0)
     assert event_line(trainer.EpochEnd(m, 5), None)[0] == "epoch 2/5: train acc 0.5000 loss 1.2500 · val acc 0.6250 loss 1.0000"
     assert event_line(trainer.BestSaved(2, 0.625, run.path), None) == ("saving model with acc 0.625", "ok", False)
@@ -47,8 +47,8 @@ def test_the_status_line_of_each_trainer_event(tiny, tmp_path) -> None:
     assert event_line(trainer.Progress(1, 2, 3, 4, 5.0), None) is None
     run.write_status(status="stopped", epochs_done=2, best_epoch=2, best_val_acc=0.625)
     text, kind, toast = event_line(trainer.Cancelled(run.snapshot()), 2)
-    assert text == f"stopped {run.path}: the best model (epoch 2) is kept · F10 on it in History resumes it" and toast
+    assert text == f"stopped {run.id}: the best model (epoch 2) is kept · F10 on it in History resumes it" and toast
     assert "no model was saved yet" in event_line(trainer.Cancelled(run.snapshot()), None)[0]
     text, kind, _ = event_line(trainer.Finished(run.snapshot()), 2)
-    assert text == f"finished {run.path}: best val acc 0.6250 at epoch 2 · F9 exports the CSV" and kind == "ok"
+    assert text == f"finished {run.id}: best val acc 0.6250 at epoch 2 · F9 exports the CSV" and kind == "ok"
     run.release()

@@ -29,7 +29,7 @@ def test_train_predict_runs_end_to_end(demo_dir, presets_dir, tmp_path):
     r = phonetui("train", "--data", demo_dir, "--presets", presets_dir, "--preset", "tiny", "--epochs", "2",
                  "--runs", tmp_path / "runs", "--predict")
     assert r.returncode == 0, r.stderr
-    assert "DEMO data" in r.stdout and "[001/002] Train Acc: " in r.stdout and " | Val Acc: " in r.stdout
+    assert "DEMO " in r.stdout and "[001/002] Train Acc: " in r.stdout and " | Val Acc: " in r.stdout
     assert "saving model with acc 0." in r.stdout and "prediction.csv (1,000 rows, test acc 0." in r.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "prediction.csv").is_file()
@@ -81,7 +81,7 @@ def test_demo_data_command_writes_a_marked_loadable_set(tmp_path, capsys):
     assert "700 train + 90 test rows, seed 3" in capsys.readouterr().out
     d = data.load(tmp_path / "d")
     assert d.demo == "simulated" and len(d.train_x) == 700 and len(d.test_x) == 90 and d.test_y is not None
-    assert "DEMO data (simulated)" in d.describe()
+    assert "DEMO simulated" in d.describe()
     assert main(["demo-data", "--simulated", "--out", str(tmp_path / "e"), "--train-rows", "5"]) == 2
     assert "at least 100 train rows" in capsys.readouterr().err
     assert main(["demo-data", "--out", str(tmp_path / "e"), "--train-rows", "500"]) == 2

@@ -182,6 +182,19 @@ def test_tail_split_like_the_course_code(demo):
     assert "DEMO" in demo.describe(0.2) and f"{int(n * 0.8):,} train" in demo.describe(0.2)
 
 
+def test_the_data_line_fits_the_app_at_120_columns(demo, monkeypatch):
+    """The app's top line: the demo set in the cache at full size, with the devices after it."""
+    import dataclasses
+
+    monkeypatch.setenv("HOME", "/home/student")
+    full = dataclasses.replace(demo, path=Path("/home/student/.cache/phonetui/demo-speech"), demo="synthesized speech",
+                               train_x=np.empty((1_229_932, 1)), test_x=np.empty((451_552, 1)),
+                               utterance_starts=np.arange(4620))
+    line = full.describe(0.2) + "  · cpu, cuda"
+    assert line.startswith("DEMO synthesized speech ~/.cache/phonetui/demo-speech · 983,945 train / 245,987 val / 451,552")
+    assert len(line) <= 118, line  # 120 less the line's padding
+
+
 def test_utterance_starts_find_every_break():
     frames = np.random.default_rng(0).standard_normal((30, 39)).astype(np.float32)
     rows = []
@@ -209,7 +222,7 @@ def test_default_dir_synthesizes_speech_once(tmp_path, monkeypatch):
     assert data.default_dir(say=said.append) == first and len(said) == 1
     d = data.load(first)
     assert d.demo == "synthesized speech" and len(d.utterance_starts) == 6 and d.test_y is not None
-    assert "DEMO data (synthesized speech)" in d.describe()
+    assert "DEMO synthesized speech" in d.describe()
 
 
 def test_default_dir_falls_back_to_simulated_without_espeak(tmp_path, monkeypatch):

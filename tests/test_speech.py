@@ -26,7 +26,7 @@ def table(folder: Path) -> list[dict]:
 
 def test_files_shapes_and_labels(speech_set: Path) -> None:
     loaded = data.load(speech_set)
-    assert loaded.demo == "synthesized speech" and "DEMO data (synthesized speech)" in loaded.describe()
+    assert loaded.demo == "synthesized speech" and "DEMO synthesized speech" in loaded.describe()
     for split in ("train", "test"):
         x = np.load(speech_set / f"{split}_11.npy")
         y = np.load(speech_set / f"{split}_label_11.npy")

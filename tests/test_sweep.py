@@ -98,7 +98,7 @@ def test_a_continued_sweep_keeps_the_settings_it_started_with(queued, demo_dir, 
                  "--presets", str(presets_dir)]) == 0
     done = [runs.open_run(runs_dir / t.run) for t in sweep.load(runs_dir, s.id).trials]
     assert [r.config.training.epochs for r in done] == [1, 1] and [r.config.training.lr for r in done] == [3e-3, 1e-2]
-    assert f"DEMO data (simulated) {demo_dir}" in capsys.readouterr().out  # the data line, as train prints it
+    assert f"DEMO simulated {demo_dir}" in capsys.readouterr().out  # the data line, as train prints it
     assert main(["sweep", "--continue", s.id, "--runs", str(runs_dir), "--epochs", "5"]) == 2
     assert "continues with the settings it started with; --epochs cannot change them" in capsys.readouterr().err
 

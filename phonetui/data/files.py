@@ -62,15 +62,17 @@ class TimitData:
         return int(np.searchsorted(self.utterance_starts, n)) if by_utterance else n
 
     def describe(self, val_ratio: float | None = None, by_utterance: bool = False) -> str:
-        """One line: which data, how many rows, and whether it is the demo set."""
+        """One line, short enough for the app's top line at 120 columns: which data (the home folder
+        as ~), whether it is the demo set, and its rows (split for `val_ratio`)."""
         n = len(self.train_x)
-        split = ""
+        rows = f"{n:,} rows"
         if val_ratio is not None:
             k = self.n_train(val_ratio, by_utterance)
-            split = f" ({k:,} train / {n - k:,} val)"
-        kind = f"DEMO data ({self.demo})" if self.demo else "data"
-        return (f"{kind} {self.path}: {n:,} rows{split}, {len(self.test_x):,} test rows, "
-                f"{len(self.utterance_starts):,} utterances, {N_CLASSES} classes")
+            rows = f"{k:,} train / {n - k:,} val"
+        kind = f"DEMO {self.demo}" if self.demo else "data"
+        home, path = str(Path.home()), str(self.path)
+        where = "~" + path[len(home):] if home not in ("", "/") and path.startswith(home + "/") else path
+        return f"{kind} {where} · {rows} / {len(self.test_x):,} test rows"
 
 
 _MAGIC = {b"\x93NUMPY": None, b"PK\x03\x04": "a .npz archive, not a .npy array (save each array with np.save)",

@@ -48,7 +48,7 @@ class MainScreen(Screen):
         super().__init__()
         self.settings = settings
         self.runs_dir = settings.runs
-        self.asked_early = False  # Start was pressed before the data had loaded
+        self.queued = False  # Start was pressed before the data and torch had loaded: it starts when they have
         self.refused: str | None = None  # the field the status line says Start was refused for
         self.session = Session(None, settings.tensorboard)  # its messages go to the Training panel first (on_mount)
 
@@ -143,19 +143,26 @@ class MainScreen(Screen):
         self.form.train_units = message.data.train_units
         self.form.validate()
         self.show_data_line()
-        if self.asked_early:
-            self.asked_early = False
-            self.say("the data has loaded: F5 trains")
+        self._start_queued()
 
     def on_data_failed(self) -> None:
         self.show_data_line()
+        self.queued = False
         self.say("no data: training and export are off; history still works", "error")
 
     def on_torch_ready(self, message: TorchReady) -> None:
         if message.error:
+            self.queued = False
             self.say(f"torch could not load: {message.error}", "error")
         self.form.set_devices(message.devices)
         self.show_data_line()
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        """Start what F5 asked for before the data and torch had loaded, once both have."""
+        if self.queued and self.data is not None and self.devices is not None:
+            self.queued = False
+            self.action_start()
 
     def on_config_form_changed(self) -> None:
         self.show_data_line()
@@ -172,12 +179,12 @@ class MainScreen(Screen):
         """Whether a job may start now; if not, say why."""
         if self.training:
             self.say("a run is already active: stop it first (F6)", "error")
-        elif self.data is None:
-            self.asked_early = self.data_note.startswith("loading")
-            self.say("cannot start: " + ("the data is still loading" if self.asked_early else f"no data ({self.data_note})"),
-                     "error")
-        elif self.devices is None:
-            self.say("cannot start yet: torch is still loading", "error")
+        elif self.data is None and not self.data_note.startswith("loading"):
+            self.say(f"cannot start: no data ({self.data_note})", "error")
+        elif self.data is None or self.devices is None:
+            self.queued = True
+            self.say(f"F5 queued: training starts once {'the data' if self.data is None else 'torch'} has loaded "
+                     "(F6 cancels)")
         else:
             return True
         return False
@@ -247,6 +254,10 @@ class MainScreen(Screen):
         self.history.ended(self.current_run.id if self.current_run else None)  # else no run folder was made
 
     def action_stop(self) -> None:
+        if self.queued and not self.training:
+            self.queued = False
+            self.say("the queued start is cancelled")
+            return
         if not self.training:
             self.say("no run is active")
             return

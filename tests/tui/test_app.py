@@ -15,7 +15,8 @@ from textual.widgets import DataTable, Input, TabbedContent
 from phonetui.tui.app import PhonetuiApp
 from phonetui.tui.charts import Chart
 from phonetui.tui.dialogs import Compare, Confirm, Help, StudyBoard
-from phonetui.tui.messages import DataLoaded
+from phonetui.tui.loading import DataLine
+from phonetui.tui.messages import DataLoaded, TorchReady
 from phonetui.tui.widgets import RunsTable, RunView
 
 from .pilot_helpers import feed_run, ready, train_to_end, train_until_best, until
@@ -412,9 +413,25 @@ async def test_export_on_training_tab_never_picks_an_old_run(make_app, workdir: 
         await pilot.press("f9")
         assert status(app) == "nothing to export: no run trained in this session; select one in History (F2), then F9"
         assert not (old.path / "prediction.csv").exists()
-        app.main.asked_early = True  # as F5 before the data had loaded leaves it
-        app.main.post_message(DataLoaded(app.main.data))
-        await until(pilot, lambda: status(app) == "the data has loaded: F5 trains")
+
+
+async def test_f5_before_the_data_and_torch_have_loaded_starts_once_they_have(make_app, workdir: Path) -> None:
+    app = make_app("--epochs", "1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        main, line = app.main, app.main.query_one(DataLine)
+        await ready(pilot)
+        loaded, line.data, line.note, line.devices = line.data, None, "loading data…", None  # the first seconds
+        await pilot.press("f5")
+        assert main.queued and status(app) == "F5 queued: training starts once the data has loaded (F6 cancels)"
+        await pilot.press("f6")
+        assert not main.queued and status(app) == "the queued start is cancelled"
+        await pilot.press("f5")
+        line.post_message(DataLoaded(loaded))  # the loader's messages, in their order (they bubble up to the screen)
+        await until(pilot, lambda: main.data is not None)
+        assert main.queued and not main.training
+        line.post_message(TorchReady(frozenset({"auto", "cpu"})))
+        await until(pilot, lambda: main.current_run is not None and not main.training)
+        assert main.current_run.state == "finished" and not main.queued
 
 
 async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: Path) -> None:

@@ -10,7 +10,7 @@ from .. import space
 from ..config import RunConfig, n_epochs
 from ..errors import PhonetuiError
 from .form import FIELDS
-from .messages import JobLog, JobQueued, Notice, RunsChanged
+from .messages import JobLog, JobQueued, JobSummary, Notice, RunsChanged
 
 
 class UI:
@@ -132,7 +132,17 @@ def sweep(queue, data, ui, jobs: int = 1):
         elif not sweeps.run(queue, data, listen, cancel, announce):
             return
         ui.say(f"sweep {queue.id} finished: History ranks its runs (F7 sorts by best val acc)", "ok", True)
+        ranked = [run for _, run in sweeps.leaderboard(queue) if run is not None]
+        return _summary(f"sweep {queue.id} finished: {len(queue.trials)} runs", ranked[0] if ranked else None)
     return job
+
+
+def _summary(done: str, best) -> JobSummary:
+    """A finished sweep's or search's line for the Training tab, naming its best run."""
+    if best is None or best.status.best_val_acc is None:
+        return JobSummary(f"{done}; none has a val acc", best)
+    return JobSummary(f"{done}; the best is {best.id}, val acc {best.status.best_val_acc:.4f} at epoch "
+                      f"{best.status.best_epoch} · F9 exports its test CSV", best)
 
 
 def search(name: str, base: RunConfig, space, texts: dict[str, str], data, runs_dir: Path, trials: int, jobs: int,
@@ -157,7 +167,19 @@ def search(name: str, base: RunConfig, space, texts: dict[str, str], data, runs_
             best = study.best_trial
             ui.say(f"Optuna search finished: best val acc {best.value:.4f} (trial {best.number}, run "
                    f"{best.user_attrs.get('run')})", "ok", True)
+            return _summary(f"Optuna search finished: {trials} trials (study {study.study_name})",
+                            _opened(runs_dir, best.user_attrs.get("run")))
     return job
+
+
+def _opened(runs_dir: Path, run_id):
+    """The run `run_id` in the runs folder, or None (not recorded, or not readable)."""
+    from .. import runs
+
+    try:
+        return runs.open_run(runs_dir / run_id) if isinstance(run_id, str) else None
+    except PhonetuiError:
+        return None
 
 
 def _in_processes(study, base: RunConfig, texts: dict[str, str], data, runs_dir: Path, trials: int, jobs: int,

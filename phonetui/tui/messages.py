@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, TYPE_CHECKING
 
 from textual.message import Message
@@ -59,14 +60,24 @@ class TrainerEvent(Message):  # its event's run is a snapshot (Run.snapshot), ne
         self.event = event
 
 
+@dataclass(frozen=True)
+class JobSummary:
+    """What a finished sweep or search leaves: a line saying so, and its best run (F9 exports it)."""
+
+    text: str
+    best: Run | None = None
+
+
 class TrainingEnded(Message):
     """A job's worker returned: `outcome` is its last run's (finished, early-stopped, stopped,
-    pruned, failed; None where it made no run), `error` the failure's one line."""
+    pruned, failed; None where it made no run), `error` the failure's one line, `summary` a
+    finished sweep's or search's."""
 
-    def __init__(self, outcome: str | None, error: str | None = None) -> None:
+    def __init__(self, outcome: str | None, error: str | None = None, summary: JobSummary | None = None) -> None:
         super().__init__()
         self.outcome = outcome
         self.error = error
+        self.summary = summary
 
 
 class Predicted(Message):

@@ -251,6 +251,8 @@ class MainScreen(Screen):
         self.place_left()
         if message.error:
             self.say(f"training failed: {message.error}", "error")
+        if message.summary is not None:  # a sweep or search: its best run is the one F9 exports
+            self.session.run = message.summary.best or self.session.run
         self.history.ended(self.current_run.id if self.current_run else None)  # else no run folder was made
 
     def action_stop(self) -> None:

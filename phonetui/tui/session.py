@@ -16,7 +16,7 @@ from textual.message_pump import MessagePump
 
 from ..errors import one_line
 from ..events import StopFlag
-from .messages import Notice, TrainerEvent, TrainingEnded
+from .messages import JobSummary, Notice, TrainerEvent, TrainingEnded
 
 Job = Callable[[Callable[[Any], None], threading.Event], Any]
 JOIN_S = 5.0  # how long closing waits for the screen to take a stopped job's last events
@@ -63,14 +63,15 @@ class Session:
             last = getattr(e, "run", None) or last
             self.node.post_message(TrainerEvent(_snapshot(e)))
 
-        error = None
+        error = result = None
         try:
             say = lambda line: self.node.post_message(Notice(line, "error"))  # noqa: E731 - TensorBoard's trouble
-            job(tensorboard.tee(post, say) if self.tensorboard else post, self.cancel)
+            result = job(tensorboard.tee(post, say) if self.tensorboard else post, self.cancel)
         except Exception as e:  # noqa: BLE001 - every failure is shown, the app keeps running
             error = one_line(e)
         outcome = (last.status.outcome or last.status.status) if last is not None else None
-        self.node.post_message(TrainingEnded(outcome, error))
+        summary = result if isinstance(result, JobSummary) else None
+        self.node.post_message(TrainingEnded(outcome, error, summary))
 
     def ended(self) -> None:
         """The screen has taken the job's TrainingEnded (its last events came before it)."""

@@ -174,3 +174,20 @@ class TrainingPanel(Vertical):
     def on_training_ended(self, message: TrainingEnded) -> None:
         if message.error:
             self.ended("failed")
+        elif message.summary is not None:
+            self.summarise(message.summary)
+
+    def summarise(self, summary) -> None:
+        """A finished sweep or search: its line, and its best run's curves and epochs."""
+        best = summary.best
+        self.queue("")
+        self.run_parts = []
+        self.query_one("#run-line", Static).update(escape(summary.text))
+        self._label("finished")
+        if best is not None:
+            try:
+                metrics, steps = best.metrics(), best.steps()
+            except PhonetuiError:
+                metrics, steps = [], []
+            self.live, self.points, self.best_epoch = metrics, steps, best.status.best_epoch
+            self.query_one(RunView).show(metrics, best.status.best_epoch, steps)

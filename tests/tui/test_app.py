@@ -452,6 +452,12 @@ async def test_sweep_from_the_form_and_one_left_from_before(make_app, workdir: P
         await until(pilot, lambda: not app.main.training)
         table = app.query_one(RunsTable)
         assert table.row_count == 2 and {r.config.training.lr for r in table.runs.values()} == {0.001, 0.003}
+        best = max(table.runs.values(), key=lambda r: r.status.best_val_acc)  # a finished state, and F9 exports the best
+        assert app.main.current_run.id == best.id and not app.query_one("#queue-line").display
+        assert f"2 runs; the best is {best.id}, val acc {best.status.best_val_acc:.4f}" in str(
+            app.query_one("#run-line").render())
+        await pilot.press("f9")
+        await until(pilot, lambda: (best.path / "prediction.csv").exists())
         drop = sweep.create(Path("runs"), tiny, {"lr": [0.004]})
         app.main.history.reload()
         await until(pilot, lambda: drop.id in app.main.history.pending_sweeps)
@@ -498,6 +504,9 @@ async def test_an_optuna_search_from_the_form(make_app, workdir: Path) -> None:
         await train_to_end(pilot)
         assert app.query_one(RunsTable).row_count == 3 and (workdir / "runs" / "optuna.db").is_file()
         assert "Optuna search finished: best val acc" in status(app)
+        line = str(app.query_one("#run-line").render())
+        assert line.startswith("Optuna search finished: 3 trials (study tiny epochs=2); the best is ")
+        assert app.main.current_run.id in line  # F9 exports it
         await until(pilot, lambda: app.main.history.studies == ["tiny epochs=2"])
         app.main.show_study("tiny epochs=2")  # as ctrl+p's "Optuna study: tiny epochs=2" does
         await until(pilot, lambda: isinstance(app.screen, StudyBoard) and app.screen.query("#study-table"))
@@ -553,6 +562,7 @@ async def test_a_sweep_with_two_jobs_from_the_form(make_app, workdir: Path) -> N
         assert not s.pending() and {runs.open_run(workdir / "runs" / t.run).state for t in s.trials} == {"finished"}
         assert "finished: History ranks its runs" in status(app)
         assert app.query_one(RunsTable).row_count == 2
+        assert app.main.current_run is not None and "the best is" in str(app.query_one("#run-line").render())
         app.query_one(TabbedContent).active = "log-tab"
         await pilot.pause(0.2)
         log = "\n".join(line.text for line in app.query_one("#log").lines)

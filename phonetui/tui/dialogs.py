@@ -1,5 +1,5 @@
-"""Modal screens: a yes/no question, the help screen, the comparison of several runs and the
-choices of an ensemble's export."""
+"""Modal screens: a yes/no question, the help screen, the comparison of several runs, a run's
+confusions and the choices of an ensemble's export."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textual.widgets import Button, DataTable, Label, Select
 from .charts import Chart
 
 if TYPE_CHECKING:
+    from ..diagnostics import Confusion, PhoneScore
     from ..runs import Run
 
 
@@ -93,9 +94,12 @@ draws the curves; the best model is saved; **F9** predicts the test set and writ
 Function keys work wherever the focus is; letters only when no text field has the focus.
 **ctrl+p** opens the command palette: presets, actions and runs by name.
 
-**History**: the runs folder, live while a run trains. Click a header to sort by it (again to
-reverse). **space** marks runs; **F4** compares the marked runs (val curves and the settings
-that differ). **F3** loads a run's config into the form, **F8** deletes a run (after asking).
+**History**: the runs folder, live while a run trains (its status: the epoch in progress and
+that epoch's share done), each run's group (the sweep or Optuna study that trained it) and
+the ensembles exported into it. Click a header to sort by it (again to reverse). **space** marks
+runs; **F4** compares the marked runs (val curves and the settings that differ). **F3** loads a
+run's config into the form, **F8** deletes a run (after asking), **v** shows its phones worst
+first and what its best model takes them for.
 
 **Log**: every message of this session, newest last.
 
@@ -123,7 +127,10 @@ class Help(ModalScreen[None]):
         rows = "\n".join(f"| `{key}` | {what} |" for key, what in self.keys)
         with VerticalScroll(id="help-dialog"):
             yield Markdown(HELP.format(keys=rows))
-            yield Label("Escape closes this screen", id="help-close")
+            yield Label("Escape closes this screen · Down, PageDown, End scroll", id="help-close")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-dialog").focus()  # its keys scroll it (Down, PageDown, Home, End)
 
 
 def _flat(run: Run) -> dict[str, Any]:
@@ -171,6 +178,33 @@ class Compare(ModalScreen[None]):
                  for k, values in differences(self.runs).items()}
         for key, values in rows.items():
             table.add_row(Text(key, "bold"), *values, key=key)
+
+
+class Confusions(ModalScreen[None]):
+    """A run's best model on the validation frames: every phone, worst first, with its accuracy and
+    what it is taken for (among the most confused pairs that diagnostics keeps)."""
+
+    DEFAULT_CSS = ("Confusions { align: center middle; } Confusions #compare-title { width: 100%; } "
+                   "#confusions-table { height: 1fr; }")
+    BINDINGS = [Binding("escape,v,q", "dismiss", "Close")]
+
+    def __init__(self, run_id: str, best_epoch: int | None, phones: list[PhoneScore], pairs: list[Confusion]) -> None:
+        super().__init__()
+        self.run_id, self.best_epoch, self.phones, self.pairs = run_id, best_epoch, phones, pairs
+
+    def compose(self) -> ComposeResult:
+        model = "best model" if self.best_epoch is None else f"best model (epoch {self.best_epoch})"
+        with Vertical(id="compare-dialog"):
+            yield Label(f"{self.run_id}: its {model} on the validation frames, worst phones first · Escape closes",
+                        id="compare-title")
+            yield DataTable(id="confusions-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("phone", "frames", "accuracy", "taken for (share of its frames)")
+        for p in sorted((p for p in self.phones if p.accuracy is not None), key=lambda p: p.accuracy):
+            taken = ", ".join(f"{c.predicted} {c.share:.0%}" for c in self.pairs if c.true == p.phone)
+            table.add_row(Text(p.phone, "bold"), f"{p.frames:,}", f"{p.accuracy:.4f}", taken or "-", key=p.phone)
 
 
 class StudyBoard(ModalScreen[None]):

@@ -147,9 +147,12 @@ class ConfigForm(Vertical):
         if self.train_units and "batch_size" in values and "val_ratio" in values:
             seq = self.base.model.sequence
             for ratio in lists.get("val_ratio", [values["val_ratio"]]):
-                n = self.train_units(ratio, seq)
-                problems |= fit_problems(max(lists.get("batch_size", [values["batch_size"]])), n,
-                                         self.base.model.batchnorm, "utterances" if seq else "rows")
+                n, unit = self.train_units(ratio, seq), "utterances" if seq else "rows"
+                batch = max(lists.get("batch_size", [values["batch_size"]]))
+                fit = fit_problems(batch, n, self.base.model.batchnorm, unit)
+                if "batch_size" in fit and batch <= self.train_units(self.base.training.val_ratio, seq):
+                    fit = {"val_ratio": f"leaves {n:,} training {unit}, fewer than the batch size {batch}"}  # its doing
+                problems |= fit
         if self.devices is not None and values.get("device", "auto") not in self.devices:
             problems["device"] = f"not available here (have {', '.join(sorted(self.devices))})"
         searching = bool(self.ranges())
@@ -163,6 +166,8 @@ class ConfigForm(Vertical):
                 problems[key] = "must be an integer >= 1"
         self.problems = {k: problems[k] for k in LABELS if k in problems}
         hints = {"min_steps": self._epochs_hint(values)} if not problems else {}
+        if values.get("val_ratio") == 0:
+            hints["val_ratio"] = "no validation: the last epoch's model is kept (patience is off)"
         for key in LABELS:
             reason = problems.get(key, "")
             text = reason or hints.get(key, "")

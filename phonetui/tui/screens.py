@@ -228,6 +228,7 @@ class MainScreen(Screen):
 
     def on_history_pane_load_config(self, message: HistoryPane.LoadConfig) -> None:
         self.form.fill(message.run.config, f"run {message.run.id}")
+        self.query_one(SetupPane).shows(message.run.config.preset)
         self.query_one(TabbedContent).active = "training"
         self.say(f"loaded the config of {message.run.id} into the form: F5 runs it again")
 
@@ -279,7 +280,7 @@ class MainScreen(Screen):
         narrow screen a run being trained gets the whole width too."""
         narrow = self.app.size.width < 100  # the screen's -narrow class (HORIZONTAL_BREAKPOINTS) comes after a resize
         self.setup.display = self.query_one(TabbedContent).active == "training" and not (narrow and self.training)
-        self.query_one(Footer).show_command_palette = not narrow
+        self.query_one(Footer).compact = narrow  # the keys closer together: ^p palette stays in view at 80 columns
 
     def on_resize(self) -> None:
         self.place_left()

@@ -75,6 +75,16 @@ class SetupPane(VerticalScroll, can_focus=False):  # its fields scroll into view
         if event.value in self.presets and event.value != self.query_one(ConfigForm).base.preset:
             self.use_preset(event.value)
 
+    def shows(self, name: str) -> None:
+        """The preset list and picker on `name`, the form's preset now (a run's config loaded with F3),
+        or the picker blank where that preset is not loaded here."""
+        self.query_one(PresetList).show(self.presets, name)
+        picker = self.query_one(Select)
+        if name in self.presets:
+            picker.value = name
+        else:
+            picker.clear()
+
     def use_preset(self, name: str) -> None:
         cfg = self.presets[name]
         self.query_one(ConfigForm).fill(cfg, f"preset {cfg.preset}")

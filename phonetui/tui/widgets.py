@@ -13,7 +13,7 @@ from ..runs import DamagedRun
 from .charts import RunCharts
 
 if TYPE_CHECKING:
-    from ..runs import EpochMetrics, Run
+    from ..runs import EpochMetrics, Run, StepPoint
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -42,7 +42,8 @@ class EpochTable(DataTable):
 
 class RunView(Vertical):
     """One run's curves (train/val accuracy and loss charts) and its epoch table, best epoch marked.
-    Below 62 columns the table's headers shorten so that every column stays in view."""
+    Below 62 columns the table's headers shorten and its columns close up, so that every column
+    stays in view (the form beside it at 80 columns leaves the pane 43)."""
 
     COLUMNS = {"epoch": "ep", "train acc": "acc", "train loss": "loss", "val acc": "v acc", "val loss": "v loss",
                "lr": "lr", "s": "s"}  # label -> compact label
@@ -50,6 +51,7 @@ class RunView(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics: list[EpochMetrics] = []
+        self.steps: list[StepPoint] = []
         self.best_epoch: int | None = None
         self.compact: bool | None = None
 
@@ -63,13 +65,15 @@ class RunView(Vertical):
             self.compact = compact
             table = self.query_one(DataTable)
             table.clear(columns=True)
-            table.add_columns(*(short if compact else label for label, short in self.COLUMNS.items()))
-            self.show(self.metrics, self.best_epoch)
+            table.cell_padding = 0 if compact else 1  # compact: one space between columns (a cell's own), not two
+            table.add_columns(*(" " + short if compact else label for label, short in self.COLUMNS.items()))
+            self.show(self.metrics, self.best_epoch, self.steps)
 
-    def show(self, metrics: list[EpochMetrics], best_epoch: int | None) -> None:
-        self.metrics, self.best_epoch = list(metrics), best_epoch
+    def show(self, metrics: list[EpochMetrics], best_epoch: int | None, steps: list[StepPoint] | None = None) -> None:
+        """The epochs (and the points inside them, where the run has them) with the best epoch marked."""
+        self.metrics, self.best_epoch, self.steps = list(metrics), best_epoch, list(steps or [])
         with self.app.batch_update():
-            self.query_one(RunCharts).show(metrics)
+            self.query_one(RunCharts).show(metrics, self.steps)
             table = self.query_one(DataTable)
             table.clear()
             if not table.columns:
@@ -79,40 +83,45 @@ class RunView(Vertical):
                 cells = [f"{m.epoch}{'*' if best else ' '}", _num(m.train_acc, ".4f"), _num(m.train_loss, ".4f"),
                          _num(m.val_acc, ".4f"), _num(m.val_loss, ".4f"), _num(m.lr, ".2g"),
                          _num(m.seconds, ".0f" if m.seconds >= 100 else ".1f")]
-                table.add_row(*(Text(c, "bold green" if best else "", justify="right") for c in cells))
+                table.add_row(*(Text((" " if self.compact else "") + c, "bold green" if best else "", justify="right")
+                                for c in cells))
             if metrics:
                 table.move_cursor(row=len(metrics) - 1)
 
 
-def _sort_key(run: Run | DamagedRun, column: str) -> Any:
+def _sort_key(run: Run | DamagedRun, column: str, group: str) -> Any:
     if isinstance(run, DamagedRun):
         return {"id": run.id, "preset": "", "best": -2.0, "test": -2.0, "status": run.state, "lr": 0.0, "batch": 0,
-                "epochs": -1}.get(column, run.id)
+                "epochs": -1, "group": group}.get(column, run.id)
     s, t = run.status, run.config.training
     best, test = s.best_val_acc, run.test_acc
     return {"id": run.id, "preset": run.config.preset, "best": -1.0 if best is None else best,
             "test": -1.0 if test is None else test, "status": run.state, "lr": t.lr, "batch": t.batch_size,
-            "epochs": s.epochs_done}.get(column, run.id)
+            "epochs": s.epochs_done, "group": group}.get(column, run.id)
 
 
 class RunsTable(DataTable):
     """The runs folder: sorted by any column (newest first by default), marked runs for comparison,
-    and the active run's epochs and best accuracy updated live. Below 90 columns it drops the
-    preset column (a run's id ends with it) and the mark column (a mark prefixes the id), and
+    each run's group (the sweep or Optuna study that trained it), and the training run updated live
+    from its events. Below 90 columns it drops the preset column (a run's id ends with it), the group
+    column (the picked run's details name it) and the mark column (a mark prefixes the id), and
     shortens its headers, so that every column stays in view."""
 
     HEADERS = {"mark": " ", "id": "id", "preset": "preset", "status": "status", "best": "best val",
-               "test": "test acc", "epochs": "epochs", "lr": "lr", "batch": "batch"}
+               "test": "test acc", "epochs": "epochs", "lr": "lr", "batch": "batch", "group": "group"}
     COMPACT = {"id": "id", "status": "status", "best": "val", "test": "test", "epochs": "ep", "lr": "lr",
                "batch": "bs"}
+    TEXT = ("preset", "status", "group")  # their order in words: A to Z
+    GROUP_WIDTH = 12  # a longer group is cut, with an ellipsis (the picked run's details name it whole)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_column, self.descending = "id", True
         self.runs: dict[str, Run | DamagedRun] = {}
+        self.groups: dict[str, tuple[str, str]] = {}  # run id -> ("sweep", its id) or ("study", its name)
         self.marked: set[str] = set()
-        self.live: dict[str, tuple[int, float | None, float]] = {}  # run id -> (epochs done, best val acc,
-        # the epoch's fraction done) while it trains
+        self.live: tuple[Run, int, float] | None = None  # the training run as its events have it, the epoch
+        # in progress and its share done
         self.compact: bool | None = None
 
     @property
@@ -143,56 +152,62 @@ class RunsTable(DataTable):
         label = {"best": "best val acc", "test": "test acc", "batch": "batch size"}.get(self.sort_column,
                                                                                    self.HEADERS[self.sort_column])
         order = "highest first" if self.descending else "lowest first"
-        if self.sort_column in ("preset", "status"):
+        if self.sort_column in self.TEXT:
             order = "Z to A" if self.descending else "A to Z"
         return f"history sorted by {label}, {order}"
 
     def sort_by(self, column: str, descending: bool | None = None) -> None:
         """Sort by `column`; the same column again reverses the direction unless `descending` is given."""
         if descending is None:
-            descending = not self.descending if column == self.sort_column else column != "preset"
+            descending = not self.descending if column == self.sort_column else column not in ("preset", "group")
         self.sort_column, self.descending = column, descending
         picked = self.selected()
         self.show(list(self.runs.values()), picked.id if picked else None)
 
     def show(self, runs: list[Run | DamagedRun], keep: str | None = None) -> None:
-        """Fill the table (sorted as chosen), keeping the cursor on run id `keep` when it is there."""
-        self.runs = {r.id: r for r in runs}
+        """Fill the table (sorted as chosen), keeping the cursor on run id `keep` when it is there; the
+        training run as its events have it (the folder read may be older than its last event)."""
+        live = self.live[0] if self.live else None
+        self.runs = {r.id: live if live is not None and r.id == live.id else r for r in runs}
         self.marked &= set(self.runs)
-        runs = sorted(runs, key=lambda r: _sort_key(r, self.sort_column), reverse=self.descending)
+        ordered = sorted(self.runs.values(), key=lambda r: _sort_key(r, self.sort_column, self.groups.get(r.id, ("", ""))[1]),
+                         reverse=self.descending)
         with self.app.batch_update():
             self.clear()
             for key, label in self.headers.items():
-                arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else "  "
+                arrow = (" ▼" if self.descending else " ▲") if key == self.sort_column else "  " * (key != "mark")
                 self.columns[key].label = Text(label + arrow)
-            for r in runs:
+            for r in ordered:
                 self.add_row(*self._cells(r), key=r.id)
             if keep in self.runs:
                 self.move_cursor(row=self.get_row_index(keep))
 
     def _cells(self, r: Run | DamagedRun) -> list[str]:
         mark = "✓" if r.id in self.marked else " "
-        if isinstance(r, DamagedRun):
-            cells = {"mark": mark, "id": r.id, "status": r.state}
-        else:
+        kind, group = self.groups.get(r.id, ("", "-"))
+        group = group.split("-", 1)[-1] if kind == "sweep" else group  # a sweep's id without its date
+        cells = {"mark": mark, "id": r.id, "status": r.state,
+                 "group": group if len(group) <= self.GROUP_WIDTH else group[:self.GROUP_WIDTH - 1] + "…"}
+        if not isinstance(r, DamagedRun):
             t, s = r.config.training, r.status
-            epochs, best, part = self.live.get(r.id, (s.epochs_done, s.best_val_acc, 0.0))
-            cells = {"mark": mark, "id": r.id, "preset": r.config.preset,
-                     "status": f"training {part:.0%}" if r.id in self.live else r.state, "best": _num(best, ".4f"),
-                     "test": _num(r.test_acc, ".4f"), "epochs": f"{epochs}/{t.epochs}", "lr": f"{t.lr:.3g}",
-                     "batch": str(t.batch_size)}
+            cells |= {"preset": r.config.preset, "best": _num(s.best_val_acc, ".4f"), "test": _num(r.test_acc, ".4f"),
+                      "epochs": f"{s.epochs_done}/{t.epochs}", "lr": f"{t.lr:.3g}", "batch": str(t.batch_size)}
+            if self.live and self.live[0].id == r.id:
+                _, epoch, part = self.live  # the epoch in progress and its share done (not the run's share)
+                cells["status"] = f"epoch {epoch} {part:.0%}"
         if self.compact:
             cells["id"] = mark + cells["id"]
         return [cells.get(key, "-") for key in self.headers]
 
-    def update_live(self, run_id: str, epochs: int, best: float | None, part: float = 0.0) -> None:
-        """Show the active run's progress (epochs done, best val acc, the epoch in progress's share
-        done) without reading the runs folder again."""
-        if self.live.get(run_id) == (epochs, best, part):
+    def update_live(self, run: Run, epoch: int, part: float) -> None:
+        """Show the training run as its events have it (`run`: its epochs done, best val acc) and its
+        epoch in progress (`epoch`, its share `part` done), without reading the runs folder again."""
+        if self.live is not None and self.live[0] is run and self.live[1:] == (epoch, part):
             return
-        self.live[run_id] = (epochs, best, part)
-        if run_id in self.runs:
-            self._refresh(self.runs[run_id], update_width=True)
+        self.live = (run, epoch, part)
+        if run.id in self.runs:
+            self.runs[run.id] = run
+            self._refresh(run, update_width=True)
 
     def toggle_mark(self) -> Run | DamagedRun | None:
         run = self.selected()

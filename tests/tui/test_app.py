@@ -156,7 +156,8 @@ async def test_train_export_and_history(make_app, workdir: Path) -> None:
         assert run.state == "finished" and (run.path / "best.pt").exists()
         live = app.query_one("#live", RunView)
         assert live.query_one("DataTable").row_count == 3
-        assert [len(line) for line in live.query_one(".acc-chart", Chart).series.values()] == [3, 3]
+        series = live.query_one(".acc-chart", Chart).series  # the epochs, and the points inside them
+        assert [len(series["train"]), len(series["val"])] == [3, 3] and len(series["running"]) == len(run.steps())
         assert status(app).startswith(f"finished {Path('runs') / run.id}: best val acc")
         assert app.query_one(RunsTable).row_count == 1
 
@@ -206,7 +207,7 @@ async def test_stop_keeps_best_model(make_app) -> None:
         table = app.query_one(RunsTable)  # History follows the run live, without reading the folder again
         await until(pilot, lambda: table.row_count == 1)
         row = lambda: table.get_row(app.main.current_run.id)  # noqa: E731
-        await until(pilot, lambda: row()[3].startswith("training ") and row()[4] != "-" and row()[6].endswith("/400"))
+        await until(pilot, lambda: row()[3].startswith("epoch ") and row()[4] != "-" and row()[6].endswith("/400"))
         said = record_status(app)
         await pilot.press("f5")
         assert "a run is already active: stop it first (F6)" in said
@@ -644,8 +645,8 @@ async def test_history_says_its_order_and_shows_the_active_run_s_progress(make_a
         await until(pilot, lambda: nxt.id in table.runs)
         app.main.panel.post_message(TrainerEvent(trainer.Progress(1, 5, 1200, 2400, 1000.0)))
         await pilot.pause()
-        assert str(table.get_cell(nxt.id, "status")) == "training 50%"
-        assert table.columns["status"].get_render_width(table) >= len("training 50%") + 2  # shown whole, not cut
+        assert str(table.get_cell(nxt.id, "status")) == "epoch 1 50%"  # the epoch in progress, and its share done
+        assert table.columns["status"].get_render_width(table) >= len("epoch 1 50%") + 2  # shown whole, not cut
         nxt.release()
 
 

@@ -14,7 +14,7 @@ from phonetui.tui.training import pack
 from phonetui.tui.widgets import RunsTable, RunView
 
 from .pilot_helpers import feed_run, ready, until, workers_done
-from .test_app import field, status
+from .test_app import field
 
 
 async def test_the_epoch_table_shows_every_column_beside_the_form_at_80_columns(make_app, workdir: Path) -> None:

@@ -79,7 +79,7 @@ def printer(tensorboard: bool = False):
                 console.print(log_line(m, e.epochs) + f"  ({m.seconds:.1f} s"
                               + (", trained before the resume)" if e.earlier else ")"))
             case BestSaved(val_acc=acc) if acc is not None:
-                console.print(f"saving model with acc {acc:.3f}")
+                console.print(e.line())
             case Cancelled(run=run) if run.status.outcome == Outcome.PRUNED:
                 console.print(f"{run.status.message}: {run.path}")
             case Cancelled(run=run):

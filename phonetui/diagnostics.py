@@ -2,6 +2,8 @@
 
     runs/<id>/per_phone.csv   class, phone, frames, correct, accuracy (validation frames of each class)
     runs/<id>/confusions.csv  true, predicted, frames, share (of the true class's frames), worst first
+    runs/<id>/confusion.csv   the whole 39x39 matrix: a row a true phone, a column a predicted one (frames)
+    runs/<id>/val_utterances.csv  frames, correct: each validation utterance (noise: its 95% interval)
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import noise
 from .config import PHONES
 from .errors import PhonetuiError
 from .fileio import read_text, write_text
 from .runs import Run
 
-PER_PHONE, CONFUSIONS = "per_phone.csv", "confusions.csv"
+PER_PHONE, CONFUSIONS, MATRIX, VAL_COUNTS = "per_phone.csv", "confusions.csv", "confusion.csv", "val_utterances.csv"
 TOP_PAIRS = 20
 
 
@@ -42,8 +45,8 @@ def _csv(rows: list[list]) -> str:
     return out.getvalue()
 
 
-def write(run: Run, confusion: np.ndarray) -> None:
-    """Write both files from a (39, 39) true x predicted count matrix."""
+def write(run: Run, confusion: np.ndarray, counts: noise.Counts | None = None) -> None:
+    """Write the files from a (39, 39) true x predicted count matrix, and the per-utterance counts."""
     frames = confusion.sum(1)
     correct = np.diag(confusion)
     rows = [["class", "phone", "frames", "correct", "accuracy"]]
@@ -59,6 +62,38 @@ def write(run: Run, confusion: np.ndarray) -> None:
         if off[t, p]:
             pairs.append([PHONES[t], PHONES[p], int(off[t, p]), f"{off[t, p] / frames[t]:.6f}"])
     write_text(run.path / CONFUSIONS, _csv(pairs))
+    write_text(run.path / MATRIX, _csv([["true", *PHONES]] + [[PHONES[t], *map(int, confusion[t])] for t in range(len(PHONES))]))
+    if counts is not None:
+        write_text(run.path / VAL_COUNTS, _csv([["frames", "correct"], *zip(counts.frames.tolist(), counts.correct.tolist())]))
+
+
+def matrix(run: Run) -> np.ndarray | None:
+    """The best model's whole confusion matrix (None for runs before it was kept)."""
+    path = run.path / MATRIX
+    if not path.exists():
+        return None
+    rows = list(csv.reader(io.StringIO(read_text(path))))
+    try:
+        m = np.array([[int(v) for v in r[1:]] for r in rows[1:]], np.int64)
+    except (ValueError, IndexError) as e:
+        raise PhonetuiError(f"{path}: malformed matrix ({e})") from None
+    if m.shape != (len(PHONES), len(PHONES)) or (m < 0).any():
+        raise PhonetuiError(f"{path}: not a {len(PHONES)}x{len(PHONES)} matrix of frame counts")
+    return m
+
+
+def val_counts(run: Run) -> noise.Counts | None:
+    """The best model's per-utterance validation counts (None for runs before they were kept)."""
+    path = run.path / VAL_COUNTS
+    if not path.exists():
+        return None
+    try:
+        rows = np.array([[int(v) for v in r] for r in list(csv.reader(io.StringIO(read_text(path))))[1:]], np.int64)
+    except ValueError as e:
+        raise PhonetuiError(f"{path}: malformed counts ({e})") from None
+    if rows.ndim != 2 or rows.shape[1:] != (2,) or (rows < 0).any() or (rows[:, 1] > rows[:, 0]).any():
+        raise PhonetuiError(f"{path}: not rows of frames,correct with 0 <= correct <= frames")
+    return noise.Counts(rows[:, 0], rows[:, 1])
 
 
 def read(run: Run) -> tuple[list[PhoneScore], list[Confusion]]:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import noise
 from .batches import Frames, Utterances
 from .config import N_CLASSES
 
@@ -21,6 +22,7 @@ class Scores:
     loss: float  # mean cross-entropy of the raw logits
     confusion: np.ndarray  # (39, 39) frame counts, true class x scored prediction
     decoder: tuple[float, float] | None = None  # the Viterbi (scale, loop) tuned on these labels (decode = "viterbi")
+    counts: noise.Counts | None = None  # frames and correct (scored) frames of each utterance: its interval
 
 
 @torch.inference_mode()
@@ -75,5 +77,6 @@ def score(probs: torch.Tensor, loss: float, y: torch.Tensor, starts: np.ndarray,
     else:
         pred = smoothed.argmax(1) if k > 1 else raw
     confusion = torch.bincount(y * N_CLASSES + pred, minlength=N_CLASSES**2).reshape(N_CLASSES, N_CLASSES)
-    n = max(len(y), 1)
-    return Scores((pred == y).sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy(), decoder)
+    n, hits = max(len(y), 1), (pred == y)
+    return Scores(hits.sum().item() / n, (raw == y).sum().item() / n, loss, confusion.cpu().numpy(), decoder,
+                  noise.counts(hits.cpu().numpy(), starts))

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Callable
 from .runs import Outcome  # how a run ended: the run store's, shared with the stop flag
 
 if TYPE_CHECKING:
+    from .noise import Interval
     from .runs import EpochMetrics, Run, StepPoint
-
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -84,6 +84,17 @@ class BestSaved:
     epoch: int
     val_acc: float | None
     path: Path
+    gain: Interval | None = None  # over the last best model (`over`): 95% interval, paired over utterances
+    over: int | None = None
+
+    def line(self) -> str:
+        """The course code's 'saving model with acc 0.704', and whether its gain is beyond noise."""
+        said = f"saving model with acc {self.val_acc:.3f}"
+        if self.gain is None or self.over is None:
+            return said
+        from .noise import verdict
+
+        return f"{said}: {self.gain.pts()} over epoch {self.over}, {verdict(self.gain)}"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, diagnostics
+from . import checkpoint, diagnostics, noise
 from .checkpoint import TrainingState
 from .config import RunConfig, n_epochs
+from .errors import PhonetuiError
 from .events import EpochEnd, Listener
+from .noise import Interval
 from .runs import EpochMetrics, Run, StepPoint
 from .step import Step
 from .threads import Governor
@@ -24,6 +26,7 @@ class Recorder:
     def __init__(self, run: Run, cfg: RunConfig, width: int, step: Step, gen: torch.Generator, gov: Governor) -> None:
         self.run, self.cfg, self.width, self.step, self.gen, self.gov = run, cfg, width, step, gen, gov
         self.history: list[EpochMetrics] = []
+        self.best_counts: noise.Counts | None = None  # the best model's, for the next best's gain
         self.ran()
 
     def ran(self) -> None:
@@ -41,6 +44,10 @@ class Recorder:
         self.step.load_state_dict(saved)
         state = checkpoint.restore(saved, self.gen, self.step.device)
         self.history = self.run.metrics()[:state.epoch]
+        try:
+            self.best_counts = diagnostics.val_counts(self.run)
+        except PhonetuiError:
+            self.best_counts = None  # damaged: the next best model's gain goes without an interval
         self.run.keep_steps(state.epoch)  # the cut epoch's points go: it trains again
         for m in self.history:
             listen(EpochEnd(m, self.cfg.training.epochs, earlier=True))
@@ -53,12 +60,21 @@ class Recorder:
         self.history.append(m)
         self.run.write_metrics(self.history)
 
+    def gain(self, scores) -> Interval | None:
+        """A new best model's val acc gain over the last best one: its 95% interval, paired over the
+        validation utterances (None for the first, or a resumed run whose best predates the counts)."""
+        if scores is None or scores.counts is None or self.best_counts is None:
+            return None
+        return noise.difference(scores.counts, self.best_counts)
+
     def best(self, epoch: int, val_acc: float | None, scores) -> Path:
-        """The best model so far, with its per-phone diagnostics (and Viterbi setting) where validated."""
+        """The best model so far, with its per-phone diagnostics, per-utterance counts (and Viterbi
+        setting) where validated."""
         path = checkpoint.save(self.run, self.step.model, self.cfg, self.width, epoch, val_acc,
                                scores.decoder if scores else None)
         if scores:
-            diagnostics.write(self.run, scores.confusion)
+            diagnostics.write(self.run, scores.confusion, scores.counts)
+            self.best_counts = scores.counts
         return path
 
     def epoch_done(self, state: TrainingState, improved: bool, val_acc: float | None) -> None:

@@ -3,7 +3,7 @@
     runs/<id>/config.toml      the resolved RunConfig plus a [run] table (data, device, versions)
     runs/<id>/status.json      RunStatus: written only by the training process, which holds run.lock
     runs/<id>/run.lock         flock-ed by the training process while it lives (a reused pid cannot fake it)
-    runs/<id>/metrics.csv      epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw
+    runs/<id>/metrics.csv      epoch, train_acc, train_loss, val_acc, val_loss, lr, seconds, val_acc_raw, gain_lo, gain_hi
     runs/<id>/steps.csv        StepPoint rows inside each epoch: the running train loss and accuracy, lr
     runs/<id>/per_phone.csv    per-class val accuracy of best.pt; confusions.csv its most confused pairs
     runs/<id>/best.pt          {"model": ModelConfig dict, "input_dim", "state_dict", ...}
@@ -51,6 +51,7 @@ class Outcome(StrEnum):
     STOPPED_BY_SIGNAL = "stopped-by-signal"  # SIGTERM, SIGHUP
     PRUNED = "pruned"  # Optuna
     FAILED = "failed"
+    IMPORTED = "imported"  # read from a notebook's log (phonetui.importing): status finished, no model
 
 
 
@@ -140,6 +141,8 @@ class EpochMetrics:
     lr: float
     seconds: float
     val_acc_raw: float | None = None  # without smoothing, when the run smooths (training.smooth > 1)
+    gain_lo: float | None = None  # an epoch that saved a new best model: the 95% interval of its val acc
+    gain_hi: float | None = None  # gain over the last best (paired bootstrap over utterances, phonetui.noise)
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class RunRecord:
     epochs_asked: int | None = None
     started: str | None = None
     threads: int | None = None
+    imported: str | None = None  # the log an imported run was read from (its path, or 'stdin')
 
     @classmethod
     def of(cls, table: dict[str, Any]) -> RunRecord:
@@ -243,10 +247,24 @@ class Run:
 
     @property
     def state(self) -> str:
-        """finished / stopped / failed / running, or interrupted for a running run whose process is gone."""
+        """finished / stopped / failed / running, or interrupted for a running run whose process is gone,
+        or imported for a finished run read from a log."""
         if self.status.status == "running" and self._lock is None and not _lock_held(self.path):
             return "interrupted"
-        return self.status.status
+        return Outcome.IMPORTED.value if self.imported else self.status.status
+
+    @property
+    def imported(self) -> bool:
+        """Whether the run was read from a log (phonetui import): its epochs only, no model, no last.pt."""
+        return self.status.outcome == Outcome.IMPORTED
+
+    def refuse_if_imported(self, to: Literal["predict", "resume", "show"]) -> None:
+        """The one line for what needs a model or last.pt (predict, resume, per-phone diagnostics), asked of
+        an imported run (it has neither)."""
+        if self.imported:
+            raise PhonetuiError(f"{self.path}: imported from a log: " + {
+                "predict": "no model to predict with", "resume": "nothing to resume",
+                "show": "no per-phone diagnostics (they come from validating a model)"}[to])
 
     @property
     def test_acc(self) -> float | None:
@@ -296,12 +314,7 @@ class Run:
             self._lock = None
 
     def write_metrics(self, rows: list[EpochMetrics]) -> None:
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow([f.name for f in fields(EpochMetrics)])
-        for m in rows:
-            w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in asdict(m).values()])
-        write_text(self.path / METRICS, out.getvalue())
+        write_text(self.path / METRICS, _metrics_text(rows))
 
     def metrics(self) -> list[EpochMetrics]:
         """The epochs recorded so far (empty before the first epoch ends)."""
@@ -313,7 +326,9 @@ class Run:
                                  float(r["val_acc"]) if r["val_acc"] else None,
                                  float(r["val_loss"]) if r["val_loss"] else None,
                                  float(r["lr"]), float(r["seconds"]),
-                                 float(r["val_acc_raw"]) if r.get("val_acc_raw") else None)
+                                 float(r["val_acc_raw"]) if r.get("val_acc_raw") else None,
+                                 float(r["gain_lo"]) if r.get("gain_lo") else None,
+                                 float(r["gain_hi"]) if r.get("gain_hi") else None)
                     for r in csv.DictReader(io.StringIO(read_text(path)))]
         except (KeyError, ValueError, TypeError) as e:
             raise PhonetuiError(f"{path}: malformed metrics ({e})") from None
@@ -374,6 +389,16 @@ def record_prediction(run: Run, csv_path: Path, test_acc: float | None) -> Predi
     return rec
 
 
+def _metrics_text(rows: list[EpochMetrics]) -> str:
+    """metrics.csv: a header, then an epoch a line (None as an empty cell)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow([f.name for f in fields(EpochMetrics)])
+    for m in rows:
+        w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in asdict(m).values()])
+    return out.getvalue()
+
+
 def _config_text(config: RunConfig, record: dict[str, Any]) -> str:
     """config.toml: the resolved config and its [run] record."""
     return tomli_w.dumps(config.to_dict() | {"run": record})
@@ -383,10 +408,23 @@ def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
     """A new run folder named <date>-<time>-<preset>, status 'running', its lock held by this process.
 
     Made whole in a hidden temp folder and renamed into place; on any failure nothing is left."""
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.preset}"
+    return _create(runs_dir, config, record, config.preset, RunStatus(pid=os.getpid(), started=record.get("started", "")))
+
+
+def create_imported(runs_dir: Path, config: RunConfig, record: dict[str, Any], name: str, status: RunStatus,
+                    metrics: list[EpochMetrics]) -> Run:
+    """A run folder <date>-<time>-<name> read from a log (phonetui.importing): its status final and its
+    metrics.csv written before the folder appears, its lock not held (no process trains it)."""
+    return _create(runs_dir, config, record, name, status, metrics)
+
+
+def _create(runs_dir: Path, config: RunConfig, record: dict[str, Any], name: str, status: RunStatus,
+            metrics: list[EpochMetrics] | None = None) -> Run:
+    """Make the folder whole in a hidden temp folder and rename it into place; on any failure nothing is
+    left. The lock is kept held for a training run (no `metrics` yet), released for an imported one."""
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     record = {"uid": uuid.uuid4().hex} | record
     tmp = runs_dir / f".new-{base}-{os.getpid()}"
-    status = RunStatus(pid=os.getpid(), started=record.get("started", ""))
     lock = None
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -396,6 +434,8 @@ def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         write_text(tmp / CONFIG, _config_text(config, record))
         write_text(tmp / STATUS, json.dumps(asdict(status), indent=1) + "\n")
+        if metrics is not None:
+            write_text(tmp / METRICS, _metrics_text(metrics))
         path = _move_into_place(tmp, runs_dir, base)
     except OSError as e:
         raise failed(Path(e.filename or runs_dir), "make a run folder", e) from None
@@ -404,6 +444,9 @@ def create(runs_dir: Path, config: RunConfig, record: dict[str, Any]) -> Run:
             shutil.rmtree(tmp, ignore_errors=True)
             if lock is not None:
                 os.close(lock)
+    if metrics is not None and lock is not None:
+        os.close(lock)
+        lock = None
     return Run(path, config, record, status, None, lock)
 
 
@@ -457,7 +500,8 @@ def open_run(path: Path) -> Run:
     return Run(path, config, record, status, prediction)
 
 
-TRAINER_FILES = (CONFIG, STATUS, METRICS, STEPS, CHECKPOINT, LAST, "per_phone.csv", "confusions.csv")
+TRAINER_FILES = (CONFIG, STATUS, METRICS, STEPS, CHECKPOINT, LAST, "per_phone.csv", "confusions.csv", "confusion.csv",
+                 "val_utterances.csv")
 
 
 def _clean_temp_files(path: Path) -> None:

@@ -131,6 +131,7 @@ def resume(run: Run, data: TimitData, listen: Listener = lambda e: None,
     `epochs`: train on to this many epochs in all (a finished run too), trained as given (min_steps
     off), written to its config.toml. A cosine schedule then spans the new total from the step it
     reached, so its rate rises again at the resume: the run's status message says so."""
+    run.refuse_if_imported("resume")
     if run.state == "running" or (run.state == "finished" and epochs is None):
         raise PhonetuiError(f"{run.path}: {run.state}, nothing to resume"
                             + (" (the training process is still alive)" if run.state == "running" else
@@ -257,13 +258,15 @@ def _loop(cfg: RunConfig, data: TimitData, run: Run, s: Setup, listen: Listener,
         scores = (score(*posteriors(step.model, val_set, s.device, s.plan.dtype), val_set.y, val_starts, t.smooth,
                         trans) if val_set.rows else None)
         raw = scores.raw_acc if scores and (t.smooth > 1 or trans is not None) else None
+        improved = scores is None or scores.acc > state.best
+        gain = rec.gain(scores) if improved else None
         m = EpochMetrics(epoch, train_acc, train_loss, scores and scores.acc, scores and scores.loss, lr,
-                         time.perf_counter() - start, raw)
+                         time.perf_counter() - start, raw, gain and gain.lo, gain and gain.hi)
         rec.metrics(m)
         listen(EpochEnd(m, t.epochs))
-        improved = m.val_acc is None or m.val_acc > state.best
         if improved:
-            listen(BestSaved(epoch, m.val_acc, rec.best(epoch, m.val_acc, scores)))
+            last_best = state.epoch - state.since_best if gain else None
+            listen(BestSaved(epoch, m.val_acc, rec.best(epoch, m.val_acc, scores), gain, last_best))
         state = TrainingState(epoch, (train_acc if m.val_acc is None else m.val_acc) if improved else state.best,
                               0 if improved else state.since_best + 1)
         rec.epoch_done(state, improved, m.val_acc)

@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, Select
+from textual.widgets import Button, DataTable, Label, Select, Static
 
-from .charts import Chart
+from .charts import Chart, colors_for, legend
 
 if TYPE_CHECKING:
     from ..diagnostics import Confusion, PhoneScore
@@ -91,6 +91,11 @@ draws the curves; the best model is saved; **F9** predicts the test set and writ
 |---|---|
 {keys}
 
+**Training**: the running train loss and accuracy inside the epoch (grey in the charts), the
+epoch table with the best epoch starred; where the table is wide, **gain [95%]** gives each new
+best model's val acc gain over the last one in points with its 95% interval (bootstrap over the
+validation utterances): ✓ the gain is beyond noise, ~ it is within noise.
+
 Function keys work wherever the focus is; letters only when no text field has the focus.
 **ctrl+p** opens the command palette: presets, actions and runs by name.
 
@@ -161,8 +166,13 @@ class Compare(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-dialog"):
             yield Label(f"comparing {len(self.runs)} runs · Escape closes", id="compare-title")
-            yield Chart("val accuracy", id="compare-chart")
+            yield Static(legend(self.colors), id="compare-legend")  # above the curves, not over them
+            yield Chart("val accuracy", self.colors, id="compare-chart")
             yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+
+    @property
+    def colors(self) -> dict[str, str]:
+        return colors_for([_label(r) for r in self.runs])
 
     def on_mount(self) -> None:
         self.query_one(Chart).show({_label(r): [(m.epoch, m.val_acc) for m in self.metrics[r.id] if m.val_acc is not None]
@@ -233,8 +243,8 @@ class StudyBoard(ModalScreen[None]):
 
 
 def _label(run: Run) -> str:
-    """A short legend name: the run id without its date (time and preset)."""
-    return run.id.split("-", 1)[-1]
+    """A legend name: the run id, date included (runs of other days can share a time)."""
+    return run.id
 
 
 def _acc(v: float | None) -> str:

@@ -17,7 +17,7 @@ def event_line(e: Event, best_epoch: int | None) -> Line | None:
             val = "" if m.val_acc is None else f" · val acc {m.val_acc:.4f} loss {m.val_loss:.4f}"
             return f"epoch {m.epoch}/{e.epochs}: train acc {m.train_acc:.4f} loss {m.train_loss:.4f}{val}", "info", False
         case BestSaved(val_acc=acc) if acc is not None:
-            return f"saving model with acc {acc:.3f}", "ok", False
+            return e.line(), "ok", False
         case Finished(run=run):
             best = run.status.best_val_acc
             at = f": best val acc {best:.4f} at epoch {run.status.best_epoch}" if best is not None else ""

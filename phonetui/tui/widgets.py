@@ -40,6 +40,15 @@ class EpochTable(DataTable):
             self.move_cursor(row=self.cursor_row, scroll=True)
 
 
+def _saved(m: EpochMetrics, last_best: float | None) -> str:
+    """An epoch that saved a new best model: its gain over the last best and the gain's 95% interval,
+    in points, marked where the interval leaves out 0 ('+0.63 [+0.35 +0.92] ✓'); blank otherwise."""
+    if m.gain_lo is None or m.gain_hi is None or m.val_acc is None or last_best is None:
+        return ""
+    mark = " ✓" if m.gain_lo > 0 else " ~"
+    return f"{(m.val_acc - last_best) * 100:+.2f} [{m.gain_lo * 100:+.2f} {m.gain_hi * 100:+.2f}]{mark}"
+
+
 class RunView(Vertical):
     """One run's curves (train/val accuracy and loss charts) and its epoch table, best epoch marked.
     Below 62 columns the table's headers shorten and its columns close up, so that every column
@@ -47,6 +56,7 @@ class RunView(Vertical):
 
     COLUMNS = {"epoch": "ep", "train acc": "acc", "train loss": "loss", "val acc": "v acc", "val loss": "v loss",
                "lr": "lr", "s": "s"}  # label -> compact label
+    SAVED = "gain [95%]"  # the wide table: a new best model's gain in points, ✓ beyond noise, ~ within it
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -66,7 +76,8 @@ class RunView(Vertical):
             table = self.query_one(DataTable)
             table.clear(columns=True)
             table.cell_padding = 0 if compact else 1  # compact: one space between columns (a cell's own), not two
-            table.add_columns(*(" " + short if compact else label for label, short in self.COLUMNS.items()))
+            table.add_columns(*(" " + short if compact else label for label, short in self.COLUMNS.items()),
+                              *([] if compact else [self.SAVED]))
             self.show(self.metrics, self.best_epoch, self.steps)
 
     def show(self, metrics: list[EpochMetrics], best_epoch: int | None, steps: list[StepPoint] | None = None) -> None:
@@ -78,11 +89,16 @@ class RunView(Vertical):
             table.clear()
             if not table.columns:
                 return
+            last_best: float | None = None
             for m in metrics:
                 best = m.epoch == best_epoch
                 cells = [f"{m.epoch}{'*' if best else ' '}", _num(m.train_acc, ".4f"), _num(m.train_loss, ".4f"),
                          _num(m.val_acc, ".4f"), _num(m.val_loss, ".4f"), _num(m.lr, ".2g"),
                          _num(m.seconds, ".0f" if m.seconds >= 100 else ".1f")]
+                if not self.compact:
+                    cells.append(_saved(m, last_best))
+                if m.val_acc is not None and (last_best is None or m.val_acc > last_best):
+                    last_best = m.val_acc
                 table.add_row(*(Text((" " if self.compact else "") + c, "bold green" if best else "", justify="right")
                                 for c in cells))
             if metrics:

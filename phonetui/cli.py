@@ -130,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
     rs.add_argument("--show", type=Path, metavar="RUN", help="per-phone val accuracy and most confused pairs "
                     "(RUN: a run folder or its id)")
+    im = sub.add_parser("import", help="a notebook's log (the course code's epoch lines) as a run in History: "
+                        "imported, no model")
+    im.add_argument("logfile", metavar="LOGFILE", help="the log, or - for standard input")
+    im.add_argument("--name", help="names the run folder (the log's file name)")
+    im.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting the run had, over the course sample code's (baseline): lr=1e-3, "
+                    "batch_size=16, hidden=2048,512, activation=relu, ... (repeatable)")
+    im.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="runs folder (./runs)")
     d = sub.add_parser("demo-data", help="write a demo data set in the course's format (synthesized speech by default)")
     d.add_argument("--out", type=Path, required=True)
     kind = d.add_mutually_exclusive_group()
@@ -182,6 +190,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from . import data, runs, trainer
 
     run = runs.open_run(runs.find(args.run_dir, getattr(args, "runs", Path("runs"))))
+    run.refuse_if_imported("resume")  # before its data, which it never recorded
     dataset = data.load(_data_of(run, args))
     to = f", on to {args.total_epochs}" if args.total_epochs is not None else ""
     say(f"resuming {run.path} ({run.state}, {run.status.epochs_done}/{run.config.training.epochs} epochs{to})")
@@ -376,6 +385,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     flag_value("device", args.device)
     members = [runs.open_run(runs.find(d, getattr(args, "runs", Path("runs")))) for d in args.run_dir]
+    for run in members:  # before the data, which an imported run never recorded
+        run.refuse_if_imported("predict")
     data = load_data(_data_of(members[0], args))
     if len(members) == 1 and args.decode == "argmax":
         console.report(predict(members[0], data, args.out, args.device))
@@ -406,8 +417,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
     if args.show is not None:
-        return console.show(runs.open_run(runs.find(args.show, getattr(args, "runs", Path("runs")))))
+        run = runs.open_run(runs.find(args.show, getattr(args, "runs", Path("runs"))))
+        run.refuse_if_imported("show")
+        return console.show(run)
     console.runs(runs.list_runs(getattr(args, "runs", Path("runs"))))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from . import importing
+
+    run = importing.import_log(args.logfile, getattr(args, "runs", Path("runs")), args.name, args.sets)
+    best, at = run.status.best_val_acc, run.status.best_epoch
+    say(f"{run.status.message}: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""),
+        markup=False)
     return 0
 
 
@@ -462,8 +485,8 @@ def left_line(run) -> str:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,
-            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "demo-data": cmd_demo_data,
-            "serve": cmd_serve}
+            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "import": cmd_import,
+            "demo-data": cmd_demo_data, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

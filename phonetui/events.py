@@ -92,9 +92,7 @@ class BestSaved:
         said = f"saving model with acc {self.val_acc:.3f}"
         if self.gain is None or self.over is None:
             return said
-        from .noise import verdict
-
-        return f"{said}: {self.gain.pts()} over epoch {self.over}, {verdict(self.gain)}"
+        return f"{said}: {self.gain.pts()} over epoch {self.over}, {'beyond' if self.gain.beyond_noise else 'within'} noise"
 
 
 @dataclass(frozen=True)

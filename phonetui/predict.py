@@ -187,8 +187,10 @@ def predict(run: Run, data: TimitData, out: Path | None = None, device: str = "a
 
 
 def _not_training(members: list[Run]) -> None:
-    """Refuse runs still training: their best model can change under the prediction."""
+    """Refuse runs still training (their best model can change under the prediction), and imported
+    ones (they have none)."""
     for r in members:
+        r.refuse_if_imported("predict")
         if r.state == "running":
             raise PhonetuiError(f"{r.path}: still training (pid {r.status.pid}): wait for it to finish, or stop it "
                                 "(its best model is kept), then predict")

@@ -547,3 +547,20 @@ def delete(run: Run | DamagedRun) -> None:
         shutil.rmtree(run.path)
     except OSError as e:
         raise PhonetuiError(f"{run.path}: cannot delete ({e.strerror or e})") from None
+
+
+def _settings(run: Run) -> dict[str, Any]:
+    """A run's config flat: preset, then model.* and training.* keys."""
+    d = run.config.to_dict()
+    out: dict[str, Any] = {"preset": d["preset"]}
+    for table in ("model", "training"):
+        out |= {f"{table}.{k}": v for k, v in d[table].items()}
+    return out
+
+
+def differences(runs: list[Run]) -> dict[str, list[Any]]:
+    """The config keys whose values are not the same in every run, with each run's value (None: unset):
+    what Compare and the report show beside the runs' numbers."""
+    flats = [_settings(r) for r in runs]
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    return {k: [f.get(k) for f in flats] for k in keys if len({repr(f.get(k)) for f in flats}) > 1}

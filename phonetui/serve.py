@@ -10,7 +10,8 @@ so the server admits a browser only:
 - while fewer than `max_apps` app processes run (each tab is one);
 and the page it serves needs nothing from the internet (textual-serve's page loads a web font from
 Google; this one uses the copy that textual-serve ships). Refusals are an HTTP error before any app
-process starts, and one line on the server's console.
+process starts, and one line on the server's console. A closed tab ends its app: textual-serve sends
+it a 'quit', and the app stops its run saying the page was closed (SERVED tells it it is served).
 """
 
 from __future__ import annotations
@@ -112,11 +113,15 @@ class GuardedServer(Server):
             self.apps -= 1
 
 
+SERVED = "PHONETUI_SERVED"  # 1 in each tab's app: it tells a closed page from a quit (phonetui/tui/app.py)
+
+
 def app_command(flags: dict, presets_dirs: list, tensorboard: bool) -> str:
-    """The command line of each tab's app: `phonetui` with the flags `serve` was given."""
+    """The command line of each tab's app (textual-serve runs it with /bin/sh): `phonetui` with the
+    flags `serve` was given, told that it is served."""
     args = [a for key, value in flags.items() for a in (f"--{key.replace('_', '-')}", str(value))]
     args += [a for folder in presets_dirs for a in ("--presets", str(folder))] + ["--tensorboard"] * tensorboard
-    return shlex.join([sys.executable, "-m", "phonetui", *args])
+    return f"{SERVED}=1 " + shlex.join([sys.executable, "-m", "phonetui", *args])
 
 
 def run(command: str, host: str, port: int, token: bool, max_apps: int, say) -> int:

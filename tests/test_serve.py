@@ -1,6 +1,7 @@
 """`phonetui serve`: the app in a browser through textual-serve. A client speaks the browser's side
-of its websocket (terminal output in, keys out) and starts a training with F5; a headless Chromium
-test of the page itself runs where Debian's `chromium` is installed."""
+of its websocket (terminal output in, keys out) and starts a training with F5; closing the page stops
+the run saying so, and the next page tells of it; a headless Chromium test of the page itself (a
+tab that starts a training and is closed) runs where Debian's `chromium` is installed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import urllib.request
 import pytest
 
 from phonetui import runs
+from phonetui.tui.app import PAGE_CLOSED
 
 pytestmark = pytest.mark.slow  # real servers, processes and a browser
 pytest.importorskip("textual_serve")
@@ -99,33 +101,67 @@ def test_the_served_app_starts_a_training_from_the_browser_s_side(served) -> Non
     linked = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r'url\("([^"]+)"\)', page)
     assert linked and all(u.startswith(served.base + "/static/") for u in linked), linked  # nothing from the internet
 
-    async def drive() -> None:
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(served.ws + "?width=120&height=36", origin=served.base) as ws:
-                seen, deadline = b"", time.monotonic() + 90
-                while time.monotonic() < deadline and not list(runs_dir.glob(f"*/{runs.METRICS}")):
-                    try:
-                        msg = await ws.receive(timeout=1)
-                        if msg.type == aiohttp.WSMsgType.BINARY:
-                            seen += msg.data
-                    except asyncio.TimeoutError:
-                        pass
-                    text = re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", seen)  # the characters drawn, without escapes
-                    if b"F5 Start" not in text:  # the page says it has the focus: a blurred app's footer is empty
-                        await ws.send_str(json.dumps(["focus"]))
-                    if b"F5 starts one" in seen:  # the Training tab is drawn: F5 until data and torch are ready
-                        await ws.send_str(json.dumps(["stdin", "\x1b[15~"]))
-                text = re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", seen)
-                assert b"F5 starts one" in text and b"F5 Start" in text, text[-500:]  # the tab and the footer
-
-    asyncio.run(drive())
+    text = asyncio.run(_in_page(served, lambda text: bool(list(runs_dir.glob(f"*/{runs.METRICS}"))), f5=True))
+    assert b"F5 starts one" in text and b"F5 Start" in text, text[-500:]  # the tab and the footer
     (run,) = [runs.open_run(p.parent) for p in runs_dir.glob(f"*/{runs.METRICS}")]
     assert run.config.preset == "tiny" and run.config.training.epochs == 2
 
 
+def _drawn(seen: bytes) -> bytes:
+    """The characters a page was sent to draw, without the escapes."""
+    return re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", seen)
+
+
+async def _in_page(served: Served, done, f5: bool = False, timeout: float = 90) -> bytes:
+    """Open the page's websocket as the page does (and focus it), pressing F5 once the Training tab
+    is drawn where `f5`, until `done(what was drawn)`; then close it, as closing the tab does.
+    What was drawn."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(served.ws + "?width=120&height=36", origin=served.base) as ws:
+            seen, deadline = b"", time.monotonic() + timeout
+            while time.monotonic() < deadline and not done(_drawn(seen)):
+                try:
+                    msg = await ws.receive(timeout=1)
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        seen += msg.data
+                except asyncio.TimeoutError:
+                    pass
+                if b"F5 Start" not in _drawn(seen):  # the page says it has the focus: a blurred app's footer is empty
+                    await ws.send_str(json.dumps(["focus"]))
+                if f5 and b"F5 starts one" in seen:  # the Training tab is drawn: F5 until data and torch are ready
+                    await ws.send_str(json.dumps(["stdin", "\x1b[15~"]))
+    return _drawn(seen)
+
+
+def _until_stopped(served: Served) -> runs.Run:
+    """The one run, once its app has stopped it and ended (textual-serve waits for the process)."""
+    deadline = time.monotonic() + 60
+    while True:
+        (run,) = [runs.open_run(p.parent) for p in served.runs_dir.glob(f"*/{runs.METRICS}")]
+        if run.state != "running" and not served.apps():
+            return run
+        assert time.monotonic() < deadline, f"{run.id} is still {run.state}; apps {served.apps()}"
+        time.sleep(0.2)
+
+
+def test_closing_the_page_stops_its_run_and_the_next_page_says_so(demo_dir, presets_dir, tmp_path) -> None:
+    served = _serve(demo_dir, presets_dir, tmp_path, "--epochs", "400")
+    try:
+        asyncio.run(_in_page(served, lambda text: bool(list(served.runs_dir.glob(f"*/{runs.METRICS}"))), f5=True))
+        run = _until_stopped(served)
+        n = run.status.epochs_done
+        assert (run.state, run.status.message, run.status.outcome) == ("stopped", PAGE_CLOSED, runs.Outcome.STOPPED)
+        assert 1 <= n < 400
+        line = f"run {run.id} stopped when its browser page closed (after epoch {n})".encode()
+        assert line in asyncio.run(_in_page(served, lambda text: line in text))
+    finally:
+        _stop(served)
+
+
 async def _in_chromium(url: str, runs_dir, profile) -> bytes:
     """Open `url` in headless Chromium and press F5 in its terminal (Chrome DevTools Protocol key
-    events, as a user's) until a run folder has metrics; what the page received, without escapes."""
+    events, as a user's) until a run folder has metrics, then close the tab; what the page received,
+    without escapes."""
     port = _free_port()
     browser = subprocess.Popen(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
                                 f"--user-data-dir={profile}", "--window-size=1280,900", "about:blank"],
@@ -165,19 +201,25 @@ async def _in_chromium(url: str, runs_dir, profile) -> bytes:
                         for kind in ("keyDown", "keyUp"):
                             await call("Input.dispatchKeyEvent", type=kind, key="F5", code="F5", windowsVirtualKeyCode=116)
                     await asyncio.sleep(1)
-                return re.sub(rb"\x1b\[[0-9;?$]*[a-zA-Z~]", b"", b"".join(frames))
+            async with http.get(f"http://127.0.0.1:{port}/json/close/{page['id']}") as r:
+                assert r.status == 200, await r.text()
+            return _drawn(b"".join(frames))
     finally:
         browser.kill()
         browser.wait()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless Chromium here (Debian: apt-get install chromium)")
-def test_f5_in_headless_chromium_starts_a_training(served, tmp_path) -> None:
-    url, runs_dir = served.url, served.runs_dir
-    seen = asyncio.run(_in_chromium(url, runs_dir, tmp_path / "chromium"))
-    assert b"F5 starts one" in seen and b"F5 Start" in seen  # the Training tab and the footer reached the page
-    (run,) = [runs.open_run(p.parent) for p in runs_dir.glob(f"*/{runs.METRICS}")]
-    assert run.config.preset == "tiny" and run.config.training.epochs == 2
+def test_f5_in_headless_chromium_starts_a_training_that_closing_the_tab_stops(demo_dir, presets_dir, tmp_path) -> None:
+    served = _serve(demo_dir, presets_dir, tmp_path, "--epochs", "400")
+    try:
+        seen = asyncio.run(_in_chromium(served.url, served.runs_dir, tmp_path / "chromium"))
+        assert b"F5 starts one" in seen and b"F5 Start" in seen  # the Training tab and the footer reached the page
+        run = _until_stopped(served)
+        assert run.config.preset == "tiny" and run.config.training.epochs == 400
+        assert (run.state, run.status.message) == ("stopped", PAGE_CLOSED)
+    finally:
+        _stop(served)
 
 
 async def _handshake(url: str, **headers: str) -> int:

@@ -1,5 +1,5 @@
-"""PhonetuiApp: the main screen (phonetui.tui.screens), help, quitting (also on SIGTERM and SIGHUP)
-and the command palette."""
+"""PhonetuiApp: the main screen (phonetui.tui.screens), help, quitting (also on SIGTERM and SIGHUP,
+and when the browser page of a served app goes away) and the command palette."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.driver import Driver
+from textual.drivers.web_driver import WebDriver
+from textual.message import Message
 from textual.widgets import TabbedContent
 
 from .. import runs
@@ -40,6 +43,25 @@ class PhonetuiCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, help=help_text)
 
 
+PAGE_CLOSED = "stopped: the browser page was closed"  # the status message of a run whose served page went away
+
+
+class PageClosed(Message):
+    """The browser page of a served app went away."""
+
+
+class PageDriver(WebDriver):
+    """textual-serve's driver, telling the page's going away from a quit. When the page's websocket
+    closes, textual-serve sends the app a 'quit' meta packet on its stdin (AppService.stop, then it
+    waits for the process to end); WebDriver posts it as ExitApp, as it does a Ctrl+C."""
+
+    def on_meta(self, packet_type: str, payload: dict[str, object]) -> None:
+        if packet_type == "quit":
+            self._app.post_message(PageClosed())
+        else:
+            super().on_meta(packet_type, payload)
+
+
 def keys_shown(keys: str) -> str:
     """A binding's keys as the help lists them: 'f5,s' -> 'F5 / s', 'ctrl+e' -> '^e'."""
     names = {"question_mark": "?", "delete": "Delete", "space": "space"}
@@ -65,6 +87,12 @@ class PhonetuiApp(App):
         super().__init__()
         self.settings = settings
         self.stopped_run: runs.Run | None = None  # the run quitting stopped: `phonetui` says how to resume it
+
+    def get_driver_class(self) -> type[Driver]:
+        """PageDriver where `phonetui serve` started this app (serve.SERVED, named here: serve.py
+        imports textual-serve, an extra)."""
+        driver = super().get_driver_class()
+        return PageDriver if os.environ.get("PHONETUI_SERVED") == "1" and issubclass(driver, WebDriver) else driver
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.settings)
@@ -95,6 +123,9 @@ class PhonetuiApp(App):
         loop.add_signal_handler(signal.SIGTERM, self.stop_and_exit)  # as Stop and quit: the run ends `stopped`
         loop.add_signal_handler(signal.SIGHUP, self.hang_up)
 
+    def on_ready(self) -> None:
+        self.closed_page_news()  # (once the main screen is up: it says its first line at its mount)
+
     def on_unmount(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             asyncio.get_running_loop().remove_signal_handler(sig)
@@ -117,6 +148,33 @@ class PhonetuiApp(App):
             with contextlib.suppress(PhonetuiError, OSError):
                 run = runs.open_run(run.path)
         return run if run is not None and run.state == "stopped" else None
+
+    def on_page_closed(self) -> None:
+        """The served page went away: its run stops as Stop and quit stops it, saying why, and the
+        next app in this runs folder says so (closed_page_news)."""
+        if not self.screen_stack:  # closed before the app had its screen
+            self.exit()
+            return
+        self.main.session.cancel.stop(PAGE_CLOSED, runs.Outcome.STOPPED)
+        self.stop_and_exit()
+
+    @work(thread=True, exit_on_error=False, group="closed-page")
+    def closed_page_news(self) -> None:
+        """At startup: if the newest run stopped because its browser page closed and has not been
+        resumed since, say so and put History's cursor on it, where F10 resumes it."""
+        try:
+            newest = next(iter(runs.list_runs(self.settings.runs)), None)
+        except PhonetuiError:
+            return  # History says what is wrong with the folder
+        if isinstance(newest, runs.Run) and newest.state == "stopped" and newest.status.message == PAGE_CLOSED:
+            self.call_from_thread(self._tell_closed_page, newest)
+
+    def _tell_closed_page(self, run: runs.Run) -> None:
+        n = run.status.epochs_done
+        self.main.say(f"run {run.id} stopped when its browser page closed " +
+                      (f"(after epoch {n}): F10 on it in History (F2) resumes it" if n else
+                       "before its first epoch ended: nothing to resume"))
+        self.main.history.reload(follow=run.id)
 
     @work(exclusive=True, group="quit")
     async def hang_up(self) -> None:

@@ -130,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--runs", type=Path, default=argparse.SUPPRESS)
     rs.add_argument("--show", type=Path, metavar="RUN", help="per-phone val accuracy and most confused pairs "
                     "(RUN: a run folder or its id)")
+    rp = sub.add_parser("report", help="the homework report's figures (PNG and SVG: curves, runs overlaid, "
+                        "confusion matrix) and a Markdown file with a table of the runs")
+    rp.add_argument("run_dir", type=Path, nargs="+", metavar="RUN", help="run folders, or their ids in the runs folder")
+    rp.add_argument("--runs", type=Path, default=argparse.SUPPRESS, help="the runs folder of a bare id (./runs)")
+    rp.add_argument("--out", type=Path, help="the report's folder (reports/<date>-<time>/; one that holds a report "
+                    "already is refused)")
     im = sub.add_parser("import", help="a notebook's log (the course code's epoch lines) as a run in History: "
                         "imported, no model")
     im.add_argument("logfile", metavar="LOGFILE", help="the log, or - for standard input")
@@ -219,12 +225,14 @@ def _train(start, dataset, args: argparse.Namespace) -> int:
 def _ended(run, dataset, export: bool) -> int:
     """Say where a run is and how it ended (and export its CSV if asked); its exit code."""
     from . import runs
+    from .diagnosis import of_run
     from .predict import predict
 
     best, at = run.status.best_val_acc, run.status.best_epoch
     say(f"run folder: {run.path}" + (f" (best val acc {best:.4f} at epoch {at})" if best is not None else ""))
     if run.status.outcome == Outcome.EARLY_STOPPED:
         say(run.status.message)
+    console.findings(of_run(run))
     if export and (run.path / runs.CHECKPOINT).exists():
         console.report(predict(run, dataset, device=run.config.training.device))
     return 130 if run.status.status == "stopped" else 0
@@ -417,10 +425,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
     if args.show is not None:
-        run = runs.open_run(runs.find(args.show, getattr(args, "runs", Path("runs"))))
-        run.refuse_if_imported("show")
-        return console.show(run)
+        return console.show(runs.open_run(runs.find(args.show, getattr(args, "runs", Path("runs")))))
     console.runs(runs.list_runs(getattr(args, "runs", Path("runs"))))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report, runs
+
+    written = report.write([runs.open_run(runs.find(d, getattr(args, "runs", Path("runs")))) for d in args.run_dir],
+                           args.out)
+    console.report_written(written)
     return 0
 
 
@@ -485,7 +500,7 @@ def left_line(run) -> str:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "search": cmd_search, "resume": cmd_resume,
-            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "import": cmd_import,
+            "predict": cmd_predict, "presets": cmd_presets, "runs": cmd_runs, "report": cmd_report, "import": cmd_import,
             "demo-data": cmd_demo_data, "serve": cmd_serve}
 
 

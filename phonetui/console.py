@@ -128,16 +128,36 @@ def report(p) -> None:
     console.print(f"wrote {p.path} ({p.rows:,} rows{acc})")
 
 
-def show(run) -> int:
-    """A run's best model, class by class: val accuracy per phone (worst first) and the confused pairs."""
-    from . import diagnostics
+def findings(found: list) -> None:
+    """The diagnosis of a run: a finding a line, its id first (`phonetui runs --show` and the end of `train`)."""
+    if not found:
+        console.print("diagnosis: nothing to flag in these epochs", markup=False)
+    for f in found:
+        console.print(f"diagnosis [{f.id}] {f.evidence}", markup=False)
+        console.print(f"  next: {f.suggestion}", markup=False)
 
-    phones, pairs = diagnostics.read(run)
-    if not phones:
-        raise PhonetuiError(f"{run.path}: no per-phone diagnostics yet (they come with the first validated best model)")
+
+def report_written(written) -> None:
+    """`phonetui report`: the folder, then each file written (report.md last)."""
+    console.print(f"wrote the report to {written.out}/ ({len(written.files)} files):", markup=False)
+    for path in written.files:
+        console.print(f"  {path}", markup=False)
+
+
+def show(run) -> int:
+    """A run: its diagnosis, then its best model class by class (val accuracy per phone, worst first,
+    and the confused pairs) where it has one (an imported run has none)."""
+    from . import diagnosis, diagnostics
+
     best = run.status.best_val_acc
     console.print(f"{run.id} · preset {run.config.preset} · best val acc "
                   f"{'-' if best is None else f'{best:.4f}'} at epoch {run.status.best_epoch}")
+    findings(diagnosis.of_run(run))
+    phones, pairs = diagnostics.read(run)
+    if not phones:
+        console.print("no per-phone diagnostics: " + ("an imported run has no model" if run.imported else
+                                                      "they come with the first validated best model"))
+        return 0
     table = Table("phone", "val frames", "accuracy", box=None)
     for p in sorted(phones, key=lambda p: (p.accuracy is None, p.accuracy or 0)):
         table.add_row(p.phone, f"{p.frames:,}", "-" if p.accuracy is None else f"{p.accuracy:.3f}")

@@ -258,13 +258,12 @@ class Run:
         """Whether the run was read from a log (phonetui import): its epochs only, no model, no last.pt."""
         return self.status.outcome == Outcome.IMPORTED
 
-    def refuse_if_imported(self, to: Literal["predict", "resume", "show"]) -> None:
-        """The one line for what needs a model or last.pt (predict, resume, per-phone diagnostics), asked of
+    def refuse_if_imported(self, to: Literal["predict", "resume"]) -> None:
+        """The one line for what needs a model or last.pt (predict, resume), asked of
         an imported run (it has neither)."""
         if self.imported:
             raise PhonetuiError(f"{self.path}: imported from a log: " + {
-                "predict": "no model to predict with", "resume": "nothing to resume",
-                "show": "no per-phone diagnostics (they come from validating a model)"}[to])
+                "predict": "no model to predict with", "resume": "nothing to resume"}[to])
 
     @property
     def test_acc(self) -> float | None:

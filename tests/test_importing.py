@@ -157,13 +157,12 @@ def test_a_missing_log_is_one_line(tmp_path, capsys):
     assert_refused(capsys, tmp_path, "gone.log: missing log")
 
 
-def test_predict_resume_and_diagnostics_refuse_an_imported_run_and_runs_lists_it(tmp_path, capsys):
+def test_predict_and_resume_refuse_an_imported_run_and_runs_lists_and_diagnoses_it(tmp_path, capsys):
     assert run_import(tmp_path, BLOCKS[0]) == 0
     run = only_run(tmp_path)
     capsys.readouterr()
     for args, words in ((["predict", run.id], "no model to predict with"), (["resume", run.id], "nothing to resume"),
-                        (["resume", run.id, "--epochs", "40", "--data", str(tmp_path)], "nothing to resume"),
-                        (["runs", "--show", run.id], "no per-phone diagnostics")):
+                        (["resume", run.id, "--epochs", "40", "--data", str(tmp_path)], "nothing to resume")):
         assert main([*args, "--runs", str(tmp_path / "runs")]) == 2
         err = capsys.readouterr().err
         assert err == f"phonetui: error: {run.path}: imported from a log: {words}" + err[err.index(words) + len(words):]
@@ -171,6 +170,10 @@ def test_predict_resume_and_diagnostics_refuse_an_imported_run_and_runs_lists_it
     assert main(["runs", "--runs", str(tmp_path / "runs")]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if run.id in line]
     assert row.split()[-1] == "imported" and "20/20" in row.split() and "0.7044" in row.split()
+    assert main(["runs", "--show", run.id, "--runs", str(tmp_path / "runs")]) == 0  # the diagnosis, not the phones
+    out = capsys.readouterr().out
+    assert "diagnosis [overfitting] val loss has risen since epoch 16" in out
+    assert "no per-phone diagnostics: an imported run has no model" in out
 
 
 def test_the_core_refuses_too(tmp_path):

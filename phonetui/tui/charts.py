@@ -63,8 +63,15 @@ class Chart(PlotextPlot):
         self.refresh()
 
 
-ANSI = {"blue": "ansi_blue", "orange": "ansi_yellow", "gray": "ansi_bright_black", "green": "ansi_green"}  # plotext's
-# names for the terminal's colours (its orange is ANSI colour 3), as Textual's markup names them
+ANSI = {"blue": "ansi_blue", "orange": "ansi_yellow", "green": "ansi_green", "red": "ansi_red", "magenta": "ansi_magenta",
+        "cyan": "ansi_cyan", "blue+": "ansi_bright_blue", "red+": "ansi_bright_red", "gray": "ansi_bright_black"}
+# plotext's names for the terminal's colours (its orange is ANSI colour 3), as Textual's markup names them
+LINE_COLORS = [c for c in ANSI if c != "gray"]  # one a run, in turn, where several are overlaid
+
+
+def colors_for(labels: list[str]) -> dict[str, str]:
+    """A colour for each line, in turn (they come round again after eight)."""
+    return {label: LINE_COLORS[i % len(LINE_COLORS)] for i, label in enumerate(labels)}
 
 
 def legend(colors: dict[str, str]) -> str:

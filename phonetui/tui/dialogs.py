@@ -12,6 +12,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Select, Static
 
+from ..runs import differences
 from .charts import Chart, colors_for, legend
 
 if TYPE_CHECKING:
@@ -136,22 +137,6 @@ class Help(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#help-dialog").focus()  # its keys scroll it (Down, PageDown, Home, End)
-
-
-def _flat(run: Run) -> dict[str, Any]:
-    d = run.config.to_dict()
-    out: dict[str, Any] = {"preset": d["preset"]}
-    for table in ("model", "training"):
-        out |= {f"{table}.{k}": v for k, v in d[table].items()}
-    return out
-
-
-def differences(runs: list[Run]) -> dict[str, list[Any]]:
-    """The config keys whose values are not the same in every run, with each run's value (None: unset)."""
-    flats = [_flat(r) for r in runs]
-    keys = [k for f in flats for k in f]
-    keys = list(dict.fromkeys(keys))
-    return {k: [f.get(k) for f in flats] for k in keys if len({repr(f.get(k)) for f in flats}) > 1}
 
 
 class Compare(ModalScreen[None]):

@@ -24,7 +24,7 @@ SEARCH = {"trials": "trials", "jobs": "jobs"}  # an Optuna search's own fields, 
 LABELS = FIELDS | SEARCH
 
 
-def _text(value: Any) -> str:
+def field_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -79,7 +79,7 @@ class ConfigForm(Vertical):
         with self.app.batch_update():
             for key in FIELDS:
                 text = (overrides or {}).get(key)
-                self.set_text(key, text if text is not None else _text(getattr(cfg.training, key)))
+                self.set_text(key, text if text is not None else field_text(getattr(cfg.training, key)))
         self.validate()
 
     def _options(self, key: str, current: str = "") -> list[str]:

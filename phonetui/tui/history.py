@@ -17,12 +17,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from .. import diagnosis
+from ..diagnosis import Finding
 from ..errors import PhonetuiError, one_line
 from ..events import BestSaved, EpochEnd, Progress, RunStarted
 from ..fileio import read_text
 from .dialogs import Compare, Confirm, Confusions, ExportEnsemble
 from .messages import HistoryLoaded, Notice
-from .widgets import RunsTable, RunView
+from .widgets import RunsTable, RunView, findings_text
 
 
 Group = tuple[str, str]  # ("sweep", its id) or ("study", its name): what trained a run
@@ -70,13 +72,22 @@ def _ensembles(runs_dir: Path) -> list[str]:
 class RunDetails(Vertical):
     """A run picked in History: one line about it, its weakest phones, its curves and epoch table."""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run = None  # the run shown, and its diagnosis (`a` puts its next step in the form)
+        self.findings: list[Finding] = []
+
     def compose(self) -> ComposeResult:
         yield Static("select a run", id="picked-info")
+        yield Static(id="picked-findings")
         yield RunView(id="picked-view")
 
     def show(self, run, empty: str = "select a run", group: Group | None = None) -> None:
         """Show `run` (None: the line `empty`), with the sweep or study that trained it."""
         info, view = self.query_one("#picked-info", Static), self.query_one(RunView)
+        found = self.query_one("#picked-findings", Static)
+        self.run, self.findings = run, []
+        found.display = False
         if run is None or run.state == "damaged":
             info.update(empty if run is None else escape(f"{run.id}: damaged: {run.reason}"))
             view.show([], None)
@@ -96,6 +107,9 @@ class RunDetails(Vertical):
         line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{of}{note}"
         info.update(escape(line + self._phones_line(run)))
         view.show(metrics, run.status.best_epoch, steps)
+        self.findings = diagnosis.of_run(run)
+        found.update(findings_text(self.findings))
+        found.display = bool(self.findings)
 
     @staticmethod
     def _phones_line(run) -> str:

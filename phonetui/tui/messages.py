@@ -97,6 +97,14 @@ class PredictFailed(Message):
         self.error = error
 
 
+class Reported(Message):
+    """The homework report was written (phonetui.report.Written: its folder and files)."""
+
+    def __init__(self, written: Any) -> None:
+        super().__init__()
+        self.written = written
+
+
 NoticeKind = Literal["info", "ok", "error"]
 
 

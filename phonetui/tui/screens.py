@@ -20,18 +20,19 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from ..errors import PhonetuiError
+from ..errors import PhonetuiError, one_line
 from . import export, jobs, loading
-from .form import LABELS, ConfigForm
-from .history import HistoryPane
+from .form import LABELS, ConfigForm, field_text
+from .history import HistoryPane, RunDetails
 from .loading import DataLine
-from .messages import (DataLoaded, JobLog, Notice, Predicted, PredictFailed, TorchReady, TrainerEvent, TrainingEnded)
+from .messages import (DataLoaded, JobLog, Notice, Predicted, PredictFailed, Reported, TorchReady, TrainerEvent,
+                       TrainingEnded)
 from .session import Session
 from .settings import Settings
 from .setup import SetupPane
 from .status import event_line
 from .training import TrainingPanel
-from .widgets import LogView
+from .widgets import LogView, change_text
 
 
 class MainScreen(Screen):
@@ -42,6 +43,8 @@ class MainScreen(Screen):
         Binding("f6,x", "stop", "Stop", key_display="F6", tooltip="Stop the run; its best model is kept"),
         Binding("f9,p", "predict", "Export", key_display="F9", tooltip="Predict the test set, write the CSV"),
         Binding("f2,t", "switch_tab", "Tab", key_display="F2", tooltip="Training / History / Log"),
+        Binding("a", "apply_finding", "Next step into the form", show=False,
+                tooltip="Put the diagnosis' next step (of the run trained, or History's selected run) in the form"),
     ]
 
     def __init__(self, settings: Settings) -> None:
@@ -114,6 +117,8 @@ class MainScreen(Screen):
         history = self.history
         items = [(b.description or b.action, partial(node.run_action, b.action), b.tooltip)
                  for node in (self, history) for b in node.BINDINGS if b.description]
+        items.append(("Report the marked runs", self.report_runs, "the homework report's figures (PNG, SVG) and report.md "
+                      "of History's marked runs, or its selected run"))
         items += [(f"Preset: {name}", partial(self.setup.use_preset, name), cfg.description)
                   for name, cfg in sorted(self.presets.items())]
         items += [(f"Continue sweep {sweep_id}", partial(self.continue_sweep, sweep_id), f"{left} of {total} runs left")
@@ -226,6 +231,24 @@ class MainScreen(Screen):
         else:
             self.history.drop_sweep(sweep_id)
 
+    def action_apply_finding(self) -> None:
+        """Put the diagnosis' next step in the form, on the config of the run it is about (History's
+        selected run on the History tab, else the run trained here); nothing starts."""
+        on_history = self.query_one(TabbedContent).active == "history"
+        source = self.history.query_one(RunDetails) if on_history else self.panel
+        found = next((f for f in source.findings if f.change), None)
+        if source.run is None or found is None:
+            self.say("no diagnosis with a next step for the form" + (" (select a run in History)" if on_history and
+                                                                     source.run is None else ""))
+            return
+        run = source.run
+        self.form.fill(run.config, f"run {run.id}", {k: field_text(v) for k, v in found.change.items()})
+        self.setup.shows(run.config.preset)
+        self.query_one(TabbedContent).active = "training"
+        self.place_left()
+        self.say(f"the form has {run.id}'s config with the next step for {found.id}: {change_text(found.change)} "
+                 "(F5 trains it)")
+
     def on_history_pane_load_config(self, message: HistoryPane.LoadConfig) -> None:
         self.form.fill(message.run.config, f"run {message.run.id}")
         self.query_one(SetupPane).shows(message.run.config.preset)
@@ -324,6 +347,31 @@ class MainScreen(Screen):
 
     def on_predict_failed(self, message: PredictFailed) -> None:
         self.say(f"export failed: {message.error}", "error")
+
+    def report_runs(self) -> None:
+        """Write the homework report of History's marked runs (else its selected run) in a thread worker:
+        importing matplotlib and drawing take seconds."""
+        chosen = self.history.marked() or [r for r in [self.history.table.selected()] if r is not None]
+        if not chosen:
+            self.say("nothing to report: mark runs in History (space), or select one", "error")
+            return
+        if chosen[0].state == "damaged":
+            self.say(f"cannot report: {chosen[0].id} is damaged: {chosen[0].reason}", "error")
+            return
+        self.say(f"writing the report of {len(chosen)} run{'s' if len(chosen) > 1 else ''}…")
+
+        def work() -> None:
+            try:
+                from .. import report, runs
+
+                self.post_message(Reported(report.write([runs.open_run(r.path) for r in chosen])))
+            except Exception as e:  # noqa: BLE001 - one line in the app
+                self.post_message(Notice(f"report failed: {one_line(e)}", "error"))
+        self.run_worker(work, thread=True, exclusive=True, exit_on_error=False, group="report")
+
+    def on_reported(self, message: Reported) -> None:
+        w = message.written
+        self.say(f"wrote the report to {w.out}/ ({len(w.files)} files: report.md and its figures)", "ok", toast=True)
 
     def show_study(self, name: str) -> None:
         export.study_board(self, self.runs_dir, name)

@@ -11,11 +11,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
+from .. import diagnosis, diagnostics, noise
 from ..config import n_epochs
+from ..diagnosis import Finding
 from ..errors import PhonetuiError
 from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted, WithinEpoch, clock
-from .messages import JobQueued, TrainerEvent, TrainingEnded
-from .widgets import RunView
+from .messages import JobQueued, Notice, TrainerEvent, TrainingEnded
+from .widgets import RunView, findings_text
 
 if TYPE_CHECKING:
     from ..runs import EpochMetrics, StepPoint
@@ -45,6 +47,8 @@ class TrainingPanel(Vertical):
         self.earlier = 0
         self.started_at = 0.0
         self.run_parts: list[str] = []  # the run line's parts (drawn again at a new width)
+        self.run = None  # the run being followed (a snapshot from its events)
+        self.findings: list[Finding] = []  # its diagnosis, as of its last epoch
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-line")
@@ -52,6 +56,7 @@ class TrainingPanel(Vertical):
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="progress")
             yield Static(id="progress-label")
+        yield Static(id="findings")
         yield RunView(id="live")
 
     def _label(self, text: str) -> None:
@@ -68,8 +73,9 @@ class TrainingPanel(Vertical):
         line.display = bool(text)
 
     def begin(self, what: str) -> None:
-        self.live, self.best_epoch, self.best_acc = [], None, None
+        self.live, self.best_epoch, self.best_acc, self.run = [], None, None, None
         with self.app.batch_update():
+            self.diagnose()
             self.queue("")
             self.query_one(RunView).show([], None)
             self.query_one(ProgressBar).update(total=1, progress=0)
@@ -82,6 +88,8 @@ class TrainingPanel(Vertical):
         self.started_at = time.monotonic()
         self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
         self.points = self._earlier_points(e.run)
+        self.run = e.run
+        self.diagnose()
         self.earlier = 0  # epochs a resumed run had trained before, replayed as EpochEnd(earlier=True)
         t, m = e.run.config.training, e.run.config.model
         self.query_one(RunView).show([], None)  # a sweep's or search's next run: not the last one's curves
@@ -140,10 +148,34 @@ class TrainingPanel(Vertical):
             bar.update(progress=bar.total)
             self._label(f"epoch {e.metrics.epoch}/{e.epochs} done · run {clock(time.monotonic() - self.started_at)} elapsed")
             self.query_one(RunView).show(self.live, self.best_epoch, self.points)
+        if not e.earlier:
+            self.diagnose()
 
     def best(self, e) -> None:
         self.best_epoch, self.best_acc = e.epoch, e.val_acc
         self.query_one(RunView).show(self.live, self.best_epoch, self.points)
+        self.diagnose()
+
+    def diagnose(self) -> None:
+        """The run's findings so far (its best model's interval from its folder), under the progress; a
+        finding new since the last epoch is said on the status line too."""
+        line = self.query_one("#findings", Static)
+        if self.run is None:
+            self.findings = []
+        else:
+            t = self.run.config.training
+            try:
+                counts = diagnostics.val_counts(self.run)
+            except PhonetuiError:
+                counts = None
+            was = {f.id for f in self.findings}
+            self.findings = diagnosis.diagnose(self.live, self.points, t.epochs, t.lr, t.val_ratio,
+                                               noise.interval(counts) if counts else None)
+            for f in self.findings:
+                if f.id not in was:
+                    self.post_message(Notice(f"diagnosis: {f.line()}"))
+        line.update(findings_text(self.findings))
+        line.display = bool(self.findings)
 
     def finished(self) -> None:
         trained = len(self.live) - self.earlier

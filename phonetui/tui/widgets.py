@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -13,7 +14,21 @@ from ..runs import DamagedRun
 from .charts import RunCharts
 
 if TYPE_CHECKING:
+    from ..diagnosis import Finding
     from ..runs import EpochMetrics, Run, StepPoint
+
+
+def findings_text(found: list[Finding]) -> str:
+    """Markup: a finding a line, its id in bold, and the key that puts its next step in the form."""
+    lines = [f"[b]{f.id}[/b]: {escape(f.evidence)}" for f in found]
+    if change := next((f.change for f in found if f.change), None):
+        lines.append("[b]a[/b] puts the next step in the form: " + escape(change_text(change)))
+    return "\n".join(lines)
+
+
+def change_text(change: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.3g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in change.items())
 
 
 def _num(v: float | None, fmt: str) -> str:

@@ -225,6 +225,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--concurrent", type=int, default=0,
                    help="also time this many runs of baseline at the largest --batches training at once")
+    p.add_argument("--threads", help="phonetui's threads setting (auto, the default, follows the machine's load: "
+                   "a fixed count compares two trees fairly on a busy machine)")
     p.add_argument("--variants", help="only the phonetui variants whose label holds this text (e.g. fp32: "
                    "a CPU without bf16 units takes minutes over the bf16 one)")
     p.add_argument("--memory", action="store_true", help="also measure peak RSS at full size (writes 2.9 GB of demo data)")
@@ -254,7 +256,7 @@ def main() -> None:
                     if args.variants and args.variants not in label:
                         continue
                     guess = (ref or 20_000) * (30 if values.get("capture") == "on" else 3)  # rows for ~--seconds
-                    vcfg = cfg.with_training(**values)
+                    vcfg = cfg.with_training(**values, **({"threads": args.threads} if args.threads else {}))
                     units = bs * 30 * 400 if seq else rows_for(vcfg, guess, args.seconds, len(ds.train_x))
                     sub = sized(ds, units)
                     fps, ran = phonetui_fps(vcfg, sub, fused)

@@ -99,26 +99,44 @@ def study_board(study) -> None:
 
     board = search.leaderboard(study)
     keys, rows = search.board_rows(board)
-    table = Table("rank", "trial", "state", *keys, "best val acc", "host", Column("run", no_wrap=True), box=None)
+    vs = _versus_best([path for _, path in rows])
+    table = Table("rank", "trial", "state", *keys, "best val acc", "host", "vs best: val acc, 95%", Column("run", no_wrap=True),
+                  box=None)
     for cells, run in rows:
-        if run is not None and run.is_relative_to(Path.cwd()):
-            run = run.relative_to(Path.cwd())
-        table.add_row(*cells, str(run or "-"))
+        shown = run.relative_to(Path.cwd()) if run is not None and run.is_relative_to(Path.cwd()) else run
+        table.add_row(*cells, vs.get(run, "-"), str(shown or "-"))
     console.print(f"study {study.study_name}: {len(board)} trials")
     print_table(table)
 
 
-def leaderboard(s) -> None:
-    from . import sweep
+def _versus_best(paths: list) -> dict:
+    """diagnostics.versus_best for the runs at `paths` that this machine can read (by path)."""
+    from . import diagnostics, runs
 
-    table = Table("rank", "run", *s.grid, "best val acc", "test acc", "status", box=None)
+    opened = {}
+    for path in paths:
+        try:
+            if path is not None:
+                opened[path] = runs.open_run(path)
+        except PhonetuiError:
+            pass  # another machine's run folder, or damaged: '-'
+    vs = diagnostics.versus_best(list(opened.values()))
+    return {path: vs[run.id] for path, run in opened.items()}
+
+
+def leaderboard(s) -> None:
+    from . import diagnostics, sweep
+
+    ranked = sweep.leaderboard(s)
+    vs = diagnostics.versus_best([run for _, run in ranked if run is not None])
+    table = Table("rank", "run", *s.grid, "best val acc", "vs best: val acc, 95%", "test acc", "status", box=None)
     table.columns[1].no_wrap = True
-    for rank, (trial, run) in enumerate(sweep.leaderboard(s), 1):
+    for rank, (trial, run) in enumerate(ranked, 1):
         best = run.status.best_val_acc if run else None
         test = run.test_acc if run else None
         table.add_row(str(rank), trial.run or "-", *(str(trial.values[k]) for k in s.grid),
-                      "-" if best is None else f"{best:.4f}", "-" if test is None else f"{test:.4f}",
-                      run.state if run else "not run")
+                      "-" if best is None else f"{best:.4f}", vs.get(run.id, "-") if run else "-",
+                      "-" if test is None else f"{test:.4f}", run.state if run else "not run")
     console.print(f"sweep {s.id}: leaderboard")
     print_table(table)
 

@@ -109,3 +109,24 @@ def read(run: Run) -> tuple[list[PhoneScore], list[Confusion]]:
     except (KeyError, ValueError, TypeError) as e:
         raise PhonetuiError(f"{run.path}: malformed diagnostics ({e})") from None
     return phones, pairs
+
+
+def versus_best(runs: list[Run]) -> dict[str, str]:
+    """Each run's best model against the best run's (by run id): 'best', or the val acc difference
+    with its 95% interval and whether it is beyond noise (paired where both share a validation
+    split), or '-' where a run kept no per-utterance counts (imported, or from before they were)."""
+    counts: dict[str, noise.Counts] = {}
+    for r in runs:
+        try:
+            if (c := val_counts(r)) is not None:
+                counts[r.id] = c
+        except PhonetuiError:
+            pass  # damaged: said '-', like a run without counts
+    if not counts:
+        return {r.id: "-" for r in runs}
+    best = max(counts, key=lambda k: counts[k].acc)
+    out = {}
+    for r in runs:
+        d = noise.difference(counts[r.id], counts[best]) if r.id in counts and r.id != best else None
+        out[r.id] = "best" if r.id == best else "-" if d is None else f"{d.pts()}, {noise.verdict(d)}"
+    return out

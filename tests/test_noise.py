@@ -77,3 +77,15 @@ def test_damaged_counts_are_named(tiny, demo, tmp_path) -> None:
     (run.path / diagnostics.MATRIX).write_text("true,aa\naa,1\n")
     with pytest.raises(PhonetuiError, match="confusion.csv: not a 39x39 matrix"):
         diagnostics.matrix(run)
+
+
+def test_runs_against_the_best_one_paired_on_their_shared_split(tiny, demo, tmp_path) -> None:
+    a = trainer.train(tiny.with_training(epochs=1), demo, tmp_path)
+    b = trainer.train(tiny.with_training(epochs=4), demo, tmp_path)
+    vs = diagnostics.versus_best([a, b])
+    assert vs[b.id] == "best" and vs[a.id].endswith(("beyond noise", "within noise"))
+    d = noise.difference(diagnostics.val_counts(a), diagnostics.val_counts(b))
+    assert vs[a.id] == f"{d.pts()}, {noise.verdict(d)}" and d.value == pytest.approx(a.status.best_val_acc
+                                                                                    - b.status.best_val_acc)
+    (a.path / diagnostics.VAL_COUNTS).unlink()  # a run from before the counts were kept
+    assert diagnostics.versus_best([a, b]) == {a.id: "-", b.id: "best"}

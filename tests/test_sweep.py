@@ -26,7 +26,7 @@ def test_grid_values_are_checked_and_expanded_first_key_slowest() -> None:
         sweep.parse_grid({"optimizer": "adam,adamw"})
 
 
-def test_a_sweep_is_saved_and_continues_where_it_stopped(tiny, demo, tmp_path) -> None:
+def test_a_sweep_is_saved_and_continues_where_it_stopped(tiny, demo, tmp_path, capsys) -> None:
     runs_dir = tmp_path / "runs"
     s = sweep.create(runs_dir, tiny, sweep.parse_grid({"lr": "3e-3,1e-2", "epochs": "1"}))
     assert [t.values for t in sweep.load(runs_dir, s.id).trials] == [{"lr": 3e-3, "epochs": 1}, {"lr": 1e-2, "epochs": 1}]
@@ -41,6 +41,13 @@ def test_a_sweep_is_saved_and_continues_where_it_stopped(tiny, demo, tmp_path) -
     accs = [run.status.best_val_acc for _, run in board]
     assert accs == sorted(accs, reverse=True) and all(run.state == "finished" for _, run in board)
     assert [s.id for s in sweep.list_sweeps(runs_dir)] == [s.id]
+    from phonetui import console
+
+    capsys.readouterr()
+    console.leaderboard(sweep.load(runs_dir, s.id))
+    rows = capsys.readouterr().out.splitlines()
+    assert "vs best: val acc, 95%" in rows[1] and " best " in rows[2]  # the leader, then the other against it
+    assert rows[3].rstrip().endswith("finished") and (" beyond noise " in rows[3] or " within noise " in rows[3])
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Select, Static
 
 from ..runs import differences
+from .. import diagnostics
 from .charts import Chart, colors_for, legend
 
 if TYPE_CHECKING:
@@ -166,7 +167,9 @@ class Compare(ModalScreen[None]):
         table.add_column("")
         for r in self.runs:
             table.add_column(_label(r))
+        vs = diagnostics.versus_best(self.runs)
         rows = {"best val acc": [_acc(r.status.best_val_acc) for r in self.runs],
+                "vs best: val acc, 95%": [vs[r.id] for r in self.runs],
                 "test acc": [_acc(r.test_acc) for r in self.runs],
                 "epochs": [f"{r.status.epochs_done}/{r.config.training.epochs}" for r in self.runs]}
         rows |= {k: ["-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]

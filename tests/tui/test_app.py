@@ -357,9 +357,14 @@ async def test_compare_marked_runs_then_delete_one(make_app, workdir: Path) -> N
         await pilot.press("space", "down", "space", "f4")
         await until(pilot, lambda: isinstance(app.screen, Compare))
         compare = app.screen.query_one("#compare-table", DataTable)
-        assert compare.row_count == 4 and len(compare.columns) == 3  # best, test, epochs, training.lr
+        assert compare.row_count == 5 and len(compare.columns) == 3  # best, vs best, test, epochs, training.lr
+        assert [str(c) for c in compare.get_row("vs best: val acc, 95%")][1:] == ["-", "-"]  # fed runs keep no counts
         assert [str(c) for c in compare.get_row("training.lr")] == ["training.lr", "0.001", "0.0001633"]
-        assert [len(s) for s in app.screen.query_one(Chart).series.values()] == [5, 5]
+        chart = app.screen.query_one(Chart)
+        assert [len(s) for s in chart.series.values()] == [5, 5]
+        assert set(chart.series) == set(table.marked) and all(len(label.split("-")) >= 3 for label in chart.series)
+        legend = str(app.screen.query_one("#compare-legend").render())  # above the curves, not drawn over them
+        assert all(label in legend for label in chart.series) and set(chart.series_colors) == set(chart.series)
         await pilot.press("escape")
         table.move_cursor(row=table.get_row_index(first.id))
         await pilot.press("f8")

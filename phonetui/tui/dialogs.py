@@ -94,9 +94,11 @@ draws the curves; the best model is saved; **F9** predicts the test set and writ
 {keys}
 
 **Training**: the running train loss and accuracy inside the epoch (grey in the charts), the
-epoch table with the best epoch starred; where the table is wide, **gain [95%]** gives each new
-best model's val acc gain over the last one in points with its 95% interval (bootstrap over the
-validation utterances): ✓ the gain is beyond noise, ~ it is within noise.
+epoch table with the best epoch starred; where the table is wide, **gain ±95%** gives each new
+best model's val acc gain over the last one in points, with half its 95% interval (bootstrap over
+the validation utterances): ✓ the gain is beyond noise, ~ it is within noise. Under the progress,
+the diagnosis of the curves so far; **a** puts its next step in the form (History: of the selected
+run), and nothing starts until F5.
 
 Function keys work wherever the focus is; letters only when no text field has the focus.
 **ctrl+p** opens the command palette: presets, actions and runs by name.

@@ -42,7 +42,7 @@ class MainScreen(Screen):
         Binding("f5,s", "start", "Start", key_display="F5", tooltip="Train the form's config in the background"),
         Binding("f6,x", "stop", "Stop", key_display="F6", tooltip="Stop the run; its best model is kept"),
         Binding("f9,p", "predict", "Export", key_display="F9", tooltip="Predict the test set, write the CSV"),
-        Binding("f2,t", "switch_tab", "Tab", key_display="F2", tooltip="Training / History / Log"),
+        Binding("f2,t", "switch_tab", "Tab", key_display="F2", tooltip="Training / History / Log", show=False),  # the tabs show
         Binding("a", "apply_finding", "Next step into the form", show=False,
                 tooltip="Put the diagnosis' next step (of the run trained, or History's selected run) in the form"),
     ]

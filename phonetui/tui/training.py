@@ -47,6 +47,7 @@ class TrainingPanel(Vertical):
         self.earlier = 0
         self.started_at = 0.0
         self.run_parts: list[str] = []  # the run line's parts (drawn again at a new width)
+        self.progress_parts: list[str] = []  # the progress label's, while an epoch is in progress
         self.run = None  # the run being followed (a snapshot from its events)
         self.findings: list[Finding] = []  # its diagnosis, as of its last epoch
 
@@ -60,6 +61,8 @@ class TrainingPanel(Vertical):
         yield RunView(id="live")
 
     def _label(self, text: str) -> None:
+        """A line of its own in the progress label (the epoch's progress parts go)."""
+        self.progress_parts = []
         self.query_one("#progress-label", Static).update(text)
 
     def on_job_queued(self, message: JobQueued) -> None:
@@ -108,6 +111,7 @@ class TrainingPanel(Vertical):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._run_line)
+        self.call_after_refresh(self._progress_line)
 
     @staticmethod
     def _earlier_points(run) -> list[StepPoint]:
@@ -131,10 +135,17 @@ class TrainingPanel(Vertical):
         parts = [f"epoch {e.epoch}/{e.epochs} {e.frames / max(e.total, 1):.0%}", *means, f"{e.frames_per_s:,.0f} frames/s",
                  f"epoch ends in {clock(e.eta_s)}", f"run {clock(elapsed)} elapsed, {clock(remaining)} left",
                  *([e.device] if e.device else [])]
-        label = self.query_one("#progress-label", Static)
+        self.progress_parts = parts
         with self.app.batch_update():
             self.query_one(ProgressBar).update(total=e.total, progress=e.frames)
-            self._label(pack(parts, label.size.width or 60))
+            self._progress_line()
+
+    def _progress_line(self) -> None:
+        """The progress parts broken into lines at the label's width (again when that changes: the form
+        goes as a run starts on a narrow screen)."""
+        if self.progress_parts:
+            label = self.query_one("#progress-label", Static)
+            label.update(pack(self.progress_parts, label.size.width or 60))
 
     def point(self, e: WithinEpoch) -> None:
         self.points.append(e.point)

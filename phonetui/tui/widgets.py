@@ -56,12 +56,12 @@ class EpochTable(DataTable):
 
 
 def _saved(m: EpochMetrics, last_best: float | None) -> str:
-    """An epoch that saved a new best model: its gain over the last best and the gain's 95% interval,
-    in points, marked where the interval leaves out 0 ('+0.63 [+0.35 +0.92] ✓'); blank otherwise."""
+    """An epoch that saved a new best model: its val acc gain over the last best, in points, +- half
+    its 95% interval, ✓ where the interval leaves out 0 (beyond noise), ~ where not ('+0.63±0.29✓')."""
     if m.gain_lo is None or m.gain_hi is None or m.val_acc is None or last_best is None:
         return ""
-    mark = " ✓" if m.gain_lo > 0 else " ~"
-    return f"{(m.val_acc - last_best) * 100:+.2f} [{m.gain_lo * 100:+.2f} {m.gain_hi * 100:+.2f}]{mark}"
+    mark = "✓" if m.gain_lo > 0 else "~"
+    return f"{(m.val_acc - last_best) * 100:+.2f}±{(m.gain_hi - m.gain_lo) * 50:.2f}{mark}"
 
 
 class RunView(Vertical):
@@ -71,7 +71,7 @@ class RunView(Vertical):
 
     COLUMNS = {"epoch": "ep", "train acc": "acc", "train loss": "loss", "val acc": "v acc", "val loss": "v loss",
                "lr": "lr", "s": "s"}  # label -> compact label
-    SAVED = "gain [95%]"  # the wide table: a new best model's gain in points, ✓ beyond noise, ~ within it
+    SAVED = "gain ±95%"  # the wide table: a new best model's gain in points, ✓ beyond noise, ~ within it
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -120,3 +120,20 @@ async def test_the_charts_move_inside_the_first_epoch(make_app, workdir: Path) -
         run.release()
         app.main.training = False
         await workers_done(pilot)
+
+
+async def test_the_epoch_table_shows_each_new_best_s_gain_and_whether_it_is_beyond_noise(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("f2")  # History's details pane: the whole width
+        view = app.main.history.query_one(RunView)
+        m = [runs.EpochMetrics(1, 0.5, 1.2, 0.700, 1.0, 1e-3, 1.0),
+             runs.EpochMetrics(2, 0.6, 1.0, 0.712, 0.9, 1e-3, 1.0, None, 0.008, 0.016),  # +1.20, 95% +0.80 to +1.60
+             runs.EpochMetrics(3, 0.6, 1.0, 0.709, 0.9, 1e-3, 1.0),
+             runs.EpochMetrics(4, 0.6, 1.0, 0.714, 0.9, 1e-3, 1.0, None, -0.001, 0.005)]  # +0.20, within noise
+        view.show(m, 4)
+        await pilot.pause()
+        table = view.query_one(DataTable)
+        assert [str(table.get_row_at(i)[-1]).strip() for i in range(4)] == ["", "+1.20±0.40✓", "", "+0.20±0.30~"]
+        assert table.virtual_size.width <= table.size.width

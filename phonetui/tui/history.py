@@ -24,7 +24,7 @@ from ..events import BestSaved, EpochEnd, Progress, RunStarted
 from ..fileio import read_text
 from .dialogs import Compare, Confirm, Confusions, ExportEnsemble
 from .messages import HistoryLoaded, Notice
-from .widgets import RunsTable, RunView, findings_text
+from .widgets import EpochTable, RunsTable, RunView, findings_text
 
 
 Group = tuple[str, str]  # ("sweep", its id) or ("study", its name): what trained a run
@@ -110,6 +110,8 @@ class RunDetails(Vertical):
         self.findings = diagnosis.of_run(run)
         found.update(findings_text(self.findings))
         found.display = bool(self.findings)
+        table = view.query_one(EpochTable)  # the pane's height for it may have changed with the findings
+        table.call_after_refresh(table.keep_cursor_in_view)
 
     @staticmethod
     def _phones_line(run) -> str:

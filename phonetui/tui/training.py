@@ -17,7 +17,7 @@ from ..diagnosis import Finding
 from ..errors import PhonetuiError
 from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted, WithinEpoch, clock
 from .messages import JobQueued, Notice, TrainerEvent, TrainingEnded
-from .widgets import RunView, findings_text
+from .widgets import EpochTable, RunView, findings_text
 
 if TYPE_CHECKING:
     from ..runs import EpochMetrics, StepPoint
@@ -186,7 +186,10 @@ class TrainingPanel(Vertical):
                 if f.id not in was:
                     self.post_message(Notice(f"diagnosis: {f.line()}"))
         line.update(findings_text(self.findings))
-        line.display = bool(self.findings)
+        if line.display != bool(self.findings):
+            line.display = bool(self.findings)
+            table = self.query_one(EpochTable)  # shorter or taller now: its cursor's row back in view
+            table.call_after_refresh(table.keep_cursor_in_view)
 
     def finished(self) -> None:
         trained = len(self.live) - self.earlier

@@ -45,14 +45,23 @@ class EpochTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True)
 
     def watch_show_horizontal_scrollbar(self) -> None:
-        self.call_after_refresh(self._keep_cursor_in_view)
+        self.call_after_refresh(self.keep_cursor_in_view)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self._keep_cursor_in_view)
+        self.call_after_refresh(self.keep_cursor_in_view)
 
-    def _keep_cursor_in_view(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=self.cursor_row, scroll=True)
+    def keep_cursor_in_view(self, tries: int = 20) -> None:
+        """Scroll the cursor's row into view, once the table knows its new height: DataTable sizes
+        its rows when idle and its scroll range follows a layout later; a scroll before then is
+        clamped to the old range (so it waits, a few refreshes at most)."""
+        if not self.row_count:
+            return
+        settled = self.virtual_size.height >= self.row_count + self.show_header and \
+            self.max_scroll_y >= self.virtual_size.height - self.size.height  # (its scroll range follows a layout later)
+        if not settled and tries:
+            self.call_after_refresh(self.keep_cursor_in_view, tries - 1)
+            return
+        self.move_cursor(row=self.cursor_row, scroll=True)
 
 
 def _saved(m: EpochMetrics, last_best: float | None) -> str:
@@ -118,6 +127,7 @@ class RunView(Vertical):
                                 for c in cells))
             if metrics:
                 table.move_cursor(row=len(metrics) - 1)
+                table.call_after_refresh(table.keep_cursor_in_view)
 
 
 def _sort_key(run: Run | DamagedRun, column: str, group: str) -> Any:

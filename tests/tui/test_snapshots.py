@@ -78,7 +78,8 @@ async def _browsing(pilot) -> None:
     """A finished run, then the History tab."""
     await _finished(pilot)
     await pilot.press("f2")
-    await pilot.pause()
+    await pilot.pause(0.2)
+    await _scrolled_to_cursor(pilot)  # History's details pane, in view now
 
 
 @SIZES
@@ -124,7 +125,7 @@ async def _scrolled_to_cursor(pilot) -> None:
     for 0.3 s: the table scrolls to its cursor after a refresh, and again when a scrollbar appears
     under it (EpochTable); a busy machine can leave either for after the picture, and a size that
     has not settled yet can make the first one look done (the old wait stopped there, 1 run in 4)."""
-    tables = [t for t in pilot.app.query("RunView DataTable") if t.row_count]
+    tables = [t for t in pilot.app.query("RunView DataTable") if t.row_count and t.size.height]  # those in view
 
     def at_cursor() -> bool:
         for table in tables:

@@ -137,3 +137,27 @@ async def test_the_epoch_table_shows_each_new_best_s_gain_and_whether_it_is_beyo
         table = view.query_one(DataTable)
         assert [str(table.get_row_at(i)[-1]).strip() for i in range(4)] == ["", "+1.20±0.40✓", "", "+0.20±0.30~"]
         assert table.virtual_size.width <= table.size.width
+
+
+async def test_the_run_line_keeps_every_part_and_the_lr_chart_shows_a_changing_rate(make_app, workdir: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        run = runs.create(Path("runs"), app.main.form.config().with_training(schedule="cosine"),
+                          {"started": "2021-03-01 12:00:00"})
+        app.main.training = True
+        app.main.place_left()
+        app.main.panel.post_message(TrainerEvent(trainer.RunStarted(run, "cpu, 2 threads", 2400, 600)))
+        line = app.query_one("#run-line")
+        await until(pilot, lambda: "val rows" in str(line.render()))
+        assert line.size.height == len(str(line.render()).split("\n")) <= 3  # all of it shown, broken between parts
+        view = app.main.panel.query_one(RunView)
+        lr = view.query_one(".lr-chart")
+        view.show([runs.EpochMetrics(1, 0.5, 1.2, 0.6, 1.1, 1e-3, 1.0)], 1)
+        assert not lr.display  # one rate: a number in the run line, no curve
+        view.show([runs.EpochMetrics(1, 0.5, 1.2, 0.6, 1.1, 1e-3, 1.0)], 1,
+                  [StepPoint(2, 1.5, 30, 1.0, 0.6, 7e-4), StepPoint(2, 1.9, 40, 0.9, 0.62, 5e-4)])
+        await pilot.pause()
+        assert lr.display and lr.series["lr"] == [(0, 1e-3), (1.5, 7e-4), (1.9, 5e-4)]
+        run.release()
+        app.main.training = False

@@ -39,7 +39,8 @@ def test_learns_well_above_chance_and_records_everything(tiny, demo, tmp_path):
     assert run.status.status == "finished" and run.status.epochs_done == 3
     with open(run.path / runs.METRICS) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds", "val_acc_raw"]
+    assert list(rows[0]) == ["epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds", "val_acc_raw",
+                             "gain_lo", "gain_hi"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert max(float(r["val_acc"]) for r in rows) == pytest.approx(best, abs=1e-6)
     again = runs.open_run(run.path)

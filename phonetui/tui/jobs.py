@@ -132,7 +132,8 @@ def sweep(queue, data, ui, jobs: int = 1):
         elif not sweeps.run(queue, data, listen, cancel, announce):
             return
         ui.say(f"sweep {queue.id} finished: History ranks its runs (F7 sorts by best val acc)", "ok", True)
-        ranked = [run for _, run in sweeps.leaderboard(queue) if run is not None]
+        ranked = [run for _, run in sweeps.leaderboard(sweeps.load(queue.runs_dir, queue.id)) if run is not None]  # as
+        # saved: --jobs workers record their runs in the sweep's file, not in this process's copy
         return _summary(f"sweep {queue.id} finished: {len(queue.trials)} runs", ranked[0] if ranked else None)
     return job
 

@@ -16,7 +16,7 @@ from ..config import n_epochs
 from ..diagnosis import Finding
 from ..errors import PhonetuiError
 from ..events import BestSaved, Cancelled, EpochEnd, Finished, Outcome, Progress, RunStarted, WithinEpoch, clock
-from .messages import JobQueued, Notice, TrainerEvent, TrainingEnded
+from .messages import JobLog, JobQueued, TrainerEvent, TrainingEnded
 from .widgets import EpochTable, RunView, findings_text
 
 if TYPE_CHECKING:
@@ -183,8 +183,8 @@ class TrainingPanel(Vertical):
             self.findings = diagnosis.diagnose(self.live, self.points, t.epochs, t.lr, t.val_ratio,
                                                noise.interval(counts) if counts else None)
             for f in self.findings:
-                if f.id not in was:
-                    self.post_message(Notice(f"diagnosis: {f.line()}"))
+                if f.id not in was:  # whole, in the Log (the status line keeps the run's own news)
+                    self.post_message(JobLog(f"diagnosis: {f.line()}"))
         line.update(findings_text(self.findings))
         if line.display != bool(self.findings):
             line.display = bool(self.findings)

@@ -118,7 +118,7 @@ class RunView(Vertical):
                 best = m.epoch == best_epoch
                 cells = [f"{m.epoch}{'*' if best else ' '}", _num(m.train_acc, ".4f"), _num(m.train_loss, ".4f"),
                          _num(m.val_acc, ".4f"), _num(m.val_loss, ".4f"), _num(m.lr, ".2g"),
-                         _num(m.seconds, ".0f" if m.seconds >= 100 else ".1f")]
+                         _num(m.seconds, ".0f" if m.seconds >= 100 or self.compact else ".1f")]
                 if not self.compact:
                     cells.append(_saved(m, last_best))
                 if m.val_acc is not None and (last_best is None or m.val_acc > last_best):

@@ -12,7 +12,8 @@ Thresholds, and why:
   since by more than twice its own jitter, while train loss went on falling. One or two rising
   epochs happen by chance; three with the train loss falling are the textbook sign.
 - still-improving: the val accuracy's least-squares slope over the last epochs (at least 5, or the
-  last half) is positive with t > 2 (about 95% one-sided), and the best epoch is among the last two.
+  last half) is positive with t > 2 (about 95% one-sided), and the best epoch is among the last two;
+  or, with fewer epochs, the last epoch's gain is beyond noise (its paired 95% interval leaves out 0).
 - lr-too-low: after LATE_EPOCH (30) epochs the train loss still falls steadily (t < -5) but by under
   SLOW_RATE (0.5%) of itself an epoch. A well-set Adam run makes most of its progress in its first
   epochs; a slow steady creep that late means the steps are too small.
@@ -159,16 +160,23 @@ def _overfitting(metrics: list[EpochMetrics], vals: list[EpochMetrics]) -> Findi
 
 
 def _still_improving(vals: list[EpochMetrics], epochs: int | None) -> Finding | None:
-    if len(vals) < TREND_EPOCHS:
+    if len(vals) < 2:
         return None
     tail = vals[-max(TREND_EPOCHS, len(vals) // 2):]
     b, t = _slope([m.epoch for m in tail], [m.val_acc for m in tail])
     best = max(vals, key=lambda m: m.val_acc)
-    if b <= 0 or t <= 2 or best.epoch < vals[-2].epoch:
+    last = vals[-1]
+    if len(vals) >= TREND_EPOCHS and b > 0 and t > 2 and best.epoch >= vals[-2].epoch:
+        evidence = f"val acc still climbs {_pts(b)} an epoch over epochs {tail[0].epoch}-{last.epoch} (t = {t:.1f}), " \
+                   f"best at epoch {best.epoch}"
+    elif last.gain_lo is not None and last.gain_lo > 0 and last.gain_hi is not None:  # too few epochs for a slope,
+        # but the last one's gain is beyond noise (paired over the validation utterances)
+        b = last.val_acc - max(m.val_acc for m in vals[:-1])
+        evidence = f"the last epoch ({last.epoch}) gained {_pts(b)} over the best before it, beyond noise (95%: " \
+                   f"{last.gain_lo * 100:+.2f} to {last.gain_hi * 100:+.2f} pts)"
+    else:
         return None
-    last = vals[-1].epoch
-    evidence = f"val acc still climbs {_pts(b)} an epoch over epochs {tail[0].epoch}-{last} (t = {t:.1f}), best at " \
-               f"epoch {best.epoch}"
+    last = last.epoch
     if epochs and epochs > last:  # a run in progress, or a log that stops before the run did
         return Finding(FindingId.STILL_IMPROVING, evidence,
                        f"let it run: its {epochs - last} epochs to come would add up to {_pts(b * (epochs - last))} "

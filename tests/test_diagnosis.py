@@ -120,3 +120,13 @@ def test_the_cli_prints_the_diagnosis_after_train_and_in_runs_show(demo_dir, pre
     assert main(["runs", "--runs", runs_dir, "--show", next(Path(runs_dir).iterdir()).name]) == 0
     shown = capsys.readouterr().out
     assert "diagnosis [lr-too-high]" in shown and "accuracy" in shown  # then the phones
+
+
+def test_a_short_run_whose_last_gain_is_beyond_noise_is_still_improving() -> None:
+    m = [EpochMetrics(1, 0.50, 1.81, 0.6417, 1.28, 1e-4, 34.0), EpochMetrics(2, 0.69, 1.09, 0.7365, 0.93, 1e-4, 39.0),
+         EpochMetrics(3, 0.77, 0.81, 0.7945, 0.73, 1e-4, 37.0, None, 0.0547, 0.0615)]  # README command 1's run
+    found = diagnosis.diagnose(m, epochs=3, lr=1e-4)
+    assert ids(found) == ["still-improving"] and "gained +5.80 pts over the best before it, beyond noise" in found[0].evidence
+    assert found[0].change == {"epochs": 13}
+    within = [*m[:2], dataclasses.replace(m[2], gain_lo=-0.001)]
+    assert diagnosis.diagnose(within, epochs=3) == []

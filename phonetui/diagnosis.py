@@ -176,15 +176,16 @@ def _still_improving(vals: list[EpochMetrics], epochs: int | None) -> Finding | 
                    f"{last.gain_lo * 100:+.2f} to {last.gain_hi * 100:+.2f} pts)"
     else:
         return None
-    last = last.epoch
+    headroom, last = 1.0 - best.val_acc, last.epoch
+
+    def gain(n: int) -> str:  # the slope carried on, never past 100%
+        return f"would add up to {_pts(min(b * n, headroom))} at this slope (an upper bound: curves flatten)"
+
     if epochs and epochs > last:  # a run in progress, or a log that stops before the run did
-        return Finding(FindingId.STILL_IMPROVING, evidence,
-                       f"let it run: its {epochs - last} epochs to come would add up to {_pts(b * (epochs - last))} "
-                       "at this slope (an upper bound: curves flatten)")
+        return Finding(FindingId.STILL_IMPROVING, evidence, f"let it run: its {epochs - last} epochs to come {gain(epochs - last)}")
     more = max(last, 10)
-    return Finding(FindingId.STILL_IMPROVING, evidence,
-                   f"train longer: {more} more epochs would add up to {_pts(b * more)} at this slope (an upper bound: "
-                   "curves flatten)", {"epochs": last + more})
+    return Finding(FindingId.STILL_IMPROVING, evidence, f"train longer: {more} more epochs {gain(more)}",
+                   {"epochs": last + more})
 
 
 def _too_low(metrics: list[EpochMetrics], lr: float | None) -> Finding | None:

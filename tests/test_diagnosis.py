@@ -130,3 +130,4 @@ def test_a_short_run_whose_last_gain_is_beyond_noise_is_still_improving() -> Non
     assert found[0].change == {"epochs": 13}
     within = [*m[:2], dataclasses.replace(m[2], gain_lo=-0.001)]
     assert diagnosis.diagnose(within, epochs=3) == []
+    assert "would add up to +20.55 pts" in found[0].suggestion  # the slope carried on, but never past 100%

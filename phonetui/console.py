@@ -95,33 +95,18 @@ def printer(tensorboard: bool = False):
 
 def study_board(study) -> None:
     """A study's leaderboard: every trial from every worker and machine, with where it ran."""
-    from . import search
+    from . import diagnostics, search
 
     board = search.leaderboard(study)
     keys, rows = search.board_rows(board)
-    vs = _versus_best([path for _, path in rows])
-    table = Table("rank", "trial", "state", *keys, "best val acc", "host", "vs best: val acc, 95%", Column("run", no_wrap=True),
-                  box=None)
+    vs = diagnostics.versus_best_at([path for _, path in rows])
+    table = Table("rank", "trial", "state", *keys, "best val acc", "vs best: val acc, 95%", "host",
+                  Column("run", no_wrap=True), box=None)
     for cells, run in rows:
         shown = run.relative_to(Path.cwd()) if run is not None and run.is_relative_to(Path.cwd()) else run
-        table.add_row(*cells, vs.get(run, "-"), str(shown or "-"))
+        table.add_row(*cells[:-1], vs.get(run, "-"), cells[-1], str(shown or "-"))
     console.print(f"study {study.study_name}: {len(board)} trials")
     print_table(table)
-
-
-def _versus_best(paths: list) -> dict:
-    """diagnostics.versus_best for the runs at `paths` that this machine can read (by path)."""
-    from . import diagnostics, runs
-
-    opened = {}
-    for path in paths:
-        try:
-            if path is not None:
-                opened[path] = runs.open_run(path)
-        except PhonetuiError:
-            pass  # another machine's run folder, or damaged: '-'
-    vs = diagnostics.versus_best(list(opened.values()))
-    return {path: vs[run.id] for path, run in opened.items()}
 
 
 def leaderboard(s) -> None:

@@ -130,3 +130,19 @@ def versus_best(runs: list[Run]) -> dict[str, str]:
         d = noise.difference(counts[r.id], counts[best]) if r.id in counts and r.id != best else None
         out[r.id] = "best" if r.id == best else "-" if d is None else f"{d.pts()}, {noise.verdict(d)}"
     return out
+
+
+def versus_best_at(paths: list) -> dict:
+    """versus_best for the runs at `paths` (a leaderboard's; None: no run yet) that this machine can
+    read, by path: another machine's run folder, or a damaged one, is left out ('-')."""
+    from .runs import open_run
+
+    opened = {}
+    for path in paths:
+        try:
+            if path is not None:
+                opened[path] = open_run(path)
+        except PhonetuiError:
+            pass
+    vs = versus_best(list(opened.values()))
+    return {path: vs[run.id] for path, run in opened.items()}

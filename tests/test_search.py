@@ -135,6 +135,10 @@ def test_a_study_is_named_for_its_fixed_settings_and_numbers_trials_as_its_leade
     trials = search.open_study(tmp_path, "tiny epochs=1", create=False).trials
     assert [t.number for t in trials] == [0, 1]
     assert all((tmp_path / t.user_attrs["run"] / runs.PREDICTION).is_file() for t in trials)  # --predict
+    assert main(["search", "--study", "tiny epochs=1", "--runs", str(tmp_path), "--list"]) == 0
+    board = capsys.readouterr().out.splitlines()
+    assert "vs best: val acc, 95%" in board[1] and " best " in board[2]  # the leader, then the other against it
+    assert " beyond noise " in board[3] or " within noise " in board[3]
     assert main([*base, "--epochs", "2", "--trials", "1"]) == 0  # another objective: a study of its own
     assert "trial 0 (1 of 1)" in capsys.readouterr().out
     assert len(search.open_study(tmp_path, "tiny epochs=1", create=False).trials) == 2

@@ -227,9 +227,10 @@ class StudyBoard(ModalScreen[None]):
 
         table = self.query_one(DataTable)
         keys, rows = board_rows(self.rows)
-        table.add_columns("rank", "trial", "state", *keys, "best val acc", "host", "run")
+        vs = diagnostics.versus_best_at([path for _, path in rows])
+        table.add_columns("rank", "trial", "state", *keys, "best val acc", "vs best: val acc, 95%", "host", "run")
         for cells, run in rows:
-            table.add_row(*cells, str(run or "-"))
+            table.add_row(*cells[:-1], vs.get(run, "-"), cells[-1], str(run or "-"))
 
 
 def _label(run: Run) -> str:

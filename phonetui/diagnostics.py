@@ -111,14 +111,15 @@ def read(run: Run) -> tuple[list[PhoneScore], list[Confusion]]:
     return phones, pairs
 
 
-def versus_best(runs: list[Run]) -> dict[str, str]:
+def versus_best(runs: list[Run], read: dict[str, noise.Counts | None] | None = None) -> dict[str, str]:
     """Each run's best model against the best run's (by run id): 'best', or the val acc difference
     with its 95% interval and whether it is beyond noise (paired where both share a validation
-    split), or '-' where a run kept no per-utterance counts (imported, or from before they were)."""
+    split), or '-' where a run kept no per-utterance counts (imported, or from before they were).
+    `read`: the runs' counts where the caller has read them already (by run id)."""
     counts: dict[str, noise.Counts] = {}
     for r in runs:
         try:
-            if (c := val_counts(r)) is not None:
+            if (c := read[r.id] if read is not None and r.id in read else val_counts(r)) is not None:
                 counts[r.id] = c
         except PhonetuiError:
             pass  # damaged: said '-', like a run without counts
@@ -128,7 +129,7 @@ def versus_best(runs: list[Run]) -> dict[str, str]:
     out = {}
     for r in runs:
         d = noise.difference(counts[r.id], counts[best]) if r.id in counts and r.id != best else None
-        out[r.id] = "best" if r.id == best else "-" if d is None else f"{d.pts()}, {noise.verdict(d)}"
+        out[r.id] = "best" if r.id == best else "-" if d is None else f"{d.pts()}, {d.verdict}"
     return out
 
 

@@ -92,7 +92,7 @@ class BestSaved:
         said = f"saving model with acc {self.val_acc:.3f}"
         if self.gain is None or self.over is None:
             return said
-        return f"{said}: {self.gain.pts()} over epoch {self.over}, {'beyond' if self.gain.beyond_noise else 'within'} noise"
+        return f"{said}: {self.gain.pts()} over epoch {self.over}, {self.gain.verdict}"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,11 @@ class Interval:
         """For a difference: its interval leaves out 0."""
         return self.lo > 0 or self.hi < 0
 
+    @property
+    def verdict(self) -> str:
+        """For a difference: 'beyond noise' or 'within noise'."""
+        return "beyond noise" if self.beyond_noise else "within noise"
+
     def pts(self) -> str:
         """In percentage points, e.g. '+0.14 (-0.10 to +0.38) pts'."""
         return f"{self.value * 100:+.2f} ({self.lo * 100:+.2f} to {self.hi * 100:+.2f}) pts"
@@ -103,4 +108,4 @@ def difference(a: Counts, b: Counts) -> Interval | None:
 
 def verdict(d: Interval | None) -> str:
     """'beyond noise', 'within noise', or '-' where it cannot be told."""
-    return "-" if d is None else "beyond noise" if d.beyond_noise else "within noise"
+    return "-" if d is None else d.verdict

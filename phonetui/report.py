@@ -241,7 +241,8 @@ def best_cell(e: Entry) -> str:
 def markdown(entries: list[Entry], names: list[str]) -> str:
     """report.md: the table of runs, then each figure (PNG shown, SVG linked) that was written."""
     diff = differences([e.run for e in entries])
-    vs = diagnostics.versus_best([e.run for e in entries])  # as Compare and the leaderboards say it
+    vs = diagnostics.versus_best([e.run for e in entries], {e.run.id: e.counts for e in entries})  # as Compare
+    # and the leaderboards say it, on the counts read above
     head = ["run", *diff, "epochs", "best val acc [95%]", "best epoch", "vs best", "test acc"]
     lines = [f"# Report: {len(entries)} run{'s' if len(entries) > 1 else ''}", "",
              f"Written {time.strftime('%Y-%m-%d %H:%M')} by phonetui {__version__}. Best val acc is the best "

@@ -249,23 +249,33 @@ def _noisy(vals: list[EpochMetrics], interval: Interval | None, val_ratio: float
                    {"val_ratio": ratio})
 
 
-def of_run(run) -> list[Finding]:
-    """The findings for a run as its folder holds it (its epochs, the points inside them, its settings,
-    its best model's interval); none where its metrics cannot be read."""
+def interval_of(run) -> Interval | None:
+    """The 95% interval of a run's best model's val acc, from its per-utterance counts (None without
+    them, or where they are damaged)."""
     from . import diagnostics, noise
+    from .errors import PhonetuiError
+
+    try:
+        counts = diagnostics.val_counts(run)
+    except PhonetuiError:
+        return None
+    return noise.interval(counts) if counts else None
+
+
+def of_run(run, metrics: list[EpochMetrics] | None = None, steps: list[StepPoint] | None = None,
+           interval: Interval | None = None) -> list[Finding]:
+    """The findings for a run with its settings: its epochs, the points inside them and its best
+    model's interval as the caller holds them, each read from its folder where not given; none
+    where its metrics cannot be read."""
     from .errors import PhonetuiError
 
     t = run.config.training
     try:
-        metrics = run.metrics()
+        metrics = run.metrics() if metrics is None else metrics
     except PhonetuiError:
         return []
     try:
-        steps = run.steps()
+        steps = run.steps() if steps is None else steps
     except PhonetuiError:
         steps = []
-    try:
-        counts = diagnostics.val_counts(run)
-    except PhonetuiError:
-        counts = None
-    return diagnose(metrics, steps, t.epochs, t.lr, t.val_ratio, noise.interval(counts) if counts else None)
+    return diagnose(metrics, steps, t.epochs, t.lr, t.val_ratio, interval or interval_of(run))

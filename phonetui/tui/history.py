@@ -107,7 +107,7 @@ class RunDetails(Vertical):
         line = f"{run.id}: {m.summary()} · lr {t.lr:g} · batch {t.batch_size} · {run.state}{test}{of}{note}"
         info.update(escape(line + self._phones_line(run)))
         view.show(metrics, run.status.best_epoch, steps)
-        self.findings = diagnosis.of_run(run)
+        self.findings = diagnosis.of_run(run, metrics, steps)  # (as read above)
         found.update(findings_text(self.findings))
         found.display = bool(self.findings)
         table = view.query_one(EpochTable)  # the pane's height for it may have changed with the findings

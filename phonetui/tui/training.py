@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
-from .. import diagnosis, diagnostics, noise
+from .. import diagnosis
 from ..config import n_epochs
 from ..diagnosis import Finding
 from ..errors import PhonetuiError
@@ -20,6 +20,7 @@ from .messages import JobLog, JobQueued, TrainerEvent, TrainingEnded
 from .widgets import EpochTable, RunView, findings_text
 
 if TYPE_CHECKING:
+    from ..noise import Interval
     from ..runs import EpochMetrics, StepPoint
 
 
@@ -50,6 +51,7 @@ class TrainingPanel(Vertical):
         self.progress_parts: list[str] = []  # the progress label's, while an epoch is in progress
         self.run = None  # the run being followed (a snapshot from its events)
         self.findings: list[Finding] = []  # its diagnosis, as of its last epoch
+        self.interval: Interval | None = None  # its best model's val acc interval (read as each best is saved)
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-line")
@@ -76,7 +78,7 @@ class TrainingPanel(Vertical):
         line.display = bool(text)
 
     def begin(self, what: str) -> None:
-        self.live, self.best_epoch, self.best_acc, self.run = [], None, None, None
+        self.live, self.best_epoch, self.best_acc, self.run, self.interval = [], None, None, None, None
         with self.app.batch_update():
             self.diagnose()
             self.queue("")
@@ -91,7 +93,7 @@ class TrainingPanel(Vertical):
         self.started_at = time.monotonic()
         self.live, self.best_epoch, self.best_acc = [], e.run.status.best_epoch, e.run.status.best_val_acc
         self.points = self._earlier_points(e.run)
-        self.run = e.run
+        self.run, self.interval = e.run, diagnosis.interval_of(e.run)  # a resumed run's best model's
         self.diagnose()
         self.earlier = 0  # epochs a resumed run had trained before, replayed as EpochEnd(earlier=True)
         t, m = e.run.config.training, e.run.config.model
@@ -164,24 +166,19 @@ class TrainingPanel(Vertical):
 
     def best(self, e) -> None:
         self.best_epoch, self.best_acc = e.epoch, e.val_acc
+        self.interval = diagnosis.interval_of(self.run) if self.run is not None else None  # its counts: just written
         self.query_one(RunView).show(self.live, self.best_epoch, self.points)
         self.diagnose()
 
     def diagnose(self) -> None:
-        """The run's findings so far (its best model's interval from its folder), under the progress; a
-        finding new since the last epoch is said on the status line too."""
+        """The run's findings so far, under the progress; a finding new since the last epoch goes
+        whole to the Log."""
         line = self.query_one("#findings", Static)
         if self.run is None:
             self.findings = []
         else:
-            t = self.run.config.training
-            try:
-                counts = diagnostics.val_counts(self.run)
-            except PhonetuiError:
-                counts = None
             was = {f.id for f in self.findings}
-            self.findings = diagnosis.diagnose(self.live, self.points, t.epochs, t.lr, t.val_ratio,
-                                               noise.interval(counts) if counts else None)
+            self.findings = diagnosis.of_run(self.run, self.live, self.points, self.interval)
             for f in self.findings:
                 if f.id not in was:  # whole, in the Log (the status line keeps the run's own news)
                     self.post_message(JobLog(f"diagnosis: {f.line()}"))

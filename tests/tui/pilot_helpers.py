@@ -44,6 +44,14 @@ async def train_until_best(pilot: Pilot) -> None:
     await until(pilot, lambda: pilot.app.main.panel.best_epoch is not None)
 
 
+async def train_until_resumable(pilot: Pilot) -> None:
+    """Press F5 and wait until an epoch has ended and its last.pt is written (the run goes on)."""
+    from phonetui import runs
+
+    await pilot.press("f5")
+    await until(pilot, lambda: any(Path("runs").glob(f"*/{runs.LAST}")))
+
+
 async def train_to_end(pilot: Pilot) -> None:
     """Press F5 and wait until the run has ended."""
     app, main = pilot.app, pilot.app.main

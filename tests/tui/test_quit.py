@@ -9,15 +9,14 @@ from phonetui import runs
 from phonetui.cli import left_line
 from phonetui.tui.dialogs import Confirm
 
-from tests.tui.pilot_helpers import ready, until
+from tests.tui.pilot_helpers import ready, train_until_resumable, until
 
 
 async def test_quitting_a_run_keeps_it_for_the_line_after_the_app(make_app) -> None:
     app = make_app("--epochs", "400", "--batch-size", "32")
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
-        await until(pilot, lambda: any(Path("runs").glob(f"*/{runs.LAST}")))  # an epoch has ended, resumable
+        await train_until_resumable(pilot)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.click("#confirm-yes")

@@ -19,7 +19,8 @@ from phonetui.config import RunConfig
 from phonetui.tui.app import PAGE_CLOSED, PageDriver
 from phonetui.tui.dialogs import Confirm
 
-from tests.tui.pilot_helpers import ready, until
+from tests.tui.pilot_helpers import ready, train_until_resumable, until
+from tests.tui.test_app import status
 
 app_service = pytest.importorskip("textual_serve.app_service")
 download_manager = pytest.importorskip("textual_serve.download_manager")
@@ -56,16 +57,11 @@ async def close_the_page(app) -> None:
     assert json.loads(stdin.sent[5:]) == {"type": "quit"}
 
 
-def status_line(app) -> str:
-    return str(app.main.query_one("#status").render())
-
-
 async def test_a_closed_page_stops_the_run_saying_so_and_the_next_app_resumes_it(make_app) -> None:
     app = make_app("--epochs", "400", "--batch-size", "32")
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        await pilot.press("f5")
-        await until(pilot, lambda: any(Path("runs").glob(f"*/{runs.LAST}")))  # an epoch has ended, resumable
+        await train_until_resumable(pilot)
         await close_the_page(app)
         await until(pilot, lambda: not app.is_running, timeout=30)
     (run,) = runs.list_runs(Path("runs"))
@@ -76,7 +72,7 @@ async def test_a_closed_page_stops_the_run_saying_so_and_the_next_app_resumes_it
     app = make_app("--epochs", "400", "--batch-size", "32")  # the next page (or a terminal) in the same runs folder
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        assert status_line(app) == (f"run {run.id} stopped when its browser page closed (after epoch {n}): "
+        assert status(app) == (f"run {run.id} stopped when its browser page closed (after epoch {n}): "
                                     "F10 on it in History (F2) resumes it")
         assert app.main.history.table.selected().id == run.id
         await pilot.press("f2", "f10")  # History, then resume the run under the cursor
@@ -117,14 +113,14 @@ async def test_the_next_app_tells_of_the_newest_run_only_if_its_page_closed_it(m
         await ready(pilot)
         said = [line for line in app.main.query_one("#log").entries if "browser page" in line]
         if case == "closed":
-            assert status_line(app) == (f"run {closed.id} stopped when its browser page closed (after epoch 2): "
+            assert status(app) == (f"run {closed.id} stopped when its browser page closed (after epoch 2): "
                                         "F10 on it in History (F2) resumes it")
             assert app.main.history.table.selected().id == closed.id
         elif case == "first epoch":
-            assert status_line(app) == (f"run {closed.id} stopped when its browser page closed before its first "
+            assert status(app) == (f"run {closed.id} stopped when its browser page closed before its first "
                                         "epoch ended: nothing to resume")
         else:
-            assert said == [] and "browser page" not in status_line(app)
+            assert said == [] and "browser page" not in status(app)
 
 
 def test_only_an_app_that_serve_started_reads_a_closed_page(make_app, monkeypatch) -> None:

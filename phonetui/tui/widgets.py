@@ -75,11 +75,12 @@ def _saved(m: EpochMetrics, last_best: float | None) -> str:
 
 class RunView(Vertical):
     """One run's curves (train/val accuracy and loss charts) and its epoch table, best epoch marked.
-    Below 62 columns the table's headers shorten and its columns close up, so that every column
-    stays in view (the form beside it at 80 columns leaves the pane 43)."""
+    Below 80 columns the table's headers shorten (the form beside it at 120 columns leaves the pane
+    72); below 62 its columns close up and the gain column goes (the form beside it at 80 columns
+    leaves 43), so that every column stays in view."""
 
     COLUMNS = {"epoch": "ep", "train acc": "acc", "train loss": "loss", "val acc": "v acc", "val loss": "v loss",
-               "lr": "lr", "s": "s"}  # label -> compact label
+               "lr": "lr", "s": "s"}  # label -> short label
     SAVED = "gain ±95%"  # the wide table: a new best model's gain in points, ✓ beyond noise, ~ within it
 
     def __init__(self, **kwargs: Any) -> None:
@@ -87,21 +88,22 @@ class RunView(Vertical):
         self.metrics: list[EpochMetrics] = []
         self.steps: list[StepPoint] = []
         self.best_epoch: int | None = None
-        self.compact: bool | None = None
+        self.compact: bool | None = None  # closed-up columns, no gain column
+        self.short: bool | None = None  # short headers
 
     def compose(self) -> ComposeResult:
         yield RunCharts()
         yield EpochTable()
 
     def on_resize(self) -> None:
-        compact = self.size.width < 62
-        if compact != self.compact:
-            self.compact = compact
+        compact, short = self.size.width < 62, self.size.width < 80
+        if (compact, short) != (self.compact, self.short):
+            self.compact, self.short = compact, short
             table = self.query_one(DataTable)
             table.clear(columns=True)
             table.cell_padding = 0 if compact else 1  # compact: one space between columns (a cell's own), not two
-            table.add_columns(*(" " + short if compact else label for label, short in self.COLUMNS.items()),
-                              *([] if compact else [self.SAVED]))
+            table.add_columns(*((" " if compact else "") + (brief if short else label)
+                                for label, brief in self.COLUMNS.items()), *([] if compact else [self.SAVED]))
             self.show(self.metrics, self.best_epoch, self.steps)
 
     def show(self, metrics: list[EpochMetrics], best_epoch: int | None, steps: list[StepPoint] | None = None) -> None:

@@ -137,6 +137,13 @@ async def test_the_epoch_table_shows_each_new_best_s_gain_and_whether_it_is_beyo
         table = view.query_one(DataTable)
         assert [str(table.get_row_at(i)[-1]).strip() for i in range(4)] == ["", "+1.20±0.40✓", "", "+0.20±0.30~"]
         assert table.virtual_size.width <= table.size.width
+        await pilot.press("f2", "f2")  # Log, then Training again: the form beside it leaves the table 72 columns
+        view = app.main.panel.query_one(RunView)
+        view.show(m, 4)
+        await pilot.pause()
+        table = view.query_one(DataTable)
+        assert app.main.setup.display and str(table.get_row_at(1)[-1]).strip() == "+1.20±0.40✓"
+        assert table.virtual_size.width <= table.size.width, (table.virtual_size, table.size)  # seen cut in tmux
 
 
 async def test_the_run_line_keeps_every_part_and_the_lr_chart_shows_a_changing_rate(make_app, workdir: Path) -> None:
